@@ -1,0 +1,306 @@
+#include "engine/decoder.h"
+
+#include <simdjson.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace cepheus::engine {
+
+bool ParseTimestampText(std::string_view text, int64_t* ms) {
+  int64_t v;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec == std::errc() && p == text.data() + text.size()) {
+    *ms = v;
+    return true;
+  }
+  auto t = ParseRfc3339(text);
+  if (!t) return false;
+  *ms = t->millis();
+  return true;
+}
+
+namespace {
+
+// Shared tail of both decoders: required fields present, time set, row built.
+bool Finish(const DecoderOptions& o, RowBuilder& b, uint64_t seq, RowPtr* out, std::string* error) {
+  for (int f : o.required) {
+    if (!b.IsSet(static_cast<size_t>(f))) {
+      *error = "missing " + std::string(f == o.time_field ? "event time" : "key") + " field '" +
+               o.schema->field(static_cast<size_t>(f)).name + "'";
+      return false;
+    }
+  }
+  // The time slot holds epoch ms for both timestamp and int fields.
+  RowPtr tmp = b.Build(EventTime::FromMillis(0), seq);
+  int64_t ts = tmp->GetInt(static_cast<size_t>(o.time_field));
+  *out = b.Build(EventTime::FromMillis(ts), seq);
+  return true;
+}
+
+const char* JsonTypeName(simdjson::ondemand::json_type t) {
+  switch (t) {
+    case simdjson::ondemand::json_type::array:
+      return "an array";
+    case simdjson::ondemand::json_type::object:
+      return "an object";
+    case simdjson::ondemand::json_type::number:
+      return "a number";
+    case simdjson::ondemand::json_type::string:
+      return "a string";
+    case simdjson::ondemand::json_type::boolean:
+      return "a boolean";
+    case simdjson::ondemand::json_type::null:
+      return "null";
+  }
+  return "?";
+}
+
+class JsonlDecoder final : public RecordDecoder {
+ public:
+  explicit JsonlDecoder(DecoderOptions o) : o_(std::move(o)), builder_(o_.schema->size()) {}
+
+  bool Decode(std::string_view text, uint64_t seq, RowPtr* out, std::string* error) override {
+    buf_.assign(text.data(), text.size());
+    buf_.resize(text.size() + simdjson::SIMDJSON_PADDING);
+    simdjson::padded_string_view view(buf_.data(), text.size(), buf_.size());
+    builder_.Reset();
+    simdjson::ondemand::document doc;
+    if (auto err = parser_.iterate(view).get(doc)) return Fail(error, err);
+    simdjson::ondemand::object obj;
+    if (auto err = doc.get_object().get(obj)) {
+      *error = "invalid JSON: a record must be a JSON object";
+      (void)err;
+      return false;
+    }
+    for (auto field_result : obj) {
+      simdjson::ondemand::field field;
+      if (auto err = std::move(field_result).get(field)) return Fail(error, err);
+      std::string_view key;
+      if (auto err = field.unescaped_key().get(key)) return Fail(error, err);
+      int idx = o_.schema->IndexOf(key);
+      simdjson::ondemand::value v = field.value();
+      if (idx < 0) continue;  // fields outside the schema are ignored
+      if (!ReadValue(static_cast<size_t>(idx), v, error)) return false;
+    }
+    // simdjson stops at the end of the object; anything after it is junk.
+    size_t end = text.find_last_not_of(" \t\r");
+    if (end == std::string_view::npos || text[end] != '}') {
+      *error = "invalid JSON: unexpected text after the object";
+      return false;
+    }
+    return Finish(o_, builder_, seq, out, error);
+  }
+
+ private:
+  bool Fail(std::string* error, simdjson::error_code err) {
+    *error = std::string("invalid JSON: ") + simdjson::error_message(err);
+    return false;
+  }
+
+  bool TypeError(size_t i, const char* want, simdjson::ondemand::value& v, std::string* error) {
+    simdjson::ondemand::json_type t;
+    const char* got = v.type().get(t) ? "invalid JSON" : JsonTypeName(t);
+    *error = "field '" + o_.schema->field(i).name + "': expected " + want + ", got " + got;
+    return false;
+  }
+
+  bool ReadValue(size_t i, simdjson::ondemand::value& v, std::string* error) {
+    bool is_null = false;
+    if (!v.is_null().get(is_null) && is_null) return true;  // stays null
+    switch (o_.schema->field(i).type) {
+      case FieldType::kInt: {
+        int64_t x;
+        if (v.get_int64().get(x)) return TypeError(i, "an integer", v, error);
+        builder_.SetInt(i, x);
+        return true;
+      }
+      case FieldType::kDouble: {
+        double x;
+        if (v.get_double().get(x)) return TypeError(i, "a number", v, error);
+        builder_.SetDouble(i, x);
+        return true;
+      }
+      case FieldType::kString: {
+        std::string_view x;
+        if (v.get_string().get(x)) return TypeError(i, "a string", v, error);
+        builder_.SetString(i, x);
+        return true;
+      }
+      case FieldType::kBool: {
+        bool x;
+        if (v.get_bool().get(x)) return TypeError(i, "true or false", v, error);
+        builder_.SetBool(i, x);
+        return true;
+      }
+      case FieldType::kTimestamp: {
+        simdjson::ondemand::json_type t;
+        if (v.type().get(t)) return TypeError(i, "a timestamp", v, error);
+        if (t == simdjson::ondemand::json_type::number) {
+          int64_t x;
+          if (v.get_int64().get(x)) {
+            double d;
+            if (v.get_double().get(d)) return TypeError(i, "epoch milliseconds", v, error);
+            x = static_cast<int64_t>(d);
+          }
+          builder_.SetInt(i, x);
+          return true;
+        }
+        std::string_view s;
+        if (v.get_string().get(s))
+          return TypeError(i, "an RFC 3339 time or epoch milliseconds", v, error);
+        int64_t ms;
+        if (!ParseTimestampText(s, &ms)) {
+          *error = "field '" + o_.schema->field(i).name + "': '" + std::string(s) +
+                   "' is not an RFC 3339 time or epoch milliseconds";
+          return false;
+        }
+        builder_.SetInt(i, ms);
+        return true;
+      }
+    }
+    return true;
+  }
+
+  DecoderOptions o_;
+  RowBuilder builder_;
+  simdjson::ondemand::parser parser_;
+  std::string buf_;
+};
+
+class CsvDecoder final : public RecordDecoder {
+ public:
+  explicit CsvDecoder(DecoderOptions o) : o_(std::move(o)), builder_(o_.schema->size()) {}
+  bool wants_header() const override { return true; }
+
+  Status SetHeader(std::string_view line) override {
+    std::vector<std::string> cols;
+    std::string error;
+    if (!Split(line, &cols, &error)) return Status::InvalidArgument("CSV header: " + error);
+    column_field_.clear();
+    std::vector<bool> seen(o_.schema->size(), false);
+    for (const auto& c : cols) {
+      int idx = o_.schema->IndexOf(c);
+      column_field_.push_back(idx);
+      if (idx >= 0) seen[static_cast<size_t>(idx)] = true;
+    }
+    for (int r : o_.required)
+      if (!seen[static_cast<size_t>(r)])
+        return Status::InvalidArgument("CSV header has no column '" +
+                                       o_.schema->field(static_cast<size_t>(r)).name +
+                                       "', which every record needs");
+    return Status::Ok();
+  }
+
+  bool Decode(std::string_view text, uint64_t seq, RowPtr* out, std::string* error) override {
+    if (!Split(text, &cols_, error)) return false;
+    if (cols_.size() != column_field_.size()) {
+      *error = "CSV record has " + std::to_string(cols_.size()) + " columns, the header has " +
+               std::to_string(column_field_.size());
+      return false;
+    }
+    builder_.Reset();
+    for (size_t c = 0; c < cols_.size(); ++c) {
+      int idx = column_field_[c];
+      if (idx < 0 || cols_[c].empty()) continue;
+      if (!ReadText(static_cast<size_t>(idx), cols_[c], error)) return false;
+    }
+    return Finish(o_, builder_, seq, out, error);
+  }
+
+ private:
+  static bool Split(std::string_view line, std::vector<std::string>* cols, std::string* error) {
+    cols->clear();
+    std::string cur;
+    bool quoted = false, was_quoted = false;
+    for (size_t i = 0; i < line.size(); ++i) {
+      char c = line[i];
+      if (quoted) {
+        if (c == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            cur.push_back('"');
+            ++i;
+          } else {
+            quoted = false;
+          }
+        } else {
+          cur.push_back(c);
+        }
+      } else if (c == '"' && cur.empty() && !was_quoted) {
+        quoted = was_quoted = true;
+      } else if (c == ',') {
+        cols->push_back(std::move(cur));
+        cur.clear();
+        was_quoted = false;
+      } else if (c == '\r' && i + 1 == line.size()) {
+        break;
+      } else {
+        cur.push_back(c);
+      }
+    }
+    if (quoted) {
+      *error = "CSV record has an unterminated quoted field";
+      return false;
+    }
+    cols->push_back(std::move(cur));
+    return true;
+  }
+
+  bool ReadText(size_t i, const std::string& s, std::string* error) {
+    const Field& f = o_.schema->field(i);
+    auto bad = [&](const char* want) {
+      *error = "field '" + f.name + "': '" + s + "' is not " + want;
+      return false;
+    };
+    switch (f.type) {
+      case FieldType::kInt: {
+        int64_t v;
+        auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec != std::errc() || p != s.data() + s.size()) return bad("an integer");
+        builder_.SetInt(i, v);
+        return true;
+      }
+      case FieldType::kDouble: {
+        double v;
+        auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec != std::errc() || p != s.data() + s.size()) return bad("a number");
+        builder_.SetDouble(i, v);
+        return true;
+      }
+      case FieldType::kString:
+        builder_.SetString(i, s);
+        return true;
+      case FieldType::kBool:
+        if (s == "true" || s == "1" || s == "TRUE" || s == "True")
+          builder_.SetBool(i, true);
+        else if (s == "false" || s == "0" || s == "FALSE" || s == "False")
+          builder_.SetBool(i, false);
+        else
+          return bad("true or false");
+        return true;
+      case FieldType::kTimestamp: {
+        int64_t ms;
+        if (!ParseTimestampText(s, &ms)) return bad("an RFC 3339 time or epoch milliseconds");
+        builder_.SetInt(i, ms);
+        return true;
+      }
+    }
+    return true;
+  }
+
+  DecoderOptions o_;
+  RowBuilder builder_;
+  std::vector<int> column_field_;
+  std::vector<std::string> cols_;
+};
+
+}  // namespace
+
+std::unique_ptr<RecordDecoder> MakeJsonlDecoder(DecoderOptions options) {
+  return std::make_unique<JsonlDecoder>(std::move(options));
+}
+std::unique_ptr<RecordDecoder> MakeCsvDecoder(DecoderOptions options) {
+  return std::make_unique<CsvDecoder>(std::move(options));
+}
+
+}  // namespace cepheus::engine

@@ -1,0 +1,42 @@
+// Record decoders: turn one input record (a JSONL line, a CSV row) into a Row
+// of the stream's schema. A record that does not fit is rejected with a
+// reason (it goes to the dead-letter output); nothing is guessed. A decoder
+// is used by one thread at a time.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/row.h"
+#include "common/schema.h"
+#include "common/status.h"
+
+namespace cepheus::engine {
+
+struct DecoderOptions {
+  const Schema* schema = nullptr;
+  int time_field = -1;
+  // Fields a record must carry (key and event-time fields). Others may be
+  // absent or null.
+  std::vector<int> required;
+};
+
+class RecordDecoder {
+ public:
+  virtual ~RecordDecoder() = default;
+  // True if the first record is a header (CSV).
+  virtual bool wants_header() const { return false; }
+  virtual Status SetHeader(std::string_view line) { return Status::Ok(); }
+  // Decodes `text`. On failure returns false and sets `*error`.
+  virtual bool Decode(std::string_view text, uint64_t seq, RowPtr* out, std::string* error) = 0;
+};
+
+std::unique_ptr<RecordDecoder> MakeJsonlDecoder(DecoderOptions options);
+std::unique_ptr<RecordDecoder> MakeCsvDecoder(DecoderOptions options);
+
+// Parses a timestamp given as text: epoch milliseconds or RFC 3339.
+bool ParseTimestampText(std::string_view text, int64_t* ms);
+
+}  // namespace cepheus::engine

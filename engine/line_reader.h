@@ -1,0 +1,55 @@
+// LineReader: reads newline-separated records from a file or standard input
+// ("-"), remembering each record's line number and byte offset (for
+// dead-letter reports and, later, replay positions). A regular file is a
+// bounded input; a pipe or terminal is unbounded and read with a timeout so
+// that the caller can keep time while it is quiet. Single-threaded.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace cepheus::engine {
+
+class LineReader {
+ public:
+  enum class Result { kLine, kEnd, kTimeout, kError };
+
+  static cepheus::Result<std::unique_ptr<LineReader>> Open(const std::string& path);
+  ~LineReader();
+  LineReader(const LineReader&) = delete;
+  LineReader& operator=(const LineReader&) = delete;
+
+  // The next record, without its line terminator; valid until the next call.
+  // Waits at most `timeout_ms` for data on an unbounded input (0: no wait).
+  Result Next(std::string_view* line, int timeout_ms);
+  // 1-based line number and byte offset of the record Next() returned last.
+  uint64_t line_number() const { return line_number_; }
+  uint64_t offset() const { return line_offset_; }
+  uint64_t bytes_read() const { return consumed_; }
+  bool bounded() const { return bounded_; }
+  const std::string& name() const { return name_; }
+  const Status& error() const { return error_; }
+
+ private:
+  LineReader() = default;
+  bool Fill(int timeout_ms, bool* timed_out);
+
+  std::string name_;
+  int fd_ = -1;
+  bool owns_fd_ = false;
+  bool bounded_ = true;
+  bool eof_ = false;
+  std::vector<char> buf_;
+  size_t begin_ = 0, end_ = 0;
+  uint64_t consumed_ = 0;  // bytes before buf_[begin_]
+  uint64_t line_number_ = 0;
+  uint64_t line_offset_ = 0;
+  Status error_;
+};
+
+}  // namespace cepheus::engine

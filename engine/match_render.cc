@@ -1,0 +1,140 @@
+#include "engine/match_render.h"
+
+#include <cstdio>
+
+#include "common/hash.h"
+#include "common/json.h"
+
+namespace cepheus::engine {
+namespace {
+
+void AppendValue(std::string* out, const patterns::Value& v) {
+  using T = patterns::Value::Type;
+  switch (v.type) {
+    case T::kNull:
+      *out += "null";
+      break;
+    case T::kInt:
+      *out += std::to_string(v.i);
+      break;
+    case T::kDouble:
+      AppendJsonDouble(*out, v.d);
+      break;
+    case T::kBool:
+      *out += v.i ? "true" : "false";
+      break;
+    case T::kString:
+      AppendJsonString(*out, v.s);
+      break;
+    case T::kTimestamp:
+      AppendJsonString(*out, FormatRfc3339(EventTime::FromMillis(v.i)));
+      break;
+  }
+}
+
+void AppendField(std::string* out, const Row& row, size_t i, FieldType t) {
+  AppendValue(out, patterns::ReadField(row, static_cast<int>(i), t));
+}
+
+}  // namespace
+
+std::string KeyString(const Row& row, const std::vector<int>& fields, const Schema& schema) {
+  std::string key;
+  for (size_t k = 0; k < fields.size(); ++k) {
+    if (k) key.push_back('|');
+    size_t i = static_cast<size_t>(fields[k]);
+    if (row.IsNull(i)) continue;
+    switch (schema.field(i).type) {
+      case FieldType::kString:
+        key.append(row.GetString(i));
+        break;
+      case FieldType::kInt:
+      case FieldType::kTimestamp:
+        key += std::to_string(row.GetInt(i));
+        break;
+      case FieldType::kDouble: {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.17g", row.GetDouble(i));
+        key += buf;
+        break;
+      }
+      case FieldType::kBool:
+        key += row.GetBool(i) ? "true" : "false";
+        break;
+    }
+  }
+  return key;
+}
+
+uint64_t MatchId(std::string_view pattern, std::string_view key, const BufNode* last,
+                 bool timeout) {
+  uint64_t h = HashCombine(StableHash(pattern), StableHash(key));
+  h = HashCombine(h, timeout ? 1 : 0);
+  for (const BufNode* n : PathOf(last)) {
+    h = HashCombine(h, static_cast<uint64_t>(n->id.ts));
+    h = HashCombine(h, n->id.tie);
+    h = HashCombine(h, static_cast<uint64_t>(n->var));
+  }
+  return h;
+}
+
+void AppendRowJson(std::string* out, const Row& row, const Schema& schema) {
+  out->push_back('{');
+  for (size_t i = 0; i < schema.size(); ++i) {
+    if (i) out->push_back(',');
+    AppendJsonString(*out, schema.field(i).name);
+    out->push_back(':');
+    AppendField(out, row, i, schema.field(i).type);
+  }
+  out->push_back('}');
+}
+
+void RenderMatch(const patterns::CompiledPattern& p, std::string_view key, const MatchResult& m,
+                 std::string* out) {
+  const auto path = PathOf(m.last);
+  JsonObject o(*out);
+  o.String("pattern", p.name);
+  o.String("type", m.timeout ? "timeout" : "match");
+  o.String("key", key);
+  o.String("start", FormatRfc3339(m.start));
+  o.String("end", FormatRfc3339(m.end));
+  char id[20];
+  std::snprintf(id, sizeof id, "%016llx",
+                static_cast<unsigned long long>(MatchId(p.name, key, m.last, m.timeout)));
+  o.String("id", id);
+  const auto& fields = m.timeout ? p.timeout_emit : p.emit;
+  o.Key("fields");
+  {
+    JsonObject f(*out);
+    patterns::EvalContext ctx{path.back()->row.get(), m.aggs.data(), -1};
+    for (const auto& e : fields) {
+      f.Key(e.name);
+      AppendValue(out, p.program.Eval(e.expr, ctx));
+    }
+    f.End();
+  }
+  if (m.timeout ? p.timeout_emit_events : p.emit_events) {
+    o.Key("events");
+    JsonObject ev(*out);
+    for (size_t v = 0; v < p.vars.size(); ++v) {
+      bool any = false;
+      for (const BufNode* n : path) {
+        if (n->var != static_cast<int>(v)) continue;
+        if (!any) {
+          ev.Key(p.vars[v]);
+          out->push_back('[');
+        } else {
+          out->push_back(',');
+        }
+        any = true;
+        AppendRowJson(out, *n->row, *p.schema);
+      }
+      if (any) out->push_back(']');
+    }
+    ev.End();
+  }
+  o.End();
+  out->push_back('\n');
+}
+
+}  // namespace cepheus::engine

@@ -1,0 +1,32 @@
+// Rendering of output records as JSON lines: matches and timeouts (with their
+// EMIT fields and deterministic id), and events (for late and EVENTS output).
+// Pure functions; thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/row.h"
+#include "common/schema.h"
+#include "engine/nfa_runtime.h"
+#include "patterns/compiled.h"
+
+namespace cepheus::engine {
+
+// The partition key of `row` as text: the field value, or values joined by
+// '|' for a composite key. Empty when the pattern is not partitioned.
+std::string KeyString(const Row& row, const std::vector<int>& fields, const Schema& schema);
+
+// A stable 64-bit id of a match: pattern, key, and each event's (time, tie,
+// stage). Equal for the same match whatever the parallelism or run.
+uint64_t MatchId(std::string_view pattern, std::string_view key, const BufNode* last, bool timeout);
+
+// Appends one JSON line (with '\n') for `m`.
+void RenderMatch(const patterns::CompiledPattern& p, std::string_view key, const MatchResult& m,
+                 std::string* out);
+
+// Appends `row` as a JSON object of its schema fields.
+void AppendRowJson(std::string* out, const Row& row, const Schema& schema);
+
+}  // namespace cepheus::engine

@@ -1,0 +1,433 @@
+#include "engine/nfa_runtime.h"
+
+#include <algorithm>
+
+namespace cepheus::engine {
+namespace {
+
+using patterns::CompiledPattern;
+using patterns::Condition;
+using patterns::Contiguity;
+using patterns::Edge;
+using patterns::NfaState;
+using patterns::Quantifier;
+using patterns::SkipStrategy;
+
+// Per-event condition cache: the event-only part of each condition is
+// evaluated at most once per event, whatever the number of runs.
+class CondEval {
+ public:
+  CondEval(const CompiledPattern& p, const Row* row, std::vector<int8_t>& cache)
+      : p_(p), row_(row), cache_(cache) {
+    cache_.assign(p.conditions.size(), -1);
+  }
+  bool Pre(int c) {
+    int8_t& v = cache_[static_cast<size_t>(c)];
+    if (v < 0) {
+      const Condition& cd = p_.conditions[static_cast<size_t>(c)];
+      patterns::EvalContext ctx{row_, nullptr, cd.var};
+      v = cd.prefilter < 0 || p_.program.Test(cd.prefilter, ctx);
+    }
+    return v != 0;
+  }
+  bool Test(int c, const uint64_t* aggs) {
+    if (!Pre(c)) return false;
+    const Condition& cd = p_.conditions[static_cast<size_t>(c)];
+    if (cd.residual < 0) return true;
+    patterns::EvalContext ctx{row_, aggs, cd.var};
+    return p_.program.Test(cd.residual, ctx);
+  }
+
+ private:
+  const CompiledPattern& p_;
+  const Row* row_;
+  std::vector<int8_t>& cache_;
+};
+
+thread_local std::vector<int8_t> t_cond_cache;
+
+bool PathLess(const BufNode* a, const BufNode* b) {
+  auto pa = PathOf(a), pb = PathOf(b);
+  return std::lexicographical_compare(pa.begin(), pa.end(), pb.begin(), pb.end(),
+                                      [](const BufNode* x, const BufNode* y) {
+                                        return x->id != y->id ? x->id < y->id : x->var < y->var;
+                                      });
+}
+
+bool SamePath(const BufNode* a, const BufNode* b) {
+  while (a && b) {
+    if (a == b) return true;
+    if (a->id != b->id || a->var != b->var) return false;
+    a = a->prev;
+    b = b->prev;
+  }
+  return a == b;
+}
+
+// Which fired edges survive greedy / reluctant preferences: when one run
+// could both stay in (or enter) quantifier Q and leave (or skip) it on the
+// same event, a greedy Q keeps only the staying branches and a reluctant Q
+// only the leaving ones. Decided on the whole fired set at once.
+uint64_t ResolveConflicts(const CompiledPattern& p, const NfaState& st, const int* fired,
+                          int nfired) {
+  uint64_t keep = nfired >= 64 ? ~uint64_t{0} : (uint64_t{1} << nfired) - 1;
+  if (p.quants.empty() || nfired < 2) return keep;
+  uint64_t cont = 0, byp = 0;
+  for (int i = 0; i < nfired; ++i) {
+    const Edge& e = st.edges[static_cast<size_t>(fired[i])];
+    cont |= e.continue_q;
+    byp |= e.bypass_q;
+  }
+  uint64_t conflicts = cont & byp;
+  if (!conflicts) return keep;
+  uint64_t greedy = 0, reluctant = 0;
+  for (size_t q = 0; q < p.quants.size(); ++q) {
+    if (!(conflicts >> q & 1)) continue;
+    if (p.quants[q].mode == Quantifier::Mode::kGreedy) greedy |= uint64_t{1} << q;
+    if (p.quants[q].mode == Quantifier::Mode::kReluctant) reluctant |= uint64_t{1} << q;
+  }
+  for (int i = 0; i < nfired; ++i) {
+    const Edge& e = st.edges[static_cast<size_t>(fired[i])];
+    if ((e.bypass_q & greedy) || (e.continue_q & reluctant)) keep &= ~(uint64_t{1} << i);
+  }
+  return keep;
+}
+
+uint64_t AllBits(size_t n) { return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1; }
+
+}  // namespace
+
+KeyMatcher::~KeyMatcher() = default;
+
+void KeyMatcher::Clear(MatcherEnv& env) {
+  for (Run& r : runs_) env.pool->Unref(r.node);
+  for (MatchResult& m : held_) env.pool->Unref(m.last);
+  runs_.clear();
+  held_.clear();
+}
+
+EventId KeyMatcher::NextId(EventTime t) {
+  if (t.millis() == last_id_.ts) {
+    ++last_id_.tie;
+  } else {
+    last_id_ = EventId{t.millis(), 0};
+  }
+  return last_id_;
+}
+
+EventTime KeyMatcher::Deadline(const MatcherEnv& env, const Run& r) const {
+  const CompiledPattern& p = *env.pattern;
+  EventTime d = EventTime::Max();
+  if (p.within) d = std::min(d, r.start + *p.within);
+  if (p.max_gap) d = std::min(d, r.last + *p.max_gap);
+  return d;
+}
+
+EventTime KeyMatcher::NextDeadline(const MatcherEnv& env) const {
+  EventTime d = EventTime::Max();
+  for (const Run& r : runs_) d = std::min(d, Deadline(env, r));
+  return d;
+}
+
+void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
+  Expire(env, row->time());
+  const uint64_t pos = position_++;
+  const CompiledPattern& p = *env.pattern;
+  CondEval cond(p, row.get(), t_cond_cache);
+  std::vector<Run> next;
+  next.reserve(runs_.size() + 2);
+  std::vector<Run> spawned;
+  std::vector<MatchResult> completed;
+  const std::vector<uint64_t> zero_aggs(static_cast<size_t>(p.aggs.num_words), 0);
+
+  auto spawn = [&](const Run* parent, int target) {
+    const NfaState& ts = p.states[static_cast<size_t>(target)];
+    Run n;
+    n.node = env.pool->New(row, id, target, ts.var, parent ? parent->node : nullptr);
+    n.state = target;
+    n.aggs = parent ? parent->aggs : zero_aggs;
+    p.aggs.Update(n.aggs.data(), ts.var, *row);
+    n.start = parent ? parent->start : row->time();
+    n.start_id = parent ? parent->start_id : id;
+    n.last = row->time();
+    n.pending = AllBits(ts.edges.size());
+    for (size_t j = 0; j < ts.finals.size(); ++j)
+      if (!ts.finals[j].guards.empty()) n.pending_finals |= 1u << j;
+    n.fresh = true;
+    ++env.stats->runs_created;
+    if (ts.has_unguarded_final) {
+      NodePool::Ref(n.node);
+      completed.push_back(MatchResult{false, n.node, n.aggs, n.start, n.last, n.start_id,
+                                      CompletionKey{pos, 1, 0}});
+    }
+    if (n.pending || n.pending_finals)
+      spawned.push_back(std::move(n));
+    else
+      env.pool->Unref(n.node);
+  };
+
+  // Takes the fired edges of one run (or of the start state when r is null).
+  int fired[64];
+  int targets_done[64];
+  auto take = [&](const Run* r, const NfaState& st, int nfired) {
+    uint64_t keep = ResolveConflicts(p, st, fired, nfired);
+    int ndone = 0;
+    for (int i = 0; i < nfired; ++i) {
+      if (!(keep >> i & 1)) continue;
+      int target = st.edges[static_cast<size_t>(fired[i])].target;
+      if (std::find(targets_done, targets_done + ndone, target) != targets_done + ndone) continue;
+      targets_done[ndone++] = target;
+      spawn(r, target);
+    }
+  };
+
+  for (Run& r : runs_) {
+    const NfaState& st = p.states[static_cast<size_t>(r.state)];
+    const uint64_t* aggs = r.aggs.data();
+    int nfired = 0;
+    uint64_t consumed = 0;
+    for (uint64_t bits = r.pending; bits; bits &= bits - 1) {
+      const int i = __builtin_ctzll(bits);
+      const uint64_t bit = uint64_t{1} << i;
+      const Edge& e = st.edges[static_cast<size_t>(i)];
+      bool killed = false;
+      if (r.fresh)
+        for (const auto& g : e.guards)
+          if (g.strict && cond.Test(g.cond, aggs)) {
+            killed = true;
+            break;
+          }
+      if (killed) {
+        consumed |= bit;
+        continue;
+      }
+      const NfaState& target = p.states[static_cast<size_t>(e.target)];
+      const bool until_now = e.until_cond >= 0 && cond.Test(e.until_cond, aggs);
+      const bool can =
+          (e.op != Contiguity::kStrict || r.fresh) && !until_now && cond.Test(target.cond, aggs);
+      if (can) fired[nfired++] = i;
+      if (e.op == Contiguity::kStrict || (e.op == Contiguity::kRelaxed && can)) consumed |= bit;
+      if (e.until_kills && until_now) consumed |= bit;
+      for (const auto& g : e.guards)
+        if (!g.strict && cond.Test(g.cond, aggs)) {
+          consumed |= bit;
+          break;
+        }
+    }
+    uint32_t consumed_finals = 0;
+    for (uint32_t bits = r.pending_finals; bits; bits &= bits - 1) {
+      const int j = __builtin_ctz(bits);
+      const auto& f = st.finals[static_cast<size_t>(j)];
+      bool kill = false, only_strict = true;
+      for (const auto& g : f.guards) {
+        if (g.strict) {
+          if (r.fresh && cond.Test(g.cond, aggs)) kill = true;
+        } else {
+          only_strict = false;
+          if (cond.Test(g.cond, aggs)) kill = true;
+        }
+      }
+      if (kill) {
+        consumed_finals |= 1u << j;
+      } else if (r.fresh && only_strict) {
+        // Not-next at the end: the next event is not the negated one.
+        NodePool::Ref(r.node);
+        completed.push_back(MatchResult{false, r.node, r.aggs, r.start, r.last, r.start_id,
+                                        CompletionKey{pos, 1, 0}});
+        consumed_finals |= 1u << j;
+        r.completed = true;
+      }
+    }
+    if (nfired) take(&r, st, nfired);
+    r.pending &= ~consumed;
+    r.pending_finals &= ~consumed_finals;
+    r.fresh = false;
+    if (r.pending || r.pending_finals)
+      next.push_back(std::move(r));
+    else
+      env.pool->Unref(r.node);
+  }
+  {
+    const NfaState& start = p.states[0];
+    int nfired = 0;
+    for (size_t i = 0; i < start.edges.size(); ++i) {
+      const Edge& e = start.edges[i];
+      if (e.until_cond >= 0 && cond.Test(e.until_cond, zero_aggs.data())) continue;
+      if (cond.Test(p.states[static_cast<size_t>(e.target)].cond, zero_aggs.data()))
+        fired[nfired++] = static_cast<int>(i);
+    }
+    if (nfired) take(nullptr, start, nfired);
+  }
+  size_t room = env.max_runs_per_key > next.size() ? env.max_runs_per_key - next.size() : 0;
+  if (spawned.size() > room) {
+    size_t dropped = spawned.size() - room;
+    for (size_t i = room; i < spawned.size(); ++i) env.pool->Unref(spawned[i].node);
+    spawned.resize(room);
+    env.stats->runs_dropped += dropped;
+    if (env.on_runs_dropped) env.on_runs_dropped(dropped);
+  }
+  for (Run& s : spawned) next.push_back(std::move(s));
+  runs_ = std::move(next);
+
+  if (completed.size() > 1) {
+    // Several derivations may complete the same events: report each once.
+    std::vector<MatchResult> unique;
+    for (MatchResult& m : completed) {
+      bool dup = std::any_of(unique.begin(), unique.end(),
+                             [&](const MatchResult& u) { return SamePath(u.last, m.last); });
+      if (dup)
+        env.pool->Unref(m.last);
+      else
+        unique.push_back(std::move(m));
+    }
+    completed = std::move(unique);
+  }
+  for (MatchResult& m : completed) held_.push_back(std::move(m));
+  if (!held_.empty()) Release(env);
+}
+
+void KeyMatcher::AdvanceTime(MatcherEnv& env, EventTime t) { Expire(env, t); }
+
+void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
+  if (runs_.empty()) {
+    if (!held_.empty()) Release(env);
+    return;
+  }
+  const CompiledPattern& p = *env.pattern;
+  // One deadline at a time, earliest first: releasing held matches (and
+  // pruning for a skip strategy) between two deadlines changes the runs.
+  while (true) {
+    EventTime deadline = EventTime::Max();
+    bool any = false;
+    for (const Run& r : runs_) {
+      EventTime d = Deadline(env, r);
+      if (d <= t && (!any || d < deadline)) {
+        deadline = d;
+        any = true;
+      }
+    }
+    if (!any) break;
+    std::vector<MatchResult> completed, timeouts;
+    std::vector<Run> keep;
+    keep.reserve(runs_.size());
+    const CompletionKey key{position_, 0, deadline.millis()};
+    for (Run& r : runs_) {
+      if (Deadline(env, r) != deadline) {
+        keep.push_back(std::move(r));
+        continue;
+      }
+      const NfaState& st = p.states[static_cast<size_t>(r.state)];
+      if (r.pending_finals) {
+        // Absence at the end: the window closed without the negated event.
+        MatchResult m{false, r.node, r.aggs, r.start, r.last, r.start_id, key};
+        bool dup = std::any_of(completed.begin(), completed.end(),
+                               [&](const MatchResult& u) { return SamePath(u.last, m.last); });
+        if (dup)
+          env.pool->Unref(r.node);
+        else
+          completed.push_back(std::move(m));
+      } else if (env.report_timeouts && deadline != EventTime::Max() && !st.has_unguarded_final &&
+                 !r.completed && r.pending) {
+        MatchResult m{true, r.node, r.aggs, r.start, r.last, r.start_id, key};
+        bool dup = std::any_of(timeouts.begin(), timeouts.end(),
+                               [&](const MatchResult& u) { return SamePath(u.last, m.last); });
+        if (dup)
+          env.pool->Unref(r.node);
+        else
+          timeouts.push_back(std::move(m));
+      } else {
+        env.pool->Unref(r.node);
+      }
+      r.node = nullptr;  // the reference moved to the result (or was dropped)
+    }
+    runs_ = std::move(keep);
+    for (MatchResult& m : timeouts) EmitNow(env, std::move(m));
+    for (MatchResult& m : completed) held_.push_back(std::move(m));
+    Release(env);
+  }
+  if (!held_.empty()) Release(env);
+}
+
+void KeyMatcher::EmitNow(MatcherEnv& env, MatchResult&& m) {
+  if (m.timeout)
+    ++env.stats->timeouts;
+  else
+    ++env.stats->matches;
+  env.emit(std::move(m));
+}
+
+void KeyMatcher::Release(MatcherEnv& env) {
+  const CompiledPattern& p = *env.pattern;
+  if (p.skip == SkipStrategy::Kind::kNoSkip) {
+    for (MatchResult& m : held_) EmitNow(env, std::move(m));
+    held_.clear();
+    return;
+  }
+  std::sort(held_.begin(), held_.end(), [](const MatchResult& a, const MatchResult& b) {
+    if (a.start_id != b.start_id) return a.start_id < b.start_id;
+    if (a.completion != b.completion) return a.completion < b.completion;
+    return PathLess(a.last, b.last);
+  });
+  size_t emitted = 0;
+  while (emitted < held_.size()) {
+    MatchResult& m = held_[emitted];
+    if (m.last == nullptr) {  // pruned earlier in this loop
+      ++emitted;
+      continue;
+    }
+    bool blocked = std::any_of(runs_.begin(), runs_.end(),
+                               [&](const Run& r) { return r.start_id < m.start_id; });
+    if (blocked) break;
+    // Which runs and held matches this match rules out (as Flink's strategies).
+    bool prune = true, inclusive = true;
+    EventId bound = m.start_id;
+    switch (p.skip) {
+      case SkipStrategy::Kind::kToNext:
+        bound = m.start_id;
+        break;
+      case SkipStrategy::Kind::kPastLast:
+        bound = m.last->id;
+        break;
+      case SkipStrategy::Kind::kToFirst:
+      case SkipStrategy::Kind::kToLast: {
+        inclusive = false;
+        prune = false;
+        for (const BufNode* n : PathOf(m.last)) {
+          if (n->var != p.skip_var) continue;
+          if (!prune || p.skip == SkipStrategy::Kind::kToLast) bound = n->id;
+          prune = true;
+        }
+        break;
+      }
+      case SkipStrategy::Kind::kNoSkip:
+        prune = false;
+        break;
+    }
+    MatchResult out = std::move(m);
+    m.last = nullptr;
+    ++emitted;
+    if (prune) {
+      auto pruned = [&](EventId start) { return inclusive ? start <= bound : start < bound; };
+      std::vector<Run> keep;
+      for (Run& r : runs_) {
+        if (pruned(r.start_id))
+          env.pool->Unref(r.node);
+        else
+          keep.push_back(std::move(r));
+      }
+      runs_ = std::move(keep);
+      for (size_t i = emitted; i < held_.size(); ++i)
+        if (held_[i].last && pruned(held_[i].start_id)) {
+          env.pool->Unref(held_[i].last);
+          held_[i].last = nullptr;
+        }
+    }
+    EmitNow(env, std::move(out));
+  }
+  std::vector<MatchResult> rest;
+  for (size_t i = emitted; i < held_.size(); ++i)
+    if (held_[i].last) rest.push_back(std::move(held_[i]));
+  held_ = std::move(rest);
+}
+
+}  // namespace cepheus::engine

@@ -1,0 +1,115 @@
+// KeyMatcher: the runtime state of one compiled pattern for one partition key
+// (its live runs and held matches), and the per-event step of the automaton.
+// The compiled pattern is shared and const; everything that changes lives
+// here. Events must be fed in event-time order (ties in arrival order), with
+// AdvanceTime() called as the watermark moves. Not thread-safe: one worker
+// owns a key.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <vector>
+
+#include "common/row.h"
+#include "engine/match_buffer.h"
+#include "patterns/compiled.h"
+
+namespace cepheus::engine {
+
+// Orders completions so that skip strategies decide as a streaming engine
+// would: by the event whose processing completed them, timers firing (in
+// deadline order) before the event that passed them.
+struct CompletionKey {
+  uint64_t position = 0;  // index of the key's event that completed the match
+  uint8_t phase = 0;      // 0: a timer before that event, 1: the event itself
+  int64_t deadline = 0;   // for timers
+  auto operator<=>(const CompletionKey&) const = default;
+};
+
+// A match, or a partial match that timed out.
+struct MatchResult {
+  bool timeout = false;
+  BufNode* last = nullptr;  // the path; the receiver gets one reference
+  std::vector<uint64_t> aggs;
+  EventTime start;
+  EventTime end;
+  EventId start_id;
+  CompletionKey completion;
+};
+
+struct MatcherStats {
+  uint64_t runs_created = 0;
+  uint64_t runs_dropped = 0;  // cut by the per-key run cap
+  uint64_t matches = 0;
+  uint64_t timeouts = 0;
+};
+
+// What a KeyMatcher needs from its owner.
+struct MatcherEnv {
+  const patterns::CompiledPattern* pattern = nullptr;
+  NodePool* pool = nullptr;
+  MatcherStats* stats = nullptr;
+  // At most this many live runs per key; further branches are dropped and
+  // counted (skip-till-any-match can otherwise grow exponentially).
+  size_t max_runs_per_key = 10000;
+  // Report runs that expire without completing (ON TIMEOUT EMIT).
+  bool report_timeouts = false;
+  // Receives every emitted match and timeout (and must Unref `last`).
+  std::function<void(MatchResult&&)> emit;
+  // Told when the run cap cut runs for a key (for logging).
+  std::function<void(size_t dropped)> on_runs_dropped;
+};
+
+class KeyMatcher {
+ public:
+  KeyMatcher() = default;
+  KeyMatcher(KeyMatcher&&) noexcept = default;
+  KeyMatcher& operator=(KeyMatcher&&) noexcept = default;
+  KeyMatcher(const KeyMatcher&) = delete;
+  KeyMatcher& operator=(const KeyMatcher&) = delete;
+  ~KeyMatcher();
+
+  // Releases every node reference (call before destroying the pool).
+  void Clear(MatcherEnv& env);
+
+  // The identity the next event at time `t` gets. Call once per event, in order.
+  EventId NextId(EventTime t);
+
+  // Fires timers up to `t` (runs whose WITHIN / MAX GAP deadline is <= t
+  // expire: absence matches complete, other runs time out), then feeds `row`.
+  void Process(MatcherEnv& env, const RowPtr& row, EventId id);
+  // Fires timers with deadline <= t. `t` = Max() ends the input: every run ends.
+  void AdvanceTime(MatcherEnv& env, EventTime t);
+
+  // Earliest deadline among live runs, or Max() if none.
+  EventTime NextDeadline(const MatcherEnv& env) const;
+  bool Idle() const { return runs_.empty() && held_.empty(); }
+  size_t num_runs() const { return runs_.size(); }
+  EventTime last_event_time() const { return EventTime::FromMillis(last_id_.ts); }
+
+ private:
+  struct Run {
+    BufNode* node = nullptr;  // owns a reference
+    int state = 0;
+    uint64_t pending = 0;         // edges of `state` still open
+    uint32_t pending_finals = 0;  // guarded final edges still open
+    bool fresh = true;            // no event seen since the last take
+    bool completed = false;       // its path was already emitted as a match
+    EventTime start, last;
+    EventId start_id;
+    std::vector<uint64_t> aggs;
+  };
+
+  EventTime Deadline(const MatcherEnv& env, const Run& r) const;
+  void Expire(MatcherEnv& env, EventTime t);
+  void Release(MatcherEnv& env);
+  void EmitNow(MatcherEnv& env, MatchResult&& m);
+
+  std::vector<Run> runs_;
+  std::vector<MatchResult> held_;  // completed, waiting for earlier-started runs
+  EventId last_id_{INT64_MIN, 0};
+  uint64_t position_ = 0;  // events processed for this key
+};
+
+}  // namespace cepheus::engine

@@ -1,0 +1,63 @@
+// PipelineConfig: a pipeline YAML file, validated. Relative paths in the file
+// are resolved against the directory of the YAML file, so a pipeline runs the
+// same from any working directory. Plain values.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/schema.h"
+#include "common/status.h"
+#include "common/time_types.h"
+#include "time/watermark.h"
+
+namespace cepheus::engine {
+
+struct SourceConfig {
+  std::string type = "file";     // file
+  std::string path;              // "-" for standard input
+  std::string format = "jsonl";  // jsonl | csv
+};
+
+struct StreamConfig {
+  std::string name;
+  SourceConfig source;
+  Schema schema;
+  std::vector<std::string> key;
+  std::string time_field;
+  timing::WatermarkOptions watermark;
+};
+
+struct PatternSource {
+  std::string path;  // file, or empty for inline
+  std::string inline_text;
+  std::string display_name() const { return path.empty() ? "<inline pattern>" : path; }
+};
+
+struct OutputConfig {
+  std::string type;  // stdout | stderr | file
+  std::string path;
+};
+
+struct PipelineConfig {
+  std::string path;      // the YAML file
+  std::string base_dir;  // its directory
+  std::vector<StreamConfig> streams;
+  std::vector<PatternSource> patterns;
+  OutputConfig matches{"stdout", ""};
+  std::optional<OutputConfig> late;         // default: stderr
+  std::optional<OutputConfig> dead_letter;  // default: stderr
+  int parallelism = 0;                      // 0: number of cores
+  size_t max_runs_per_key = 10000;
+  std::string state_dir = "state";
+
+  const StreamConfig* FindStream(const std::string& name) const;
+};
+
+// Loads and validates `path`. Errors name the file, line and what is wrong.
+Result<PipelineConfig> LoadPipelineConfig(const std::string& path);
+Result<PipelineConfig> ParsePipelineConfig(const std::string& yaml_text, const std::string& path);
+
+}  // namespace cepheus::engine

@@ -1,0 +1,153 @@
+#include "engine/worker.h"
+
+#include <spdlog/spdlog.h>
+
+#include "engine/match_render.h"
+
+namespace cepheus::engine {
+
+Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches)
+    : pipeline_(pipeline), index_(index), matches_(matches) {
+  patterns_.resize(pipeline.patterns.size());
+  keying_patterns_.resize(pipeline.keyings.size());
+  for (size_t k = 0; k < pipeline.keyings.size(); ++k) {
+    for (int pi : pipeline.keyings[k].patterns) {
+      PatternState& ps = patterns_[static_cast<size_t>(pi)];
+      ps.pattern = pipeline.patterns[static_cast<size_t>(pi)].get();
+      ps.keying = &pipeline.keyings[k];
+      keying_patterns_[k].push_back(pi);
+    }
+  }
+  for (PatternState& ps : patterns_) {
+    ps.env.pattern = ps.pattern;
+    ps.env.pool = &pool_;
+    ps.env.stats = &stats_.matcher;
+    ps.env.max_runs_per_key = pipeline.config.max_runs_per_key;
+    ps.env.report_timeouts = ps.pattern->has_timeout_emit;
+    PatternState* self = &ps;
+    ps.env.emit = [this, self](MatchResult&& m) {
+      RenderMatch(*self->pattern, self->current_key, m, &out_);
+      pool_.Unref(m.last);
+    };
+    ps.env.on_runs_dropped = [self](size_t dropped) {
+      // Logged once per key and event, so a hot key cannot flood the log silently:
+      // the counter has the total.
+      static thread_local uint64_t logged = 0;
+      if (logged++ % 1000 == 0)
+        spdlog::warn(
+            "pattern {}: key '{}' exceeded max_runs_per_key; dropped {} new partial matches",
+            self->pattern->name, self->current_key, dropped);
+    };
+  }
+}
+
+Worker::~Worker() {
+  if (thread_.joinable()) {
+    EventBatch stop;
+    stop.stop = true;
+    queue_.Push(std::move(stop));
+    thread_.join();
+  }
+  for (PatternState& ps : patterns_)
+    for (auto& [k, e] : ps.keys) e.matcher.Clear(ps.env);
+}
+
+void Worker::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Worker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::Loop() {
+  while (true) {
+    EventBatch b = queue_.Pop();
+    if (b.stop) break;
+    OnBatch(b);
+    if (b.watermark.is_max()) break;
+  }
+}
+
+void Worker::OnBatch(EventBatch& batch) {
+  for (RoutedEvent& e : batch.events) buffer_.push(Pending{std::move(e.row), e.keying});
+  stats_.peak_buffered = std::max<uint64_t>(stats_.peak_buffered, buffer_.size());
+  if (batch.watermark > watermark_) watermark_ = batch.watermark;
+  const EventTime wm = watermark_.time();
+  while (!buffer_.empty() && buffer_.top().row->time() <= wm) {
+    Pending p = buffer_.top();
+    buffer_.pop();
+    ProcessEvent(p);
+  }
+  FireTimers(wm);
+  FlushOutput();
+}
+
+void Worker::Schedule(PatternState& ps, const std::string& key, KeyEntry& e) {
+  EventTime d = e.matcher.NextDeadline(ps.env);
+  if (d != EventTime::Max() && d < e.scheduled) {
+    e.scheduled = d;
+    ps.timers.push(Timer{d, key});
+  }
+}
+
+void Worker::ProcessEvent(const Pending& p) {
+  ++stats_.events;
+  const Keying& keying = pipeline_.keyings[p.keying];
+  const Schema& schema = pipeline_.config.streams[static_cast<size_t>(keying.stream)].schema;
+  std::string key = KeyString(*p.row, keying.fields, schema);
+  for (int pi : keying_patterns_[p.keying]) {
+    PatternState& ps = patterns_[static_cast<size_t>(pi)];
+    auto it = ps.keys.find(key);
+    if (it == ps.keys.end()) it = ps.keys.emplace(key, KeyEntry{}).first;
+    KeyEntry& e = it->second;
+    ps.current_key = key;
+    e.matcher.Process(ps.env, p.row, e.matcher.NextId(p.row->time()));
+    if (e.matcher.Idle()) {
+      // Nothing in flight for this key: forget it (no state for quiet keys).
+      ps.keys.erase(it);
+      continue;
+    }
+    Schedule(ps, it->first, e);
+  }
+}
+
+void Worker::FireTimers(EventTime wm) {
+  for (PatternState& ps : patterns_) {
+    if (wm == EventTime::Max()) {
+      // End of input: every key ends, with or without a deadline.
+      for (auto& [key, e] : ps.keys) {
+        ps.current_key = key;
+        e.matcher.AdvanceTime(ps.env, wm);
+        e.matcher.Clear(ps.env);
+      }
+      ps.keys.clear();
+      while (!ps.timers.empty()) ps.timers.pop();
+      continue;
+    }
+    while (!ps.timers.empty() && ps.timers.top().at <= wm) {
+      Timer t = ps.timers.top();
+      ps.timers.pop();
+      auto it = ps.keys.find(t.key);
+      if (it == ps.keys.end() || it->second.scheduled != t.at) continue;  // stale
+      KeyEntry& e = it->second;
+      e.scheduled = EventTime::Max();
+      ps.current_key = it->first;
+      e.matcher.AdvanceTime(ps.env, wm);
+      if (e.matcher.Idle()) {
+        ps.keys.erase(it);
+        continue;
+      }
+      Schedule(ps, it->first, e);
+    }
+  }
+}
+
+void Worker::FlushOutput() {
+  if (out_.empty()) return;
+  Status s = matches_->Write(out_);
+  if (!s.ok() && status_.ok()) status_ = s;
+  out_.clear();
+}
+
+}  // namespace cepheus::engine

@@ -1,0 +1,107 @@
+// Worker: one thread that owns a range of key groups. It buffers incoming
+// events until the watermark passes them, feeds them in (event time, arrival)
+// order to a KeyMatcher per (pattern, key), fires timers as the watermark
+// advances, and writes match records to the matches output. Batches arrive
+// through a bounded queue; everything else is private to the thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <queue>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/blocking_queue.h"
+#include "engine/nfa_runtime.h"
+#include "engine/output.h"
+#include "engine/pipeline.h"
+
+namespace cepheus::engine {
+
+struct RoutedEvent {
+  RowPtr row;
+  uint32_t keying = 0;
+};
+
+// Events plus the watermark that holds after them. `final` ends the input.
+struct EventBatch {
+  std::vector<RoutedEvent> events;
+  Watermark watermark;
+  bool stop = false;  // stop without the final watermark (shutdown)
+};
+
+struct WorkerStats {
+  uint64_t events = 0;
+  MatcherStats matcher;
+  uint64_t peak_buffered = 0;
+};
+
+class Worker {
+ public:
+  Worker(const CompiledPipeline& pipeline, int index, Output* matches);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void Start();
+  // Blocks while the worker's queue is full.
+  void Push(EventBatch batch) { queue_.Push(std::move(batch)); }
+  // Waits for the thread to finish (after a batch with a Max watermark or stop).
+  void Join();
+  const WorkerStats& stats() const { return stats_; }
+  const Status& status() const { return status_; }
+
+  // Processes one batch on the caller's thread (used by Start's loop; also
+  // lets tests and batch mode drive a worker synchronously).
+  void OnBatch(EventBatch& batch);
+
+ private:
+  struct KeyEntry {
+    KeyMatcher matcher;
+    EventTime scheduled = EventTime::Max();  // earliest timer queued for this key
+  };
+  struct Timer {
+    EventTime at;
+    std::string key;
+    bool operator>(const Timer& o) const { return at > o.at; }
+  };
+  struct PatternState {
+    const patterns::CompiledPattern* pattern = nullptr;
+    const Keying* keying = nullptr;
+    MatcherEnv env;
+    std::unordered_map<std::string, KeyEntry> keys;
+    std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers;
+    std::string current_key;  // the key whose matcher is emitting
+  };
+  struct Pending {
+    RowPtr row;
+    uint32_t keying;
+    bool operator>(const Pending& o) const {
+      return row->time() != o.row->time() ? row->time() > o.row->time() : row->seq() > o.row->seq();
+    }
+  };
+
+  void Loop();
+  void ProcessEvent(const Pending& p);
+  void FireTimers(EventTime wm);
+  void Schedule(PatternState& ps, const std::string& key, KeyEntry& e);
+  void FlushOutput();
+
+  const CompiledPipeline& pipeline_;
+  const int index_;
+  Output* matches_;
+  BlockingQueue<EventBatch> queue_{16};
+  std::thread thread_;
+  NodePool pool_;
+  std::vector<PatternState> patterns_;
+  std::vector<std::vector<int>> keying_patterns_;  // keying -> indexes into patterns_
+  std::priority_queue<Pending, std::vector<Pending>, std::greater<Pending>> buffer_;
+  Watermark watermark_ = Watermark::Min();
+  std::string out_;
+  WorkerStats stats_;
+  Status status_;
+};
+
+}  // namespace cepheus::engine

@@ -1,0 +1,136 @@
+#include <gtest/gtest.h>
+
+#include "patterns/compiled.h"
+
+namespace cepheus::patterns {
+namespace {
+
+StreamCatalog Catalog() {
+  StreamCatalog c;
+  c["payments"] = StreamInfo{Schema::Create({{"card_id", FieldType::kString},
+                                             {"amount", FieldType::kDouble},
+                                             {"count", FieldType::kInt},
+                                             {"status", FieldType::kString},
+                                             {"ok", FieldType::kBool},
+                                             {"ts", FieldType::kTimestamp}})
+                                 .value(),
+                             {"card_id"}};
+  return c;
+}
+
+Result<std::vector<std::shared_ptr<const CompiledPattern>>> Compile(const std::string& text) {
+  static const StreamCatalog catalog = Catalog();
+  return CompilePatternFile(SourceFile("c.cep", text), catalog);
+}
+
+std::string Errors(const std::string& text) {
+  auto r = Compile(text);
+  EXPECT_FALSE(r.ok());
+  return r.ok() ? "" : r.status().message();
+}
+
+TEST(Checker, CompilesAndClassifiesConditions) {
+  auto r = Compile(
+      "PATTERN p FROM payments MATCH a b+ -> c WITHIN 1 MINUTE\n"
+      "DEFINE a AS amount < 5, b AS status = 'x' AND amount > AVG(b.amount), c AS amount > "
+      "a.amount");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const CompiledPattern& p = *r.value()[0];
+  EXPECT_EQ(p.partition_names, std::vector<std::string>{"card_id"});
+  ASSERT_EQ(p.vars.size(), 3u);
+  // a: event only; b: event-only prefilter plus per-run residual; c: per run.
+  EXPECT_GE(p.conditions[0].prefilter, 0);
+  EXPECT_LT(p.conditions[0].residual, 0);
+  EXPECT_GE(p.conditions[1].prefilter, 0);
+  EXPECT_GE(p.conditions[1].residual, 0);
+  EXPECT_LT(p.conditions[2].prefilter, 0);
+  EXPECT_GE(p.conditions[2].residual, 0);
+  // start -> a -(next)-> b[1..] (loop, followed-by) -> c
+  ASSERT_EQ(p.states.size(), 4u);
+  EXPECT_EQ(p.states[1].edges.size(), 1u);
+  EXPECT_EQ(p.states[1].edges[0].op, Contiguity::kStrict);
+  EXPECT_EQ(p.states[2].edges.size(), 2u);
+  EXPECT_TRUE(p.states[3].has_unguarded_final);
+  EXPECT_NE(p.ToText().find("b[1..]"), std::string::npos);
+  EXPECT_NE(p.ToDot().find("digraph"), std::string::npos);
+}
+
+TEST(Checker, UnknownFieldPointsAtIt) {
+  std::string e = Errors("PATTERN p FROM payments MATCH a\nDEFINE a AS amont > 5");
+  EXPECT_NE(e.find("c.cep:2:13: error: stream 'payments' has no field 'amont'"), std::string::npos)
+      << e;
+  EXPECT_NE(e.find("              ^~~~~"), std::string::npos) << e;
+}
+
+TEST(Checker, ReportsEveryErrorNotJustTheFirst) {
+  std::string e = Errors(
+      "PATTERN p FROM payments MATCH a -> b\n"
+      "DEFINE a AS amount > 'x', b AS nope.amount > 1 AND status MATCHES '(('\n"
+      "AFTER MATCH SKIP TO LAST zz\n");
+  EXPECT_NE(e.find("cannot compare double with string"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown stage 'nope'"), std::string::npos) << e;
+  EXPECT_NE(e.find("invalid regular expression"), std::string::npos) << e;
+  EXPECT_NE(e.find("SKIP TO names 'zz'"), std::string::npos) << e;
+}
+
+TEST(Checker, UnknownStream) {
+  std::string e = Errors("PATTERN p FROM payment MATCH a");
+  EXPECT_NE(e.find("c.cep:1:16: error: unknown stream 'payment' (streams: payments)"),
+            std::string::npos)
+      << e;
+}
+
+TEST(Checker, StructuralRules) {
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH !a -> b").find("cannot start with !a"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a -> !b").find("needs WITHIN"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH (a -> !b) -> c WITHIN 1 S")
+                .find("can end only the whole pattern"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH (a b)++").find("apply to a single stage"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a UNTIL (amount > 1)").find("expected a clause"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a? UNTIL (amount > 1)")
+                .find("UNTIL needs a looping stage"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a{3,2}").find("invalid repetition bounds"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a? b*").find("no event at all"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH (a?){2}").find("mandatory stage"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a DEFINE a AS ok, a AS ok").find("defined twice"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a DEFINE b AS ok").find("names no stage"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a -> b DEFINE a AS amount > b.amount")
+                .find("never matched before 'a'"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a DEFINE a AS amount + 1")
+                .find("must be true or false"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a EMIT SUM(a.status)").find("numeric field"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a EMIT COUNT(a) AS x, amount AS x").find("twice"),
+            std::string::npos);
+}
+
+TEST(Checker, AbsenceWithWithinCompiles) {
+  auto r = Compile("PATTERN p FROM payments MATCH a -> !b WITHIN 10 S DEFINE a AS ok, b AS NOT ok");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const CompiledPattern& p = *r.value()[0];
+  ASSERT_EQ(p.states[1].finals.size(), 1u);
+  EXPECT_EQ(p.states[1].finals[0].guards.size(), 1u);
+  EXPECT_FALSE(p.states[1].has_unguarded_final);
+}
+
+TEST(Checker, DuplicatePatternNames) {
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a\nPATTERN p FROM payments MATCH b")
+                .find("defined twice"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace cepheus::patterns

@@ -1,0 +1,72 @@
+// Watermarks. A source's watermark trails the largest event time it has seen
+// by the allowed out-of-orderness (Flink's bounded-out-of-orderness rule:
+// max_ts - delay - 1ms). A pipeline's watermark is the minimum over its live
+// inputs. Idle unbounded inputs let the watermark follow the wall clock, so a
+// quiet live stream still fires timeouts and absence matches. Values of these
+// classes are owned by the single reader thread; not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/time_types.h"
+
+namespace cepheus::timing {
+
+struct WatermarkOptions {
+  // Events may arrive this much behind the largest event time seen.
+  Duration max_out_of_orderness = Duration::Seconds(0);
+  // An unbounded input with no event for this long is idle.
+  Duration idle_timeout = Duration::Seconds(30);
+  // While every unbounded input is idle, event time advances with the wall
+  // clock from the last event. Default on; turn off to freeze the watermark.
+  bool follow_wall_clock_when_idle = true;
+};
+
+class InputWatermark {
+ public:
+  InputWatermark(WatermarkOptions options, bool bounded) : options_(options), bounded_(bounded) {}
+
+  // An event at `t` arrived at wall time `wall_ms`.
+  void OnEvent(EventTime t, int64_t wall_ms);
+  // The input ended: everything is known.
+  void OnEnd() { ended_ = true; }
+
+  bool ended() const { return ended_; }
+  bool bounded() const { return bounded_; }
+  bool has_events() const { return has_events_; }
+  // Idle: unbounded, not ended, and silent for at least the idle timeout.
+  bool IsIdle(int64_t wall_ms) const;
+  // The watermark from events alone.
+  Watermark FromEvents() const;
+  // The watermark including wall-clock advance while idle.
+  Watermark Current(int64_t wall_ms) const;
+
+ private:
+  WatermarkOptions options_;
+  bool bounded_;
+  bool ended_ = false;
+  bool has_events_ = false;
+  EventTime max_ts_ = EventTime::Min();
+  int64_t last_event_wall_ms_ = 0;
+};
+
+// The minimum over a set of inputs. An idle input does not hold back the
+// others; when all unbounded inputs are idle they all follow the wall clock.
+// The combined watermark never moves backwards.
+class WatermarkCombiner {
+ public:
+  int AddInput(WatermarkOptions options, bool bounded);
+  InputWatermark& input(int i) { return inputs_[static_cast<size_t>(i)]; }
+  size_t size() const { return inputs_.size(); }
+  // Recomputes and returns the combined watermark.
+  Watermark Update(int64_t wall_ms);
+  Watermark current() const { return current_; }
+  bool AllEnded() const;
+
+ private:
+  std::vector<InputWatermark> inputs_;
+  Watermark current_ = Watermark::Min();
+};
+
+}  // namespace cepheus::timing
