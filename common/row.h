@@ -117,6 +117,7 @@ class RowBuilder {
     null_mask_ &= ~(uint64_t{1} << i);
   }
   bool IsSet(size_t i) const { return !((null_mask_ >> i) & 1u); }
+  int64_t GetInt(size_t i) const { return static_cast<int64_t>(slots_[i]); }
   RowPtr Build(EventTime time, uint64_t seq) const;
 
  private:

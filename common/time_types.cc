@@ -52,11 +52,29 @@ std::string FormatRfc3339(EventTime t) {
   int64_t y;
   unsigned mo, d;
   CivilFromDays(days, &y, &mo, &d);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<long long>(y),
-                mo, d, static_cast<int>(rem / 3600000), static_cast<int>(rem / 60000 % 60),
-                static_cast<int>(rem / 1000 % 60), static_cast<int>(rem % 1000));
-  return buf;
+  if (y < 0 || y > 9999) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%lld-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<long long>(y),
+                  mo, d, static_cast<int>(rem / 3600000), static_cast<int>(rem / 60000 % 60),
+                  static_cast<int>(rem / 1000 % 60), static_cast<int>(rem % 1000));
+    return buf;
+  }
+  // Hot in output rendering: write the digits directly.
+  char out[25] = "0000-00-00T00:00:00.000Z";
+  auto put = [&](int pos, int64_t v, int width) {
+    for (int i = width - 1; i >= 0; --i) {
+      out[pos + i] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    }
+  };
+  put(0, y, 4);
+  put(5, mo, 2);
+  put(8, d, 2);
+  put(11, rem / 3600000, 2);
+  put(14, rem / 60000 % 60, 2);
+  put(17, rem / 1000 % 60, 2);
+  put(20, rem % 1000, 3);
+  return std::string(out, 24);
 }
 
 std::optional<EventTime> ParseRfc3339(std::string_view s) {

@@ -32,9 +32,7 @@ bool Finish(const DecoderOptions& o, RowBuilder& b, uint64_t seq, RowPtr* out, s
     }
   }
   // The time slot holds epoch ms for both timestamp and int fields.
-  RowPtr tmp = b.Build(EventTime::FromMillis(0), seq);
-  int64_t ts = tmp->GetInt(static_cast<size_t>(o.time_field));
-  *out = b.Build(EventTime::FromMillis(ts), seq);
+  *out = b.Build(EventTime::FromMillis(b.GetInt(static_cast<size_t>(o.time_field))), seq);
   return true;
 }
 
@@ -60,10 +58,16 @@ class JsonlDecoder final : public RecordDecoder {
  public:
   explicit JsonlDecoder(DecoderOptions o) : o_(std::move(o)), builder_(o_.schema->size()) {}
 
-  bool Decode(std::string_view text, uint64_t seq, RowPtr* out, std::string* error) override {
-    buf_.assign(text.data(), text.size());
-    buf_.resize(text.size() + simdjson::SIMDJSON_PADDING);
-    simdjson::padded_string_view view(buf_.data(), text.size(), buf_.size());
+  bool Decode(std::string_view text, uint64_t seq, RowPtr* out, std::string* error,
+              size_t readable_after) override {
+    simdjson::padded_string_view view;
+    if (readable_after >= simdjson::SIMDJSON_PADDING) {
+      view = simdjson::padded_string_view(text.data(), text.size(), text.size() + readable_after);
+    } else {
+      buf_.assign(text.data(), text.size());
+      buf_.resize(text.size() + simdjson::SIMDJSON_PADDING);
+      view = simdjson::padded_string_view(buf_.data(), text.size(), buf_.size());
+    }
     builder_.Reset();
     simdjson::ondemand::document doc;
     if (auto err = parser_.iterate(view).get(doc)) return Fail(error, err);
@@ -192,7 +196,8 @@ class CsvDecoder final : public RecordDecoder {
     return Status::Ok();
   }
 
-  bool Decode(std::string_view text, uint64_t seq, RowPtr* out, std::string* error) override {
+  bool Decode(std::string_view text, uint64_t seq, RowPtr* out, std::string* error,
+              size_t) override {
     if (!Split(text, &cols_, error)) return false;
     if (cols_.size() != column_field_.size()) {
       *error = "CSV record has " + std::to_string(cols_.size()) + " columns, the header has " +

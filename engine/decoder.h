@@ -30,7 +30,10 @@ class RecordDecoder {
   virtual bool wants_header() const { return false; }
   virtual Status SetHeader(std::string_view line) { return Status::Ok(); }
   // Decodes `text`. On failure returns false and sets `*error`.
-  virtual bool Decode(std::string_view text, uint64_t seq, RowPtr* out, std::string* error) = 0;
+  // `readable_after`: how many bytes after the end of `text` may be read
+  // (the JSON decoder parses in place when that covers its padding).
+  virtual bool Decode(std::string_view text, uint64_t seq, RowPtr* out, std::string* error,
+                      size_t readable_after = 0) = 0;
 };
 
 std::unique_ptr<RecordDecoder> MakeJsonlDecoder(DecoderOptions options);

@@ -44,7 +44,7 @@ bool LineReader::Fill(int timeout_ms, bool* timed_out) {
     consumed_ += begin_;
     begin_ = 0;
   }
-  if (end_ == buf_.size()) buf_.resize(buf_.size() * 2);  // a very long line
+  if (end_ + kSlack >= buf_.size()) buf_.resize(buf_.size() * 2);  // a very long line
   if (!bounded_) {
     pollfd p{fd_, POLLIN, 0};
     int r = ::poll(&p, 1, timeout_ms);
@@ -54,7 +54,7 @@ bool LineReader::Fill(int timeout_ms, bool* timed_out) {
     }
   }
   while (true) {
-    ssize_t n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+    ssize_t n = ::read(fd_, buf_.data() + end_, buf_.size() - kSlack - end_);
     if (n > 0) {
       end_ += static_cast<size_t>(n);
       return true;

@@ -31,6 +31,12 @@ class LineReader {
   uint64_t line_number() const { return line_number_; }
   uint64_t offset() const { return line_offset_; }
   uint64_t bytes_read() const { return consumed_; }
+  // Bytes that may be read after the end of the record Next() returned last
+  // (the buffer keeps slack at its end, so parsers can read ahead).
+  size_t readable_after(std::string_view line) const {
+    return static_cast<size_t>(buf_.data() + buf_.size() - (line.data() + line.size()));
+  }
+  static constexpr size_t kSlack = 64;
   bool bounded() const { return bounded_; }
   const std::string& name() const { return name_; }
   const Status& error() const { return error_; }

@@ -38,6 +38,16 @@ void AppendField(std::string* out, const Row& row, size_t i, FieldType t) {
 
 }  // namespace
 
+std::string_view KeyView(const Row& row, const std::vector<int>& fields, const Schema& schema,
+                         std::string* scratch) {
+  if (fields.size() == 1) {
+    size_t i = static_cast<size_t>(fields[0]);
+    if (schema.field(i).type == FieldType::kString && !row.IsNull(i)) return row.GetString(i);
+  }
+  *scratch = KeyString(row, fields, schema);
+  return *scratch;
+}
+
 std::string KeyString(const Row& row, const std::vector<int>& fields, const Schema& schema) {
   std::string key;
   for (size_t k = 0; k < fields.size(); ++k) {
@@ -70,7 +80,8 @@ uint64_t MatchId(std::string_view pattern, std::string_view key, const BufNode* 
                  bool timeout) {
   uint64_t h = HashCombine(StableHash(pattern), StableHash(key));
   h = HashCombine(h, timeout ? 1 : 0);
-  for (const BufNode* n : PathOf(last)) {
+  // Last event first: no need to materialize the path.
+  for (const BufNode* n = last; n; n = n->prev) {
     h = HashCombine(h, static_cast<uint64_t>(n->id.ts));
     h = HashCombine(h, n->id.tie);
     h = HashCombine(h, static_cast<uint64_t>(n->var));
@@ -91,22 +102,21 @@ void AppendRowJson(std::string* out, const Row& row, const Schema& schema) {
 
 void RenderMatch(const patterns::CompiledPattern& p, std::string_view key, const MatchResult& m,
                  std::string* out) {
-  const auto path = PathOf(m.last);
   JsonObject o(*out);
   o.String("pattern", p.name);
   o.String("type", m.timeout ? "timeout" : "match");
   o.String("key", key);
   o.String("start", FormatRfc3339(m.start));
   o.String("end", FormatRfc3339(m.end));
-  char id[20];
-  std::snprintf(id, sizeof id, "%016llx",
-                static_cast<unsigned long long>(MatchId(p.name, key, m.last, m.timeout)));
-  o.String("id", id);
+  char id[16];
+  uint64_t h = MatchId(p.name, key, m.last, m.timeout);
+  for (int i = 15; i >= 0; --i, h >>= 4) id[i] = "0123456789abcdef"[h & 15];
+  o.String("id", std::string_view(id, 16));
   const auto& fields = m.timeout ? p.timeout_emit : p.emit;
   o.Key("fields");
   {
     JsonObject f(*out);
-    patterns::EvalContext ctx{path.back()->row.get(), m.aggs.data(), -1};
+    patterns::EvalContext ctx{m.last->row.get(), m.aggs.data(), -1};
     for (const auto& e : fields) {
       f.Key(e.name);
       AppendValue(out, p.program.Eval(e.expr, ctx));
@@ -114,6 +124,7 @@ void RenderMatch(const patterns::CompiledPattern& p, std::string_view key, const
     f.End();
   }
   if (m.timeout ? p.timeout_emit_events : p.emit_events) {
+    const auto path = PathOf(m.last);
     o.Key("events");
     JsonObject ev(*out);
     for (size_t v = 0; v < p.vars.size(); ++v) {

@@ -17,6 +17,10 @@ namespace cepheus::engine {
 // The partition key of `row` as text: the field value, or values joined by
 // '|' for a composite key. Empty when the pattern is not partitioned.
 std::string KeyString(const Row& row, const std::vector<int>& fields, const Schema& schema);
+// The same without allocating for the common single string key: a view into
+// the row, or into `*scratch` (reused) for other keys. Valid while both live.
+std::string_view KeyView(const Row& row, const std::vector<int>& fields, const Schema& schema,
+                         std::string* scratch);
 
 // A stable 64-bit id of a match: pattern, key, and each event's (time, tie,
 // stage). Equal for the same match whatever the parallelism or run.

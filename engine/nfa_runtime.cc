@@ -44,8 +44,6 @@ class CondEval {
   std::vector<int8_t>& cache_;
 };
 
-thread_local std::vector<int8_t> t_cond_cache;
-
 bool PathLess(const BufNode* a, const BufNode* b) {
   auto pa = PathOf(a), pb = PathOf(b);
   return std::lexicographical_compare(pa.begin(), pa.end(), pb.begin(), pb.end(),
@@ -97,6 +95,19 @@ uint64_t AllBits(size_t n) { return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) 
 
 }  // namespace
 
+struct MatcherEnv::Scratch {
+  std::vector<int8_t> cond_cache;
+  std::vector<MatchResult> completed;
+  AggWords zero_aggs;
+};
+
+namespace {
+MatcherEnv::Scratch& ScratchOf(MatcherEnv& env) {
+  if (!env.scratch) env.scratch = std::make_shared<MatcherEnv::Scratch>();
+  return *env.scratch;
+}
+}  // namespace
+
 KeyMatcher::~KeyMatcher() = default;
 
 void KeyMatcher::Clear(MatcherEnv& env) {
@@ -104,6 +115,7 @@ void KeyMatcher::Clear(MatcherEnv& env) {
   for (MatchResult& m : held_) env.pool->Unref(m.last);
   runs_.clear();
   held_.clear();
+  next_deadline_ = EventTime::Max();
 }
 
 EventId KeyMatcher::NextId(EventTime t) {
@@ -115,32 +127,43 @@ EventId KeyMatcher::NextId(EventTime t) {
   return last_id_;
 }
 
-EventTime KeyMatcher::Deadline(const MatcherEnv& env, const Run& r) const {
-  const CompiledPattern& p = *env.pattern;
-  EventTime d = EventTime::Max();
-  if (p.within) d = std::min(d, r.start + *p.within);
-  if (p.max_gap) d = std::min(d, r.last + *p.max_gap);
-  return d;
-}
+EventTime KeyMatcher::Deadline(const MatcherEnv&, const Run& r) const { return r.deadline; }
 
-EventTime KeyMatcher::NextDeadline(const MatcherEnv& env) const {
+void KeyMatcher::RecomputeNextDeadline() {
   EventTime d = EventTime::Max();
-  for (const Run& r : runs_) d = std::min(d, Deadline(env, r));
-  return d;
+  for (const Run& r : runs_) d = std::min(d, r.deadline);
+  next_deadline_ = d;
 }
 
 void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
   Expire(env, row->time());
   const uint64_t pos = position_++;
   const CompiledPattern& p = *env.pattern;
-  CondEval cond(p, row.get(), t_cond_cache);
-  std::vector<Run> next;
-  next.reserve(runs_.size() + 2);
-  std::vector<Run> spawned;
-  std::vector<MatchResult> completed;
-  const std::vector<uint64_t> zero_aggs(static_cast<size_t>(p.aggs.num_words), 0);
+  MatcherEnv::Scratch& scratch = ScratchOf(env);
+  CondEval cond(p, row.get(), scratch.cond_cache);
+  // Runs that stay are compacted in place; new runs are appended after them.
+  const size_t old_count = runs_.size();
+  size_t kept = 0;
+  std::vector<MatchResult>& completed = scratch.completed;
+  completed.clear();
+  if (scratch.zero_aggs.size() != static_cast<size_t>(p.aggs.num_words))
+    scratch.zero_aggs.assign(static_cast<size_t>(p.aggs.num_words), 0);
+  const AggWords& zero_aggs = scratch.zero_aggs;
+  EventTime next_deadline = EventTime::Max();
+  size_t spawned = 0;
 
-  auto spawn = [&](const Run* parent, int target) {
+  // New runs beyond the cap (counting the runs that existed) are dropped.
+  const size_t room = env.max_runs_per_key > old_count ? env.max_runs_per_key - old_count : 0;
+  size_t dropped = 0;
+  // What a new run inherits from the run that takes the event (copied, as
+  // appending new runs to runs_ may move the parent).
+  struct Parent {
+    BufNode* node;
+    AggWords aggs;
+    EventTime start;
+    EventId start_id;
+  };
+  auto spawn = [&](const Parent* parent, int target) {
     const NfaState& ts = p.states[static_cast<size_t>(target)];
     Run n;
     n.node = env.pool->New(row, id, target, ts.var, parent ? parent->node : nullptr);
@@ -150,6 +173,9 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
     n.start = parent ? parent->start : row->time();
     n.start_id = parent ? parent->start_id : id;
     n.last = row->time();
+    n.deadline = EventTime::Max();
+    if (p.within) n.deadline = std::min(n.deadline, n.start + *p.within);
+    if (p.max_gap) n.deadline = std::min(n.deadline, n.last + *p.max_gap);
     n.pending = AllBits(ts.edges.size());
     for (size_t j = 0; j < ts.finals.size(); ++j)
       if (!ts.finals[j].guards.empty()) n.pending_finals |= 1u << j;
@@ -160,16 +186,25 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
       completed.push_back(MatchResult{false, n.node, n.aggs, n.start, n.last, n.start_id,
                                       CompletionKey{pos, 1, 0}});
     }
-    if (n.pending || n.pending_finals)
-      spawned.push_back(std::move(n));
-    else
+    if (!(n.pending || n.pending_finals)) {
       env.pool->Unref(n.node);
+      return;
+    }
+    if (spawned >= room) {
+      // The per-key cap: drop the new branch, count it.
+      env.pool->Unref(n.node);
+      ++dropped;
+      return;
+    }
+    next_deadline = std::min(next_deadline, n.deadline);
+    runs_.push_back(std::move(n));
+    ++spawned;
   };
 
-  // Takes the fired edges of one run (or of the start state when r is null).
+  // Takes the fired edges of one run (or of the start state when parent is null).
   int fired[64];
   int targets_done[64];
-  auto take = [&](const Run* r, const NfaState& st, int nfired) {
+  auto take = [&](const Parent* parent, const NfaState& st, int nfired) {
     uint64_t keep = ResolveConflicts(p, st, fired, nfired);
     int ndone = 0;
     for (int i = 0; i < nfired; ++i) {
@@ -177,11 +212,12 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
       int target = st.edges[static_cast<size_t>(fired[i])].target;
       if (std::find(targets_done, targets_done + ndone, target) != targets_done + ndone) continue;
       targets_done[ndone++] = target;
-      spawn(r, target);
+      spawn(parent, target);
     }
   };
 
-  for (Run& r : runs_) {
+  for (size_t ri = 0; ri < old_count; ++ri) {
+    Run& r = runs_[ri];
     const NfaState& st = p.states[static_cast<size_t>(r.state)];
     const uint64_t* aggs = r.aggs.data();
     int nfired = 0;
@@ -238,14 +274,22 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
         r.completed = true;
       }
     }
-    if (nfired) take(&r, st, nfired);
-    r.pending &= ~consumed;
-    r.pending_finals &= ~consumed_finals;
-    r.fresh = false;
-    if (r.pending || r.pending_finals)
-      next.push_back(std::move(r));
-    else
-      env.pool->Unref(r.node);
+    if (nfired) {
+      Parent parent{r.node, r.aggs, r.start, r.start_id};
+      take(&parent, st, nfired);  // may grow runs_: `r` is not used after this
+    }
+    Run& self = runs_[ri];
+    self.pending &= ~consumed;
+    self.pending_finals &= ~consumed_finals;
+    self.fresh = false;
+    if (self.pending || self.pending_finals) {
+      next_deadline = std::min(next_deadline, self.deadline);
+      if (kept != ri) runs_[kept] = std::move(self);
+      ++kept;
+    } else {
+      env.pool->Unref(self.node);
+      self.node = nullptr;
+    }
   }
   {
     const NfaState& start = p.states[0];
@@ -258,16 +302,17 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
     }
     if (nfired) take(nullptr, start, nfired);
   }
-  size_t room = env.max_runs_per_key > next.size() ? env.max_runs_per_key - next.size() : 0;
-  if (spawned.size() > room) {
-    size_t dropped = spawned.size() - room;
-    for (size_t i = room; i < spawned.size(); ++i) env.pool->Unref(spawned[i].node);
-    spawned.resize(room);
+  if (dropped) {
     env.stats->runs_dropped += dropped;
     if (env.on_runs_dropped) env.on_runs_dropped(dropped);
   }
-  for (Run& s : spawned) next.push_back(std::move(s));
-  runs_ = std::move(next);
+  // Close the gap between the kept old runs and the new ones.
+  if (kept != old_count) {
+    std::move(runs_.begin() + static_cast<std::ptrdiff_t>(old_count), runs_.end(),
+              runs_.begin() + static_cast<std::ptrdiff_t>(kept));
+    runs_.resize(kept + spawned);
+  }
+  next_deadline_ = next_deadline;
 
   if (completed.size() > 1) {
     // Several derivations may complete the same events: report each once.
@@ -283,7 +328,11 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
     completed = std::move(unique);
   }
   for (MatchResult& m : completed) held_.push_back(std::move(m));
-  if (!held_.empty()) Release(env);
+  completed.clear();
+  if (!held_.empty()) {
+    Release(env);
+    RecomputeNextDeadline();
+  }
 }
 
 void KeyMatcher::AdvanceTime(MatcherEnv& env, EventTime t) { Expire(env, t); }
@@ -293,6 +342,7 @@ void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
     if (!held_.empty()) Release(env);
     return;
   }
+  if (next_deadline_ > t) return;
   const CompiledPattern& p = *env.pattern;
   // One deadline at a time, earliest first: releasing held matches (and
   // pruning for a skip strategy) between two deadlines changes the runs.
@@ -346,6 +396,7 @@ void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
     Release(env);
   }
   if (!held_.empty()) Release(env);
+  RecomputeNextDeadline();
 }
 
 void KeyMatcher::EmitNow(MatcherEnv& env, MatchResult&& m) {

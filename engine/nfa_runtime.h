@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/row.h"
+#include "common/small_vector.h"
 #include "engine/match_buffer.h"
 #include "patterns/compiled.h"
 
@@ -28,10 +29,13 @@ struct CompletionKey {
 };
 
 // A match, or a partial match that timed out.
+// A run's aggregate words (see patterns::AggLayout); inline up to 6 words.
+using AggWords = SmallVector<uint64_t, 6>;
+
 struct MatchResult {
   bool timeout = false;
   BufNode* last = nullptr;  // the path; the receiver gets one reference
-  std::vector<uint64_t> aggs;
+  AggWords aggs;
   EventTime start;
   EventTime end;
   EventId start_id;
@@ -59,6 +63,10 @@ struct MatcherEnv {
   std::function<void(MatchResult&&)> emit;
   // Told when the run cap cut runs for a key (for logging).
   std::function<void(size_t dropped)> on_runs_dropped;
+
+  // Scratch space reused by every KeyMatcher step (not state).
+  struct Scratch;
+  std::shared_ptr<Scratch> scratch;  // shared: copies of an env share one buffer set
 };
 
 class KeyMatcher {
@@ -83,7 +91,7 @@ class KeyMatcher {
   void AdvanceTime(MatcherEnv& env, EventTime t);
 
   // Earliest deadline among live runs, or Max() if none.
-  EventTime NextDeadline(const MatcherEnv& env) const;
+  EventTime NextDeadline(const MatcherEnv&) const { return next_deadline_; }
   bool Idle() const { return runs_.empty() && held_.empty(); }
   size_t num_runs() const { return runs_.size(); }
   EventTime last_event_time() const { return EventTime::FromMillis(last_id_.ts); }
@@ -97,11 +105,13 @@ class KeyMatcher {
     bool fresh = true;            // no event seen since the last take
     bool completed = false;       // its path was already emitted as a match
     EventTime start, last;
+    EventTime deadline = EventTime::Max();  // WITHIN / MAX GAP, fixed at creation
     EventId start_id;
-    std::vector<uint64_t> aggs;
+    AggWords aggs;
   };
 
   EventTime Deadline(const MatcherEnv& env, const Run& r) const;
+  void RecomputeNextDeadline();
   void Expire(MatcherEnv& env, EventTime t);
   void Release(MatcherEnv& env);
   void EmitNow(MatcherEnv& env, MatchResult&& m);
@@ -110,6 +120,7 @@ class KeyMatcher {
   std::vector<MatchResult> held_;  // completed, waiting for earlier-started runs
   EventId last_id_{INT64_MIN, 0};
   uint64_t position_ = 0;  // events processed for this key
+  EventTime next_deadline_ = EventTime::Max();
 };
 
 }  // namespace cepheus::engine

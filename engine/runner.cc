@@ -127,6 +127,8 @@ Result<RunSummary> PipelineRunner::Run() {
   while (!stop_.load()) {
     bool progress = false;
     bool all_ended = true;
+    const int64_t now = clock.NowMillis();
+    std::string key_scratch;
     for (StreamInput& in : inputs) {
       if (in.ended) continue;
       all_ended = false;
@@ -161,7 +163,7 @@ Result<RunSummary> PipelineRunner::Run() {
         c_records.Add();
         RowPtr row;
         std::string error;
-        if (!in.decoder->Decode(line, seq, &row, &error)) {
+        if (!in.decoder->Decode(line, seq, &row, &error, in.reader->readable_after(line))) {
           dead_letter(in, line, error);
           continue;
         }
@@ -184,17 +186,17 @@ Result<RunSummary> PipelineRunner::Run() {
           continue;
         }
         ++summary.events;
-        watermarks.input(in.wm_input).OnEvent(ts, clock.NowMillis());
+        watermarks.input(in.wm_input).OnEvent(ts, now);
         for (int k : in.keyings) {
           const Keying& keying = pipeline_.keyings[static_cast<size_t>(k)];
-          uint64_t h = StableHash(KeyString(*row, keying.fields, in.config->schema));
+          uint64_t h = StableHash(KeyView(*row, keying.fields, in.config->schema, &key_scratch));
           int group = state::KeyGroupOf(h, state::kDefaultKeyGroups);
           int w = state::WorkerOfGroup(group, state::kDefaultKeyGroups, parallelism);
           batches[static_cast<size_t>(w)].events.push_back(
               RoutedEvent{row, static_cast<uint32_t>(k)});
           ++pending_events;
         }
-        watermarks.Update(clock.NowMillis());
+        watermarks.Update(now);
       }
       if (!failure.ok()) break;
     }

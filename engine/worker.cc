@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+
+#include <algorithm>
+
 #include "engine/match_render.h"
 
 namespace cepheus::engine {
@@ -26,7 +30,7 @@ Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches)
     ps.env.report_timeouts = ps.pattern->has_timeout_emit;
     PatternState* self = &ps;
     ps.env.emit = [this, self](MatchResult&& m) {
-      RenderMatch(*self->pattern, self->current_key, m, &out_);
+      RenderMatch(*self->pattern, self->current_key_view, m, &out_);
       pool_.Unref(m.last);
     };
     ps.env.on_runs_dropped = [self](size_t dropped) {
@@ -36,7 +40,7 @@ Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches)
       if (logged++ % 1000 == 0)
         spdlog::warn(
             "pattern {}: key '{}' exceeded max_runs_per_key; dropped {} new partial matches",
-            self->pattern->name, self->current_key, dropped);
+            self->pattern->name, self->current_key_view, dropped);
     };
   }
 }
@@ -70,14 +74,27 @@ void Worker::Loop() {
 }
 
 void Worker::OnBatch(EventBatch& batch) {
-  for (RoutedEvent& e : batch.events) buffer_.push(Pending{std::move(e.row), e.keying});
-  stats_.peak_buffered = std::max<uint64_t>(stats_.peak_buffered, buffer_.size());
+  const size_t mid = buffer_.size();
+  for (RoutedEvent& e : batch.events) buffer_.push_back(Pending{std::move(e.row), e.keying});
+  auto batch_begin = buffer_.begin() + static_cast<std::ptrdiff_t>(mid);
+  if (!std::is_sorted(batch_begin, buffer_.end())) std::sort(batch_begin, buffer_.end());
+  if (mid > head_ && batch_begin != buffer_.end() && *batch_begin < buffer_[mid - 1])
+    std::inplace_merge(buffer_.begin() + static_cast<std::ptrdiff_t>(head_), batch_begin,
+                       buffer_.end());
+  stats_.peak_buffered = std::max<uint64_t>(stats_.peak_buffered, buffer_.size() - head_);
   if (batch.watermark > watermark_) watermark_ = batch.watermark;
   const EventTime wm = watermark_.time();
-  while (!buffer_.empty() && buffer_.top().row->time() <= wm) {
-    Pending p = buffer_.top();
-    buffer_.pop();
-    ProcessEvent(p);
+  while (head_ < buffer_.size() && buffer_[head_].row->time() <= wm) {
+    ProcessEvent(buffer_[head_]);
+    buffer_[head_].row = RowPtr();
+    ++head_;
+  }
+  if (head_ == buffer_.size()) {
+    buffer_.clear();
+    head_ = 0;
+  } else if (head_ > 4096 && head_ * 2 > buffer_.size()) {
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
   }
   FireTimers(wm);
   FlushOutput();
@@ -95,21 +112,26 @@ void Worker::ProcessEvent(const Pending& p) {
   ++stats_.events;
   const Keying& keying = pipeline_.keyings[p.keying];
   const Schema& schema = pipeline_.config.streams[static_cast<size_t>(keying.stream)].schema;
-  std::string key = KeyString(*p.row, keying.fields, schema);
+  std::string_view key = KeyView(*p.row, keying.fields, schema, &key_scratch_);
   for (int pi : keying_patterns_[p.keying]) {
     PatternState& ps = patterns_[static_cast<size_t>(pi)];
     auto it = ps.keys.find(key);
-    if (it == ps.keys.end()) it = ps.keys.emplace(key, KeyEntry{}).first;
+    if (it == ps.keys.end()) it = ps.keys.emplace(std::string(key), KeyEntry{}).first;
     KeyEntry& e = it->second;
-    ps.current_key = key;
+    ps.current_key_view = it->first;
     e.matcher.Process(ps.env, p.row, e.matcher.NextId(p.row->time()));
-    if (e.matcher.Idle()) {
-      // Nothing in flight for this key: forget it (no state for quiet keys).
-      ps.keys.erase(it);
-      continue;
-    }
-    Schedule(ps, it->first, e);
+    if (!e.matcher.Idle()) Schedule(ps, it->first, e);
   }
+  // Keys with nothing in flight are forgotten in periodic sweeps rather than
+  // at once: a busy key would otherwise be dropped and re-created per event.
+  if (++events_since_sweep_ >= kSweepEvery) SweepIdleKeys();
+}
+
+void Worker::SweepIdleKeys() {
+  events_since_sweep_ = 0;
+  for (PatternState& ps : patterns_)
+    for (auto it = ps.keys.begin(); it != ps.keys.end();)
+      it = it->second.matcher.Idle() ? ps.keys.erase(it) : std::next(it);
 }
 
 void Worker::FireTimers(EventTime wm) {
@@ -117,7 +139,7 @@ void Worker::FireTimers(EventTime wm) {
     if (wm == EventTime::Max()) {
       // End of input: every key ends, with or without a deadline.
       for (auto& [key, e] : ps.keys) {
-        ps.current_key = key;
+        ps.current_key_view = key;
         e.matcher.AdvanceTime(ps.env, wm);
         e.matcher.Clear(ps.env);
       }
@@ -132,7 +154,7 @@ void Worker::FireTimers(EventTime wm) {
       if (it == ps.keys.end() || it->second.scheduled != t.at) continue;  // stale
       KeyEntry& e = it->second;
       e.scheduled = EventTime::Max();
-      ps.current_key = it->first;
+      ps.current_key_view = it->first;
       e.matcher.AdvanceTime(ps.env, wm);
       if (e.matcher.Idle()) {
         ps.keys.erase(it);

@@ -58,6 +58,11 @@ class Worker {
   void OnBatch(EventBatch& batch);
 
  private:
+  // Transparent hashing: look keys up by string_view, without a copy.
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   struct KeyEntry {
     KeyMatcher matcher;
     EventTime scheduled = EventTime::Max();  // earliest timer queued for this key
@@ -71,15 +76,16 @@ class Worker {
     const patterns::CompiledPattern* pattern = nullptr;
     const Keying* keying = nullptr;
     MatcherEnv env;
-    std::unordered_map<std::string, KeyEntry> keys;
+    std::unordered_map<std::string, KeyEntry, KeyHash, std::equal_to<>> keys;
     std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers;
-    std::string current_key;  // the key whose matcher is emitting
+    std::string_view current_key_view;  // the key whose matcher is emitting (a map key)
   };
   struct Pending {
     RowPtr row;
     uint32_t keying;
-    bool operator>(const Pending& o) const {
-      return row->time() != o.row->time() ? row->time() > o.row->time() : row->seq() > o.row->seq();
+    // Event-time order, ties in arrival order.
+    bool operator<(const Pending& o) const {
+      return row->time() != o.row->time() ? row->time() < o.row->time() : row->seq() < o.row->seq();
     }
   };
 
@@ -88,6 +94,9 @@ class Worker {
   void FireTimers(EventTime wm);
   void Schedule(PatternState& ps, const std::string& key, KeyEntry& e);
   void FlushOutput();
+  void SweepIdleKeys();
+  static constexpr uint64_t kSweepEvery = 1 << 16;
+  uint64_t events_since_sweep_ = 0;
 
   const CompiledPipeline& pipeline_;
   const int index_;
@@ -97,7 +106,11 @@ class Worker {
   NodePool pool_;
   std::vector<PatternState> patterns_;
   std::vector<std::vector<int>> keying_patterns_;  // keying -> indexes into patterns_
-  std::priority_queue<Pending, std::vector<Pending>, std::greater<Pending>> buffer_;
+  // Events waiting for the watermark, sorted; [head_, end) are pending.
+  // Input is mostly in order, so a batch is usually appended, else merged.
+  std::vector<Pending> buffer_;
+  size_t head_ = 0;
+  std::string key_scratch_;
   Watermark watermark_ = Watermark::Min();
   std::string out_;
   WorkerStats stats_;

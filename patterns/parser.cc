@@ -54,6 +54,23 @@ struct SpannedGen {
 };
 constexpr SpannedGen spanned{};
 
+}  // namespace
+}  // namespace cepheus::patterns
+
+namespace boost::spirit::x3 {
+// "expected ..." messages name what spanned[] wraps, not the wrapper.
+template <typename Subject>
+struct get_info<cepheus::patterns::Spanned<Subject>> {
+  using result_type = std::string;
+  std::string operator()(cepheus::patterns::Spanned<Subject> const& p) const {
+    return what(p.subject);
+  }
+};
+}  // namespace boost::spirit::x3
+
+namespace cepheus::patterns {
+namespace {
+
 bool IsIdentChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
 
 // A case-insensitive keyword that does not run into an identifier character.
@@ -95,8 +112,8 @@ namespace {
 
 // Words that can never be identifiers (they would make expressions ambiguous).
 bool IsReserved(std::string_view w) {
-  static const char* kWords[] = {"and",  "or",    "not",  "in",     "matches", "as",
-                                 "true", "false", "null", "events", "is"};
+  static const char* kWords[] = {"and", "or",   "not",   "in",   "matches",
+                                 "as",  "true", "false", "null", "is"};
   std::string lower(w);
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   for (const char* k : kWords)

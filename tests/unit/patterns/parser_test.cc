@@ -167,3 +167,22 @@ TEST(Parser, TextBeforeTheFirstPatternIsAnError) {
 
 }  // namespace
 }  // namespace cepheus::patterns
+
+namespace cepheus::patterns {
+namespace {
+
+TEST(Parser, ExpectationNamesTheRuleNotItsWrapper) {
+  std::string err = ParseErr("PATTERN p FROM 42 MATCH a\n");
+  EXPECT_NE(err.find("t.cep:1:16: error: expected identifier, found '42'"), std::string::npos)
+      << err;
+}
+
+TEST(Parser, EventsIsAStreamNameAndAnEmitItem) {
+  auto p = ParseOk("PATTERN p FROM events MATCH a EMIT COUNT(*) AS n, EVENTS")[0];
+  EXPECT_EQ(p.stream, "events");
+  ASSERT_EQ(p.emit.size(), 2u);
+  EXPECT_TRUE(p.emit[1].events);
+}
+
+}  // namespace
+}  // namespace cepheus::patterns

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: `cepheus run` over a generated JSONL file, for each
+# pipeline in bench/pipelines, with 1 and 2 workers. Prints events/s and peak
+# RSS. Usage: bench/run_e2e.sh [N=10000000] [build-dir]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+n="${1:-10000000}"
+build="${2:-$root/build}"
+data="$root/bench/data"
+mkdir -p "$data/out"
+if [ ! -f "$data/events.jsonl" ] || [ "$(cat "$data/events.n" 2>/dev/null)" != "$n" ]; then
+  echo "generating $n events..." >&2
+  "$build/bench/gen_events" "$n" > "$data/events.jsonl"
+  echo "$n" > "$data/events.n"
+fi
+printf "%-22s %8s %12s %10s %10s\n" pipeline workers events/s wall_s peak_MB
+for p in "$root"/bench/pipelines/*.yaml; do
+  for w in 1 2; do
+    /usr/bin/time -f "%e %M" -o "$data/time.txt" "$build/app/cepheus" run -p "$w" "$p" 2>/dev/null
+    read -r wall kb < "$data/time.txt"
+    rate=$(awk -v n="$n" -v t="$wall" 'BEGIN { printf "%.0f", n / t }')
+    printf "%-22s %8s %12s %10s %10s\n" "$(basename "$p" .yaml)" "$w" "$rate" "$wall" "$((kb / 1024))"
+  done
+done
