@@ -1,0 +1,214 @@
+// Runtime behaviour beyond matching semantics: the run cap, match-buffer
+// hygiene, and a live (unbounded) input that goes idle.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "common/clock.h"
+#include "engine/nfa_runtime.h"
+#include "engine/pipeline.h"
+#include "engine/runner.h"
+#include "sinks/outputs.h"
+#include "tests/support/random_pattern.h"
+
+namespace cepheus::engine {
+namespace {
+
+std::unique_ptr<patterns::CompiledPattern> Compile(const std::string& text,
+                                                   const patterns::StreamCatalog& catalog) {
+  patterns::SourceFile f("t.cep", text);
+  auto r = patterns::CompilePatternFile(f, catalog);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return std::make_unique<patterns::CompiledPattern>(
+      std::move(*std::const_pointer_cast<patterns::CompiledPattern>(r.value()[0])));
+}
+
+TEST(RunCap, SkipTillAnyIsCappedCountedAndReported) {
+  const auto catalog = testing::RandomCatalog();
+  auto p = Compile(
+      "PATTERN p FROM s MATCH a ->> b ->> c DEFINE a AS type = 'A', b AS type = 'B', c AS type = "
+      "'C'",
+      catalog);
+  NodePool pool;
+  MatcherStats stats;
+  MatcherEnv env;
+  env.pattern = p.get();
+  env.pool = &pool;
+  env.stats = &stats;
+  env.max_runs_per_key = 50;
+  size_t reported = 0, matches = 0;
+  env.on_runs_dropped = [&](size_t n) { reported += n; };
+  env.emit = [&](MatchResult&& m) {
+    ++matches;
+    pool.Unref(m.last);
+  };
+  KeyMatcher km;
+  for (int i = 0; i < 300; ++i) {
+    RowPtr row = testing::MakeEvent(catalog, i % 3 == 0 ? "A" : (i % 3 == 1 ? "B" : "C"), 1, i, i);
+    km.Process(env, row, km.NextId(row->time()));
+    ASSERT_LE(km.num_runs(), 50u) << "the cap holds after every event";
+  }
+  EXPECT_GT(stats.runs_dropped, 0u);
+  EXPECT_EQ(reported, stats.runs_dropped) << "every cut is reported, none silently";
+  EXPECT_GT(matches, 0u) << "matching goes on under the cap";
+  km.AdvanceTime(env, EventTime::Max());
+  km.Clear(env);
+  EXPECT_EQ(pool.live(), 0u);
+}
+
+TEST(MatchBuffer, QuietKeyReleasesEveryNodeWhenItsWindowPasses) {
+  const auto catalog = testing::RandomCatalog();
+  auto p = Compile(
+      "PATTERN p FROM s MATCH a -> b+ -> c WITHIN 10 MILLISECONDS "
+      "DEFINE a AS type = 'A', b AS type = 'B', c AS type = 'C'",
+      catalog);
+  NodePool pool;
+  MatcherStats stats;
+  MatcherEnv env;
+  env.pattern = p.get();
+  env.pool = &pool;
+  env.stats = &stats;
+  env.emit = [&](MatchResult&& m) { pool.Unref(m.last); };
+  KeyMatcher km;
+  for (int i = 0; i < 8; ++i) {
+    RowPtr row = testing::MakeEvent(catalog, i == 0 ? "A" : "B", 1, i, i);
+    km.Process(env, row, km.NextId(row->time()));
+  }
+  EXPECT_GT(pool.live(), 0u);
+  EXPECT_EQ(km.NextDeadline(env).millis(), 10);
+  km.AdvanceTime(env, EventTime::FromMillis(9));
+  EXPECT_GT(pool.live(), 0u) << "the window has not passed yet";
+  km.AdvanceTime(env, EventTime::FromMillis(10));
+  EXPECT_TRUE(km.Idle());
+  EXPECT_EQ(pool.live(), 0u) << "nothing is kept for a key whose partial matches expired";
+}
+
+// A live input: a FIFO that stays open. When it goes quiet past idle_timeout
+// the watermark follows the (manual) wall clock and the absence match fires
+// while the input is still open.
+class IdleSource : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("cepheus-idle-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    fifo_ = (dir_ / "in.fifo").string();
+    ASSERT_EQ(::mkfifo(fifo_.c_str(), 0600), 0);
+    writer_ = ::open(fifo_.c_str(), O_RDWR);  // does not block, keeps the FIFO open
+    ASSERT_GE(writer_, 0);
+  }
+  void TearDown() override {
+    if (writer_ >= 0) ::close(writer_);
+    std::filesystem::remove_all(dir_);
+  }
+  Result<CompiledPipeline> Pipeline(bool follow) {
+    PipelineConfig cfg;
+    StreamConfig s;
+    s.name = "s";
+    s.source.path = fifo_;
+    s.schema = testing::RandomCatalog().at("s").schema;
+    s.time_field = "ts";
+    s.watermark.idle_timeout = Duration::Seconds(5);
+    s.watermark.follow_wall_clock_when_idle = follow;
+    cfg.streams.push_back(s);
+    PatternSource ps;
+    ps.inline_text =
+        "PATTERN absent FROM s MATCH a -> !b WITHIN 10 SECONDS "
+        "DEFINE a AS type = 'A', b AS type = 'B'";
+    cfg.patterns.push_back(ps);
+    return CompilePipeline(std::move(cfg));
+  }
+  void Write(const std::string& s) {
+    ASSERT_EQ(::write(writer_, s.data(), s.size()), static_cast<ssize_t>(s.size()));
+  }
+  static bool WaitFor(const std::function<bool()>& pred, int ms) {
+    for (int i = 0; i < ms / 10; ++i) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return pred();
+  }
+
+  std::filesystem::path dir_;
+  std::string fifo_;
+  int writer_ = -1;
+};
+
+TEST_F(IdleSource, WatermarkFollowsWallClockSoAbsenceFires) {
+  auto pipeline = Pipeline(true);
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status().message();
+  sinks::MemoryOutput matches, late, dead;
+  ManualClock clock(1'000'000);
+  RunOptions opts;
+  opts.clock = &clock;
+  PipelineRunner runner(pipeline.value(), RunOutputs{&matches, &late, &dead}, opts);
+  Result<RunSummary> summary = Status::Internal("not run");
+  std::thread t([&] { summary = runner.Run(); });
+  Write("{\"type\":\"A\",\"v\":1,\"ts\":1000}\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  clock.Advance(6'000);  // idle, but event time only reaches ~7 s < 11 s
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(matches.contents(), "") << "fired before its deadline";
+  clock.Advance(6'000);  // event time passes 11 s
+  EXPECT_TRUE(
+      WaitFor([&] { return matches.contents().find("\"absent\"") != std::string::npos; }, 5000))
+      << "the absence match must fire while the input is still open and quiet";
+  // An event behind the wall-clock watermark is late, not silently dropped.
+  Write("{\"type\":\"B\",\"v\":1,\"ts\":2000}\n");
+  EXPECT_TRUE(
+      WaitFor([&] { return late.contents().find("\"event_time\"") != std::string::npos; }, 5000));
+  ::close(writer_);
+  writer_ = -1;
+  t.join();
+  ASSERT_TRUE(summary.ok()) << summary.status().message();
+  EXPECT_EQ(summary->matches, 1u);
+  EXPECT_EQ(summary->late, 1u);
+}
+
+TEST_F(IdleSource, WithoutFollowingTheClockNothingFiresUntilTheInputEnds) {
+  auto pipeline = Pipeline(false);
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status().message();
+  sinks::MemoryOutput matches, late, dead;
+  ManualClock clock(1'000'000);
+  RunOptions opts;
+  opts.clock = &clock;
+  PipelineRunner runner(pipeline.value(), RunOutputs{&matches, &late, &dead}, opts);
+  std::thread t([&] { (void)runner.Run(); });
+  Write("{\"type\":\"A\",\"v\":1,\"ts\":1000}\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  clock.Advance(60'000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(matches.contents(), "");
+  ::close(writer_);
+  writer_ = -1;
+  t.join();
+  EXPECT_NE(matches.contents().find("\"absent\""), std::string::npos) << "end of input flushes it";
+}
+
+TEST(Runner, MissingInputFileFailsWithAClearError) {
+  PipelineConfig cfg;
+  StreamConfig s;
+  s.name = "s";
+  s.source.path = "/nonexistent/events.jsonl";
+  s.schema = testing::RandomCatalog().at("s").schema;
+  s.time_field = "ts";
+  cfg.streams.push_back(s);
+  PatternSource ps;
+  ps.inline_text = "PATTERN p FROM s MATCH a";
+  cfg.patterns.push_back(ps);
+  auto pipeline = CompilePipeline(std::move(cfg));
+  ASSERT_TRUE(pipeline.ok());
+  sinks::MemoryOutput out;
+  PipelineRunner runner(pipeline.value(), RunOutputs{&out, &out, &out}, RunOptions{});
+  auto r = runner.Run();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("cannot open '/nonexistent/events.jsonl'"), std::string::npos)
+      << r.status().message();
+}
+
+}  // namespace
+}  // namespace cepheus::engine

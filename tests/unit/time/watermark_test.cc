@@ -1,0 +1,71 @@
+#include "time/watermark.h"
+
+#include <gtest/gtest.h>
+
+namespace cepheus::timing {
+namespace {
+
+EventTime T(int64_t ms) { return EventTime::FromMillis(ms); }
+
+TEST(Watermark, TrailsMaxEventTimeByTheAllowedDisorder) {
+  WatermarkOptions o;
+  o.max_out_of_orderness = Duration::Millis(100);
+  InputWatermark w(o, /*bounded=*/true);
+  EXPECT_EQ(w.FromEvents(), Watermark::Min());
+  w.OnEvent(T(1000), 0);
+  w.OnEvent(T(900), 0);  // out of order: does not move it back
+  EXPECT_EQ(w.FromEvents().time(), T(899));
+  EXPECT_TRUE(w.FromEvents().IsLate(T(899)));
+  EXPECT_FALSE(w.FromEvents().IsLate(T(900)));
+  w.OnEnd();
+  EXPECT_TRUE(w.FromEvents().is_max());
+}
+
+TEST(Watermark, CombinedIsTheMinimumOverActiveInputs) {
+  WatermarkCombiner c;
+  int a = c.AddInput(WatermarkOptions{}, true);
+  int b = c.AddInput(WatermarkOptions{}, true);
+  c.input(a).OnEvent(T(500), 0);
+  EXPECT_EQ(c.Update(0), Watermark::Min()) << "b has seen nothing yet";
+  c.input(b).OnEvent(T(300), 0);
+  EXPECT_EQ(c.Update(0).time(), T(299));
+  c.input(b).OnEnd();
+  EXPECT_EQ(c.Update(0).time(), T(499));
+  c.input(a).OnEnd();
+  EXPECT_TRUE(c.Update(0).is_max());
+  EXPECT_TRUE(c.AllEnded());
+}
+
+TEST(Watermark, BoundedInputsNeverFollowTheWallClock) {
+  WatermarkCombiner c;
+  int a = c.AddInput(WatermarkOptions{}, /*bounded=*/true);
+  c.input(a).OnEvent(T(1000), 0);
+  EXPECT_EQ(c.Update(10'000'000).time(), T(999));
+}
+
+TEST(Watermark, IdleUnboundedInputsFollowTheWallClock) {
+  WatermarkOptions o;
+  o.idle_timeout = Duration::Seconds(5);
+  WatermarkCombiner c;
+  int live = c.AddInput(o, /*bounded=*/false);
+  c.input(live).OnEvent(T(1000), /*wall=*/100'000);
+  EXPECT_EQ(c.Update(104'000).time(), T(999)) << "not idle yet";
+  EXPECT_EQ(c.Update(106'000).time(), T(999 + 6000)) << "idle: advances with the wall clock";
+  // A new event resumes event-driven watermarks, which never move back.
+  c.input(live).OnEvent(T(1500), 107'000);
+  EXPECT_EQ(c.Update(107'000).time(), T(999 + 6000));
+}
+
+TEST(Watermark, AnIdleInputDoesNotHoldBackAnActiveOne) {
+  WatermarkOptions o;
+  o.idle_timeout = Duration::Seconds(5);
+  WatermarkCombiner c;
+  int quiet = c.AddInput(o, false);
+  int busy = c.AddInput(o, false);
+  c.input(quiet).OnEvent(T(100), 0);
+  c.input(busy).OnEvent(T(9000), 9'000);
+  EXPECT_EQ(c.Update(9'000).time(), T(8999));
+}
+
+}  // namespace
+}  // namespace cepheus::timing
