@@ -35,6 +35,15 @@ std::optional<FieldType> ParseFieldType(std::string_view name) {
 Result<Schema> Schema::Create(std::vector<Field> fields) {
   if (fields.empty()) return Status::InvalidArgument("a schema needs at least one field");
   if (fields.size() > kMaxFields) return Status::InvalidArgument("a schema has at most 64 fields");
+  for (const Field& f : fields) {
+    // Names are referenced from patterns, so they must be identifiers (this
+    // also lets decoders compare JSON keys without unescaping them).
+    bool ok = !f.name.empty() && !std::isdigit(static_cast<unsigned char>(f.name[0]));
+    for (unsigned char c : f.name) ok = ok && (std::isalnum(c) || c == '_');
+    if (!ok)
+      return Status::InvalidArgument("field name '" + f.name +
+                                     "' is not an identifier (letters, digits and _)");
+  }
   for (size_t i = 0; i < fields.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (fields[i].name == fields[j].name)

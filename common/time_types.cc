@@ -44,8 +44,20 @@ bool ReadDigits(std::string_view s, size_t pos, size_t n, int* out) {
 }  // namespace
 
 std::string FormatRfc3339(EventTime t) {
-  if (t == EventTime::Max()) return "+inf";
-  if (t == EventTime::Min()) return "-inf";
+  std::string s;
+  AppendRfc3339(&s, t);
+  return s;
+}
+
+void AppendRfc3339(std::string* dst, EventTime t) {
+  if (t == EventTime::Max()) {
+    dst->append("+inf");
+    return;
+  }
+  if (t == EventTime::Min()) {
+    dst->append("-inf");
+    return;
+  }
   int64_t ms = t.millis();
   int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
   int64_t rem = ms - days * 86400000;
@@ -57,7 +69,8 @@ std::string FormatRfc3339(EventTime t) {
     std::snprintf(buf, sizeof buf, "%lld-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<long long>(y),
                   mo, d, static_cast<int>(rem / 3600000), static_cast<int>(rem / 60000 % 60),
                   static_cast<int>(rem / 1000 % 60), static_cast<int>(rem % 1000));
-    return buf;
+    dst->append(buf);
+    return;
   }
   // Hot in output rendering: write the digits directly.
   char out[25] = "0000-00-00T00:00:00.000Z";
@@ -74,7 +87,7 @@ std::string FormatRfc3339(EventTime t) {
   put(14, rem / 60000 % 60, 2);
   put(17, rem / 1000 % 60, 2);
   put(20, rem % 1000, 3);
-  return std::string(out, 24);
+  dst->append(out, 24);
 }
 
 std::optional<EventTime> ParseRfc3339(std::string_view s) {

@@ -69,6 +69,8 @@ class Watermark {
 
 // "2026-11-21T19:30:15.123Z". Millisecond precision, UTC.
 std::string FormatRfc3339(EventTime t);
+// Appends the same to `out` (no allocation for years 0-9999).
+void AppendRfc3339(std::string* out, EventTime t);
 // Accepts RFC 3339 date-times ("2026-11-21T19:30:15Z", fractional seconds,
 // "+02:00" offsets, a space instead of 'T') and plain dates ("2026-11-21").
 std::optional<EventTime> ParseRfc3339(std::string_view text);

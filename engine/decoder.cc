@@ -77,15 +77,25 @@ class JsonlDecoder final : public RecordDecoder {
       (void)err;
       return false;
     }
+    // Keys are compared raw (without unescaping); records usually list
+    // fields in schema order, so the next schema field is tried first.
+    size_t guess = 0;
+    const size_t nfields = o_.schema->size();
     for (auto field_result : obj) {
       simdjson::ondemand::field field;
       if (auto err = std::move(field_result).get(field)) return Fail(error, err);
-      std::string_view key;
-      if (auto err = field.unescaped_key().get(key)) return Fail(error, err);
-      int idx = o_.schema->IndexOf(key);
-      simdjson::ondemand::value v = field.value();
+      simdjson::ondemand::raw_json_string key = field.key();
+      int idx = -1;
+      for (size_t k = 0; k < nfields; ++k) {
+        size_t i = (guess + k) % nfields;
+        if (key.unsafe_is_equal(o_.schema->field(i).name)) {
+          idx = static_cast<int>(i);
+          guess = i + 1;
+          break;
+        }
+      }
       if (idx < 0) continue;  // fields outside the schema are ignored
-      if (!ReadValue(static_cast<size_t>(idx), v, error)) return false;
+      if (!ReadValue(static_cast<size_t>(idx), field.value(), error)) return false;
     }
     // simdjson stops at the end of the object; anything after it is junk.
     size_t end = text.find_last_not_of(" \t\r");

@@ -100,32 +100,47 @@ void AppendRowJson(std::string* out, const Row& row, const Schema& schema) {
   out->push_back('}');
 }
 
-void RenderMatch(const patterns::CompiledPattern& p, std::string_view key, const MatchResult& m,
-                 std::string* out) {
-  JsonObject o(*out);
-  o.String("pattern", p.name);
-  o.String("type", m.timeout ? "timeout" : "match");
-  o.String("key", key);
-  o.String("start", FormatRfc3339(m.start));
-  o.String("end", FormatRfc3339(m.end));
+MatchRenderer::MatchRenderer(const patterns::CompiledPattern& p) : p_(p) {
+  for (bool timeout : {false, true}) {
+    std::string& prefix = timeout ? timeout_prefix_ : match_prefix_;
+    prefix = "{\"pattern\":";
+    AppendJsonString(prefix, p.name);
+    prefix += timeout ? ",\"type\":\"timeout\",\"key\":" : ",\"type\":\"match\",\"key\":";
+    auto& keys = timeout ? timeout_keys_ : emit_keys_;
+    for (const auto& f : timeout ? p.timeout_emit : p.emit) {
+      std::string k;
+      AppendJsonString(k, f.name);
+      keys.push_back(k + ":");
+    }
+  }
+}
+
+void MatchRenderer::Render(std::string_view key, const MatchResult& m, std::string* out) const {
+  const patterns::CompiledPattern& p = p_;
+  out->append(m.timeout ? timeout_prefix_ : match_prefix_);
+  AppendJsonString(*out, key);
+  out->append(",\"start\":\"");
+  AppendRfc3339(out, m.start);
+  out->append("\",\"end\":\"");
+  AppendRfc3339(out, m.end);
+  out->append("\",\"id\":\"");
   char id[16];
   uint64_t h = MatchId(p.name, key, m.last, m.timeout);
   for (int i = 15; i >= 0; --i, h >>= 4) id[i] = "0123456789abcdef"[h & 15];
-  o.String("id", std::string_view(id, 16));
+  out->append(id, 16);
+  out->append("\",\"fields\":{");
   const auto& fields = m.timeout ? p.timeout_emit : p.emit;
-  o.Key("fields");
-  {
-    JsonObject f(*out);
-    patterns::EvalContext ctx{m.last->row.get(), m.aggs.data(), -1};
-    for (const auto& e : fields) {
-      f.Key(e.name);
-      AppendValue(out, p.program.Eval(e.expr, ctx));
-    }
-    f.End();
+  const auto& keys = m.timeout ? timeout_keys_ : emit_keys_;
+  patterns::EvalContext ctx{m.last->row.get(), m.aggs.data(), -1};
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i) out->push_back(',');
+    out->append(keys[i]);
+    AppendValue(out, p.program.Eval(fields[i].expr, ctx));
   }
+  out->push_back('}');
   if (m.timeout ? p.timeout_emit_events : p.emit_events) {
     const auto path = PathOf(m.last);
-    o.Key("events");
+    out->append(",\"events\":");
     JsonObject ev(*out);
     for (size_t v = 0; v < p.vars.size(); ++v) {
       bool any = false;
@@ -144,8 +159,12 @@ void RenderMatch(const patterns::CompiledPattern& p, std::string_view key, const
     }
     ev.End();
   }
-  o.End();
-  out->push_back('\n');
+  out->append("}\n");
+}
+
+void RenderMatch(const patterns::CompiledPattern& p, std::string_view key, const MatchResult& m,
+                 std::string* out) {
+  MatchRenderer(p).Render(key, m, out);
 }
 
 }  // namespace cepheus::engine

@@ -26,7 +26,21 @@ std::string_view KeyView(const Row& row, const std::vector<int>& fields, const S
 // stage). Equal for the same match whatever the parallelism or run.
 uint64_t MatchId(std::string_view pattern, std::string_view key, const BufNode* last, bool timeout);
 
-// Appends one JSON line (with '\n') for `m`.
+// Renders match records of one pattern as JSON lines. The constant parts
+// (pattern name, field names) are escaped once, up front. Thread-compatible.
+class MatchRenderer {
+ public:
+  explicit MatchRenderer(const patterns::CompiledPattern& p);
+  // Appends one JSON line (with '\n') for `m`.
+  void Render(std::string_view key, const MatchResult& m, std::string* out) const;
+
+ private:
+  const patterns::CompiledPattern& p_;
+  std::string match_prefix_, timeout_prefix_;          // {"pattern":"..","type":"..","key":
+  std::vector<std::string> emit_keys_, timeout_keys_;  // "name":
+};
+
+// Convenience for one-off rendering.
 void RenderMatch(const patterns::CompiledPattern& p, std::string_view key, const MatchResult& m,
                  std::string* out);
 

@@ -97,6 +97,7 @@ uint64_t AllBits(size_t n) { return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) 
 
 struct MatcherEnv::Scratch {
   std::vector<int8_t> cond_cache;
+  std::vector<int8_t> state_affected;  // per NFA state, for the current event
   std::vector<MatchResult> completed;
   AggWords zero_aggs;
 };
@@ -116,6 +117,8 @@ void KeyMatcher::Clear(MatcherEnv& env) {
   runs_.clear();
   held_.clear();
   next_deadline_ = EventTime::Max();
+  state_mask_ = 0;
+  has_fresh_ = false;
 }
 
 EventId KeyMatcher::NextId(EventTime t) {
@@ -128,6 +131,12 @@ EventId KeyMatcher::NextId(EventTime t) {
 }
 
 EventTime KeyMatcher::Deadline(const MatcherEnv&, const Run& r) const { return r.deadline; }
+
+void KeyMatcher::RecomputeStateMask() {
+  uint64_t m = 0;
+  for (const Run& r : runs_) m |= r.state < 64 ? uint64_t{1} << r.state : ~uint64_t{0};
+  state_mask_ = m;
+}
 
 void KeyMatcher::RecomputeNextDeadline() {
   EventTime d = EventTime::Max();
@@ -150,6 +159,7 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
     scratch.zero_aggs.assign(static_cast<size_t>(p.aggs.num_words), 0);
   const AggWords& zero_aggs = scratch.zero_aggs;
   EventTime next_deadline = EventTime::Max();
+  uint64_t state_mask = 0;
   size_t spawned = 0;
 
   // New runs beyond the cap (counting the runs that existed) are dropped.
@@ -197,6 +207,7 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
       return;
     }
     next_deadline = std::min(next_deadline, n.deadline);
+    state_mask |= n.state < 64 ? uint64_t{1} << n.state : ~uint64_t{0};
     runs_.push_back(std::move(n));
     ++spawned;
   };
@@ -216,8 +227,53 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
     }
   };
 
-  for (size_t ri = 0; ri < old_count; ++ri) {
+  // Whether an event can touch a run in state s at all: some edge's target
+  // (or a guard, or an UNTIL) passes its event-only prefilter. Decided once per
+  // state per event; runs in untouched states are skipped, which makes the
+  // cost per event proportional to the runs the event can affect.
+  std::vector<int8_t>& affected = scratch.state_affected;
+  affected.assign(p.states.size(), -1);
+  auto state_affected = [&](int s) {
+    int8_t& a = affected[static_cast<size_t>(s)];
+    if (a < 0) {
+      a = 0;
+      const NfaState& st = p.states[static_cast<size_t>(s)];
+      for (const Edge& e : st.edges) {
+        if (cond.Pre(p.states[static_cast<size_t>(e.target)].cond) ||
+            (e.until_cond >= 0 && cond.Pre(e.until_cond))) {
+          a = 1;
+          break;
+        }
+        for (const auto& g : e.guards)
+          if (cond.Pre(g.cond)) a = 1;
+        if (a) break;
+      }
+      for (const auto& f : st.finals)
+        for (const auto& g : f.guards)
+          if (cond.Pre(g.cond)) a = 1;
+    }
+    return a != 0;
+  };
+
+  bool touch_runs = has_fresh_ || !held_.empty();
+  for (uint64_t m = state_mask_; m && !touch_runs; m &= m - 1) {
+    int s = __builtin_ctzll(m);
+    if (s >= static_cast<int>(p.states.size()) || state_affected(s)) touch_runs = true;
+  }
+  if (!touch_runs && old_count > 0) {
+    // No live run can be changed by this event: leave them all as they are.
+    kept = old_count;
+  }
+  for (size_t ri = touch_runs ? 0 : old_count; ri < old_count; ++ri) {
     Run& r = runs_[ri];
+    if (!r.fresh && !r.pending_finals && !state_affected(r.state)) {
+      // Nothing this event can do to the run: its relaxed/any edges stay open.
+      next_deadline = std::min(next_deadline, r.deadline);
+      state_mask |= r.state < 64 ? uint64_t{1} << r.state : ~uint64_t{0};
+      if (kept != ri) runs_[kept] = std::move(r);
+      ++kept;
+      continue;
+    }
     const NfaState& st = p.states[static_cast<size_t>(r.state)];
     const uint64_t* aggs = r.aggs.data();
     int nfired = 0;
@@ -284,6 +340,7 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
     self.fresh = false;
     if (self.pending || self.pending_finals) {
       next_deadline = std::min(next_deadline, self.deadline);
+      state_mask |= self.state < 64 ? uint64_t{1} << self.state : ~uint64_t{0};
       if (kept != ri) runs_[kept] = std::move(self);
       ++kept;
     } else {
@@ -312,7 +369,15 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
               runs_.begin() + static_cast<std::ptrdiff_t>(kept));
     runs_.resize(kept + spawned);
   }
-  next_deadline_ = next_deadline;
+  if (touch_runs || old_count == 0) {
+    next_deadline_ = next_deadline;
+    state_mask_ = state_mask;
+  } else {
+    // Old runs untouched: their deadlines and states still hold.
+    next_deadline_ = std::min(next_deadline_, next_deadline);
+    state_mask_ |= state_mask;
+  }
+  has_fresh_ = spawned > 0;
 
   if (completed.size() > 1) {
     // Several derivations may complete the same events: report each once.
@@ -332,6 +397,7 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
   if (!held_.empty()) {
     Release(env);
     RecomputeNextDeadline();
+    RecomputeStateMask();
   }
 }
 
@@ -397,6 +463,7 @@ void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
   }
   if (!held_.empty()) Release(env);
   RecomputeNextDeadline();
+  RecomputeStateMask();
 }
 
 void KeyMatcher::EmitNow(MatcherEnv& env, MatchResult&& m) {

@@ -121,6 +121,12 @@ class KeyMatcher {
   EventId last_id_{INT64_MIN, 0};
   uint64_t position_ = 0;  // events processed for this key
   EventTime next_deadline_ = EventTime::Max();
+  // NFA states (bit s, or all bits past 63) that have a live run, and whether
+  // a run was created by the last event (fresh runs see strict edges). With
+  // these an event that cannot touch any run skips the run array entirely.
+  uint64_t state_mask_ = 0;
+  bool has_fresh_ = false;
+  void RecomputeStateMask();
 };
 
 }  // namespace cepheus::engine

@@ -28,9 +28,10 @@ Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches)
     ps.env.stats = &stats_.matcher;
     ps.env.max_runs_per_key = pipeline.config.max_runs_per_key;
     ps.env.report_timeouts = ps.pattern->has_timeout_emit;
+    ps.renderer = std::make_unique<MatchRenderer>(*ps.pattern);
     PatternState* self = &ps;
     ps.env.emit = [this, self](MatchResult&& m) {
-      RenderMatch(*self->pattern, self->current_key_view, m, &out_);
+      self->renderer->Render(self->current_key_view, m, &out_);
       pool_.Unref(m.last);
     };
     ps.env.on_runs_dropped = [self](size_t dropped) {

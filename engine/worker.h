@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/blocking_queue.h"
+#include "engine/match_render.h"
 #include "engine/nfa_runtime.h"
 #include "engine/output.h"
 #include "engine/pipeline.h"
@@ -79,6 +80,7 @@ class Worker {
     std::unordered_map<std::string, KeyEntry, KeyHash, std::equal_to<>> keys;
     std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers;
     std::string_view current_key_view;  // the key whose matcher is emitting (a map key)
+    std::unique_ptr<MatchRenderer> renderer;
   };
   struct Pending {
     RowPtr row;
