@@ -13,12 +13,14 @@ if [ ! -f "$data/events.jsonl" ] || [ "$(cat "$data/events.n" 2>/dev/null)" != "
   "$build/bench/gen_events" "$n" > "$data/events.jsonl"
   echo "$n" > "$data/events.n"
 fi
-printf "%-22s %8s %12s %10s %10s\n" pipeline workers events/s wall_s peak_MB
+printf "%-18s %7s %11s %7s %7s %13s %8s\n" pipeline workers events/s wall_s cpu_s events/cpu_s peak_MB
 for p in "$root"/bench/pipelines/*.yaml; do
   for w in 1 2; do
-    /usr/bin/time -f "%e %M" -o "$data/time.txt" "$build/app/cepheus" run -p "$w" "$p" 2>/dev/null
-    read -r wall kb < "$data/time.txt"
+    /usr/bin/time -f "%e %U %S %M" -o "$data/time.txt" "$build/app/cepheus" run -p "$w" "$p" 2>/dev/null
+    read -r wall user sys kb < "$data/time.txt"
     rate=$(awk -v n="$n" -v t="$wall" 'BEGIN { printf "%.0f", n / t }')
-    printf "%-22s %8s %12s %10s %10s\n" "$(basename "$p" .yaml)" "$w" "$rate" "$wall" "$((kb / 1024))"
+    cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+    per_cpu=$(awk -v n="$n" -v c="$cpu" 'BEGIN { printf "%.0f", n / c }')
+    printf "%-18s %7s %11s %7s %7s %13s %8s\n" "$(basename "$p" .yaml)" "$w" "$rate" "$wall" "$cpu" "$per_cpu" "$((kb / 1024))"
   done
 done

@@ -93,6 +93,16 @@ uint64_t ResolveConflicts(const CompiledPattern& p, const NfaState& st, const in
 
 uint64_t AllBits(size_t n) { return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1; }
 
+// Adds `m` unless a result with the same events is there already (several
+// derivations can complete the same events); a duplicate's reference is dropped.
+void AddUnique(std::vector<MatchResult>& v, MatchResult&& m, NodePool* pool) {
+  if (std::any_of(v.begin(), v.end(),
+                  [&](const MatchResult& u) { return SamePath(u.last, m.last); }))
+    pool->Unref(m.last);
+  else
+    v.push_back(std::move(m));
+}
+
 }  // namespace
 
 struct MatcherEnv::Scratch {
@@ -382,14 +392,7 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
   if (completed.size() > 1) {
     // Several derivations may complete the same events: report each once.
     std::vector<MatchResult> unique;
-    for (MatchResult& m : completed) {
-      bool dup = std::any_of(unique.begin(), unique.end(),
-                             [&](const MatchResult& u) { return SamePath(u.last, m.last); });
-      if (dup)
-        env.pool->Unref(m.last);
-      else
-        unique.push_back(std::move(m));
-    }
+    for (MatchResult& m : completed) AddUnique(unique, std::move(m), env.pool);
     completed = std::move(unique);
   }
   for (MatchResult& m : completed) held_.push_back(std::move(m));
@@ -435,22 +438,12 @@ void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
       const NfaState& st = p.states[static_cast<size_t>(r.state)];
       if (r.pending_finals) {
         // Absence at the end: the window closed without the negated event.
-        MatchResult m{false, r.node, r.aggs, r.start, r.last, r.start_id, key};
-        bool dup = std::any_of(completed.begin(), completed.end(),
-                               [&](const MatchResult& u) { return SamePath(u.last, m.last); });
-        if (dup)
-          env.pool->Unref(r.node);
-        else
-          completed.push_back(std::move(m));
+        AddUnique(completed, MatchResult{false, r.node, r.aggs, r.start, r.last, r.start_id, key},
+                  env.pool);
       } else if (env.report_timeouts && deadline != EventTime::Max() && !st.has_unguarded_final &&
                  !r.completed && r.pending) {
-        MatchResult m{true, r.node, r.aggs, r.start, r.last, r.start_id, key};
-        bool dup = std::any_of(timeouts.begin(), timeouts.end(),
-                               [&](const MatchResult& u) { return SamePath(u.last, m.last); });
-        if (dup)
-          env.pool->Unref(r.node);
-        else
-          timeouts.push_back(std::move(m));
+        AddUnique(timeouts, MatchResult{true, r.node, r.aggs, r.start, r.last, r.start_id, key},
+                  env.pool);
       } else {
         env.pool->Unref(r.node);
       }

@@ -799,20 +799,7 @@ int Compiler::CompileExpr(const Expr& e, const Scope& s, VT* type) {
 bool Compiler::IsEventOnly(int node) const {
   if (node < 0) return true;
   const ExprNode& n = out_->program.node(node);
-  switch (n.op) {
-    case Op::kAggCount:
-    case Op::kAggTotal:
-    case Op::kAggSum:
-    case Op::kAggAvg:
-    case Op::kAggMin:
-    case Op::kAggMax:
-    case Op::kAggFirst:
-    case Op::kAggLast:
-    case Op::kAggPrev:
-      return false;
-    default:
-      break;
-  }
+  if (IsAggregate(n.op)) return false;
   if (!IsEventOnly(n.a) || !IsEventOnly(n.b)) return false;
   for (int x : n.list)
     if (!IsEventOnly(x)) return false;

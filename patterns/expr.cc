@@ -158,21 +158,12 @@ Value ExprProgram::EvalAgg(const ExprNode& n, const EvalContext& ctx) const {
 
 Value ExprProgram::Eval(int root, const EvalContext& ctx) const {
   const ExprNode& n = nodes_[static_cast<size_t>(root)];
+  if (IsAggregate(n.op)) return EvalAgg(n, ctx);
   switch (n.op) {
     case Op::kConst:
       return n.constant;
     case Op::kField:
       return ctx.current ? ReadField(*ctx.current, n.slot, n.field_type) : Value::Null();
-    case Op::kAggCount:
-    case Op::kAggTotal:
-    case Op::kAggSum:
-    case Op::kAggAvg:
-    case Op::kAggMin:
-    case Op::kAggMax:
-    case Op::kAggFirst:
-    case Op::kAggLast:
-    case Op::kAggPrev:
-      return EvalAgg(n, ctx);
     case Op::kNeg: {
       Value v = Eval(n.a, ctx);
       if (v.type == Value::Type::kDouble) return Value::Double(-v.d);
@@ -294,6 +285,8 @@ Value ExprProgram::Eval(int root, const EvalContext& ctx) const {
       bool m = RE2::PartialMatch(re2::StringPiece(x.s.data(), x.s.size()), *n.regex);
       return Value::Bool(m != n.negated);
     }
+    default:
+      break;  // aggregates: handled above
   }
   return Value::Null();
 }

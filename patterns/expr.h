@@ -102,6 +102,9 @@ enum class Op : uint8_t {
   kMatches,  // a MATCHES regex
 };
 
+// True for the operators that read a run's aggregate words.
+inline bool IsAggregate(Op op) { return op >= Op::kAggCount && op <= Op::kAggPrev; }
+
 struct ExprNode {
   Op op = Op::kConst;
   Value::Type type = Value::Type::kNull;  // static result type

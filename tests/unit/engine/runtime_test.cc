@@ -28,37 +28,46 @@ std::unique_ptr<patterns::CompiledPattern> Compile(const std::string& text,
       std::move(*std::const_pointer_cast<patterns::CompiledPattern>(r.value()[0])));
 }
 
+// A matcher environment over its own pool that counts emitted results.
+struct TestEnv {
+  explicit TestEnv(const patterns::CompiledPattern* p) {
+    env.pattern = p;
+    env.pool = &pool;
+    env.stats = &stats;
+    env.emit = [this](MatchResult&& m) {
+      ++emitted;
+      pool.Unref(m.last);
+    };
+  }
+  NodePool pool;
+  MatcherStats stats;
+  MatcherEnv env;
+  size_t emitted = 0;
+};
+
 TEST(RunCap, SkipTillAnyIsCappedCountedAndReported) {
   const auto catalog = testing::RandomCatalog();
   auto p = Compile(
       "PATTERN p FROM s MATCH a ->> b ->> c DEFINE a AS type = 'A', b AS type = 'B', c AS type = "
       "'C'",
       catalog);
-  NodePool pool;
-  MatcherStats stats;
-  MatcherEnv env;
-  env.pattern = p.get();
-  env.pool = &pool;
-  env.stats = &stats;
+  TestEnv t(p.get());
+  MatcherEnv& env = t.env;
   env.max_runs_per_key = 50;
-  size_t reported = 0, matches = 0;
+  size_t reported = 0;
   env.on_runs_dropped = [&](size_t n) { reported += n; };
-  env.emit = [&](MatchResult&& m) {
-    ++matches;
-    pool.Unref(m.last);
-  };
   KeyMatcher km;
   for (int i = 0; i < 300; ++i) {
     RowPtr row = testing::MakeEvent(catalog, i % 3 == 0 ? "A" : (i % 3 == 1 ? "B" : "C"), 1, i, i);
     km.Process(env, row, km.NextId(row->time()));
     ASSERT_LE(km.num_runs(), 50u) << "the cap holds after every event";
   }
-  EXPECT_GT(stats.runs_dropped, 0u);
-  EXPECT_EQ(reported, stats.runs_dropped) << "every cut is reported, none silently";
-  EXPECT_GT(matches, 0u) << "matching goes on under the cap";
+  EXPECT_GT(t.stats.runs_dropped, 0u);
+  EXPECT_EQ(reported, t.stats.runs_dropped) << "every cut is reported, none silently";
+  EXPECT_GT(t.emitted, 0u) << "matching goes on under the cap";
   km.AdvanceTime(env, EventTime::Max());
   km.Clear(env);
-  EXPECT_EQ(pool.live(), 0u);
+  EXPECT_EQ(t.pool.live(), 0u);
 }
 
 TEST(MatchBuffer, QuietKeyReleasesEveryNodeWhenItsWindowPasses) {
@@ -67,13 +76,9 @@ TEST(MatchBuffer, QuietKeyReleasesEveryNodeWhenItsWindowPasses) {
       "PATTERN p FROM s MATCH a -> b+ -> c WITHIN 10 MILLISECONDS "
       "DEFINE a AS type = 'A', b AS type = 'B', c AS type = 'C'",
       catalog);
-  NodePool pool;
-  MatcherStats stats;
-  MatcherEnv env;
-  env.pattern = p.get();
-  env.pool = &pool;
-  env.stats = &stats;
-  env.emit = [&](MatchResult&& m) { pool.Unref(m.last); };
+  TestEnv t(p.get());
+  MatcherEnv& env = t.env;
+  NodePool& pool = t.pool;
   KeyMatcher km;
   for (int i = 0; i < 8; ++i) {
     RowPtr row = testing::MakeEvent(catalog, i == 0 ? "A" : "B", 1, i, i);
