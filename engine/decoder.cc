@@ -73,8 +73,8 @@ class JsonlDecoder final : public RecordDecoder {
     if (auto err = parser_.iterate(view).get(doc)) return Fail(error, err);
     simdjson::ondemand::object obj;
     if (auto err = doc.get_object().get(obj)) {
+      if (err != simdjson::INCORRECT_TYPE) return Fail(error, err);
       *error = "invalid JSON: a record must be a JSON object";
-      (void)err;
       return false;
     }
     // Keys are compared raw (without unescaping); records usually list
@@ -97,9 +97,9 @@ class JsonlDecoder final : public RecordDecoder {
       if (idx < 0) continue;  // fields outside the schema are ignored
       if (!ReadValue(static_cast<size_t>(idx), field.value(), error)) return false;
     }
-    // simdjson stops at the end of the object; anything after it is junk.
-    size_t end = text.find_last_not_of(" \t\r");
-    if (end == std::string_view::npos || text[end] != '}') {
+    // Anything after the object (another value, stray words) is junk.
+    const char* rest;
+    if (!doc.current_location().get(rest)) {
       *error = "invalid JSON: unexpected text after the object";
       return false;
     }
