@@ -71,6 +71,60 @@ class JsonlDecoder final : public RecordDecoder {
     builder_.Reset();
     simdjson::ondemand::document doc;
     if (auto err = parser_.iterate(view).get(doc)) return Fail(error, err);
+    if (!ReadObject(doc, error)) return false;
+    // Anything after the object (another value, stray words) is junk.
+    const char* rest;
+    if (!doc.current_location().get(rest)) {
+      *error = "invalid JSON: unexpected text after the object";
+      return false;
+    }
+    return Finish(o_, builder_, seq, out, error);
+  }
+
+  size_t DecodeFast(const std::vector<std::string_view>& lines, size_t readable_after, uint64_t seq,
+                    std::vector<DecodedRecord>* out) override {
+    if (lines.size() < 2 || readable_after < simdjson::SIMDJSON_PADDING) return 0;
+    const char* base = lines.front().data();
+    const size_t len = static_cast<size_t>(lines.back().data() + lines.back().size() - base);
+    simdjson::ondemand::document_stream stream;
+    if (many_.iterate_many(base, len, std::max<size_t>(len, 1 << 20)).get(stream)) return 0;
+    // A document is accepted for line i only once the next document is seen
+    // to start exactly at line i+1 (or the stream ends cleanly after line i):
+    // a line with trailing junk or a document spanning lines is left to Decode().
+    size_t li = 0, done = 0;
+    std::string error;
+    for (auto it = stream.begin(); it != stream.end(); ++it) {
+      if (li >= lines.size() || it.current_index() != static_cast<size_t>(lines[li].data() - base))
+        break;
+      done = li;
+      simdjson::ondemand::document_reference doc;
+      if ((*it).get(doc)) break;
+      builder_.Reset();
+      if (!ReadObject(doc, &error)) break;
+      // Anything after the object on the same line: let Decode() report it.
+      const char* next_token;
+      if (!doc.current_location().get(next_token) &&
+          next_token < lines[li].data() + lines[li].size())
+        break;
+      DecodedRecord& rec = (*out)[li];
+      if (!Finish(o_, builder_, seq + li, &rec.row, &rec.error)) break;
+      ++li;
+    }
+    if (li == lines.size() && stream.truncated_bytes() == 0) done = li;
+    // Rows past `done` were not vouched for: Decode() redoes them.
+    for (size_t i = done; i < lines.size() && i < li; ++i) (*out)[i].row = RowPtr();
+    return done;
+  }
+
+ private:
+  bool Fail(std::string* error, simdjson::error_code err) {
+    *error = std::string("invalid JSON: ") + simdjson::error_message(err);
+    return false;
+  }
+
+  // Reads the fields of the object `doc` into builder_.
+  template <typename Doc>
+  bool ReadObject(Doc& doc, std::string* error) {
     simdjson::ondemand::object obj;
     if (auto err = doc.get_object().get(obj)) {
       if (err != simdjson::INCORRECT_TYPE) return Fail(error, err);
@@ -97,19 +151,7 @@ class JsonlDecoder final : public RecordDecoder {
       if (idx < 0) continue;  // fields outside the schema are ignored
       if (!ReadValue(static_cast<size_t>(idx), field.value(), error)) return false;
     }
-    // Anything after the object (another value, stray words) is junk.
-    const char* rest;
-    if (!doc.current_location().get(rest)) {
-      *error = "invalid JSON: unexpected text after the object";
-      return false;
-    }
-    return Finish(o_, builder_, seq, out, error);
-  }
-
- private:
-  bool Fail(std::string* error, simdjson::error_code err) {
-    *error = std::string("invalid JSON: ") + simdjson::error_message(err);
-    return false;
+    return true;
   }
 
   bool TypeError(size_t i, const char* want, simdjson::ondemand::value& v, std::string* error) {
@@ -179,6 +221,7 @@ class JsonlDecoder final : public RecordDecoder {
   DecoderOptions o_;
   RowBuilder builder_;
   simdjson::ondemand::parser parser_;
+  simdjson::ondemand::parser many_;  // for DecodeFast's document streams
   std::string buf_;
 };
 
@@ -310,6 +353,26 @@ class CsvDecoder final : public RecordDecoder {
 };
 
 }  // namespace
+
+void DecodeBatch(RecordDecoder& decoder, const std::vector<std::string_view>& lines,
+                 size_t readable_after, uint64_t* seq, std::vector<DecodedRecord>* out) {
+  out->resize(lines.size());
+  for (DecodedRecord& r : *out) {
+    r.row = RowPtr();
+    r.error.clear();
+  }
+  size_t done = decoder.DecodeFast(lines, readable_after, *seq, out);
+  uint64_t next = *seq + done;
+  for (size_t i = done; i < lines.size(); ++i) {
+    DecodedRecord& r = (*out)[i];
+    // Bytes after line i up to the end of the last line are readable too.
+    size_t after = static_cast<size_t>(lines.back().data() + lines.back().size() -
+                                       (lines[i].data() + lines[i].size())) +
+                   readable_after;
+    if (decoder.Decode(lines[i], next, &r.row, &r.error, after)) ++next;
+  }
+  *seq = next;
+}
 
 std::unique_ptr<RecordDecoder> MakeJsonlDecoder(DecoderOptions options) {
   return std::make_unique<JsonlDecoder>(std::move(options));

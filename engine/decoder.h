@@ -23,6 +23,12 @@ struct DecoderOptions {
   std::vector<int> required;
 };
 
+// One record's outcome in DecodeBatch: a row, or the reason it was rejected.
+struct DecodedRecord {
+  RowPtr row;
+  std::string error;
+};
+
 class RecordDecoder {
  public:
   virtual ~RecordDecoder() = default;
@@ -34,9 +40,25 @@ class RecordDecoder {
   // (the JSON decoder parses in place when that covers its padding).
   virtual bool Decode(std::string_view text, uint64_t seq, RowPtr* out, std::string* error,
                       size_t readable_after = 0) = 0;
+  // Decodes lines [0, n) of a batch in one pass if it can; returns how many
+  // leading lines it decoded (their results are in `out`). The rest is left
+  // to Decode(). Default: none.
+  virtual size_t DecodeFast(const std::vector<std::string_view>& lines, size_t readable_after,
+                            uint64_t seq, std::vector<DecodedRecord>* out) {
+    return 0;
+  }
 };
 
 std::unique_ptr<RecordDecoder> MakeJsonlDecoder(DecoderOptions options);
+
+// Decodes `lines` (records of one buffer, in order, contiguous in memory;
+// `readable_after` bytes may be read after the last one) into `out`, one
+// result per line. Successful rows get sequence numbers from `*seq` upward.
+// The JSON decoder parses the whole run of lines in one pass when it can and
+// falls back to line-by-line decoding from the first line it cannot vouch for,
+// so results (and error reasons) are exactly those of Decode() line by line.
+void DecodeBatch(RecordDecoder& decoder, const std::vector<std::string_view>& lines,
+                 size_t readable_after, uint64_t* seq, std::vector<DecodedRecord>* out);
 std::unique_ptr<RecordDecoder> MakeCsvDecoder(DecoderOptions options);
 
 // Parses a timestamp given as text: epoch milliseconds or RFC 3339.

@@ -69,6 +69,29 @@ bool LineReader::Fill(int timeout_ms, bool* timed_out) {
   }
 }
 
+LineReader::Result LineReader::NextLines(size_t max_lines, int timeout_ms,
+                                         std::vector<Line>* lines) {
+  // The first record may need a read (which moves the buffer); the others are
+  // taken from what is already buffered, so no view is invalidated.
+  std::string_view first;
+  Result r = Next(&first, timeout_ms);
+  if (r != Result::kLine) return r;
+  lines->push_back(Line{first, line_number_, line_offset_});
+  while (lines->size() < max_lines) {
+    const char* start = buf_.data() + begin_;
+    const char* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - begin_));
+    if (!nl) break;  // the rest is not complete yet (or needs EOF handling by Next)
+    size_t len = static_cast<size_t>(nl - start);
+    std::string_view line(start, len);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    line_offset_ = consumed_ + begin_;
+    ++line_number_;
+    begin_ += len + 1;
+    lines->push_back(Line{line, line_number_, line_offset_});
+  }
+  return Result::kLine;
+}
+
 LineReader::Result LineReader::Next(std::string_view* line, int timeout_ms) {
   while (true) {
     const char* start = buf_.data() + begin_;

@@ -24,6 +24,17 @@ class LineReader {
   LineReader(const LineReader&) = delete;
   LineReader& operator=(const LineReader&) = delete;
 
+  struct Line {
+    std::string_view text;  // without its terminator
+    uint64_t number;        // 1-based
+    uint64_t offset;        // byte offset in the input
+  };
+  // Up to `max_lines` records that are already complete in the buffer (reading
+  // more only if there is none), appended to `*lines`. All views stay valid
+  // until the next call to Next or NextLines; they are contiguous in memory and
+  // readable_after() applies to the last one. Returns kLine if any was added.
+  Result NextLines(size_t max_lines, int timeout_ms, std::vector<Line>* lines);
+
   // The next record, without its line terminator; valid until the next call.
   // Waits at most `timeout_ms` for data on an unbounded input (0: no wait).
   Result Next(std::string_view* line, int timeout_ms);

@@ -101,11 +101,12 @@ void Worker::OnBatch(EventBatch& batch) {
   FlushOutput();
 }
 
-void Worker::Schedule(PatternState& ps, const std::string& key, KeyEntry& e) {
+void Worker::Schedule(PatternState& ps, KeyMap::value_type& key) {
+  KeyEntry& e = key.second;
   EventTime d = e.matcher.NextDeadline(ps.env);
   if (d != EventTime::Max() && d < e.scheduled) {
     e.scheduled = d;
-    ps.timers.push(Timer{d, key});
+    ps.timers.push(Timer{d, &key});
   }
 }
 
@@ -116,12 +117,13 @@ void Worker::ProcessEvent(const Pending& p) {
   std::string_view key = KeyView(*p.row, keying.fields, schema, &key_scratch_);
   for (int pi : keying_patterns_[p.keying]) {
     PatternState& ps = patterns_[static_cast<size_t>(pi)];
-    auto it = ps.keys.find(key);
+    // Debian's Abseil has its own string_view type.
+    auto it = ps.keys.find(absl::string_view(key.data(), key.size()));
     if (it == ps.keys.end()) it = ps.keys.emplace(std::string(key), KeyEntry{}).first;
     KeyEntry& e = it->second;
     ps.current_key_view = it->first;
     e.matcher.Process(ps.env, p.row, e.matcher.NextId(p.row->time()));
-    if (!e.matcher.Idle()) Schedule(ps, it->first, e);
+    if (!e.matcher.Idle()) Schedule(ps, *it);
   }
   // Keys with nothing in flight are forgotten in periodic sweeps rather than
   // at once: a busy key would otherwise be dropped and re-created per event.
@@ -130,9 +132,20 @@ void Worker::ProcessEvent(const Pending& p) {
 
 void Worker::SweepIdleKeys() {
   events_since_sweep_ = 0;
-  for (PatternState& ps : patterns_)
-    for (auto it = ps.keys.begin(); it != ps.keys.end();)
-      it = it->second.matcher.Idle() ? ps.keys.erase(it) : std::next(it);
+  for (PatternState& ps : patterns_) {
+    for (auto it = ps.keys.begin(); it != ps.keys.end();) {
+      if (it->second.matcher.Idle())
+        ps.keys.erase(it++);
+      else
+        ++it;
+    }
+    // Timers may point at erased keys: rebuild them from the keys that remain.
+    std::vector<Timer> timers;
+    for (auto& kv : ps.keys)
+      if (kv.second.scheduled != EventTime::Max())
+        timers.push_back(Timer{kv.second.scheduled, &kv});
+    ps.timers = decltype(ps.timers)(std::greater<Timer>(), std::move(timers));
+  }
 }
 
 void Worker::FireTimers(EventTime wm) {
@@ -151,17 +164,12 @@ void Worker::FireTimers(EventTime wm) {
     while (!ps.timers.empty() && ps.timers.top().at <= wm) {
       Timer t = ps.timers.top();
       ps.timers.pop();
-      auto it = ps.keys.find(t.key);
-      if (it == ps.keys.end() || it->second.scheduled != t.at) continue;  // stale
-      KeyEntry& e = it->second;
+      KeyEntry& e = t.key->second;
+      if (e.scheduled != t.at) continue;  // superseded by an earlier timer
       e.scheduled = EventTime::Max();
-      ps.current_key_view = it->first;
+      ps.current_key_view = t.key->first;
       e.matcher.AdvanceTime(ps.env, wm);
-      if (e.matcher.Idle()) {
-        ps.keys.erase(it);
-        continue;
-      }
-      Schedule(ps, it->first, e);
+      Schedule(ps, *t.key);  // idle keys are left to SweepIdleKeys
     }
   }
 }

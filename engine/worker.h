@@ -5,12 +5,12 @@
 // through a bounded queue; everything else is private to the thread.
 #pragma once
 
+#include <absl/container/node_hash_map.h>
 #include <cstdint>
 #include <memory>
 #include <queue>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "common/blocking_queue.h"
@@ -59,25 +59,25 @@ class Worker {
   void OnBatch(EventBatch& batch);
 
  private:
-  // Transparent hashing: look keys up by string_view, without a copy.
-  struct KeyHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   struct KeyEntry {
     KeyMatcher matcher;
     EventTime scheduled = EventTime::Max();  // earliest timer queued for this key
   };
+  // Abseil's node map: power-of-two buckets (no division per lookup), lookup
+  // by string_view without a copy, and stable node addresses (timers hold them).
+  using KeyMap = absl::node_hash_map<std::string, KeyEntry>;
+  // A timer points at its key's map node (nodes are stable until erased;
+  // erasing happens only in SweepIdleKeys, which rebuilds the timers).
   struct Timer {
     EventTime at;
-    std::string key;
+    KeyMap::value_type* key;
     bool operator>(const Timer& o) const { return at > o.at; }
   };
   struct PatternState {
     const patterns::CompiledPattern* pattern = nullptr;
     const Keying* keying = nullptr;
     MatcherEnv env;
-    std::unordered_map<std::string, KeyEntry, KeyHash, std::equal_to<>> keys;
+    KeyMap keys;
     std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers;
     std::string_view current_key_view;  // the key whose matcher is emitting (a map key)
     std::unique_ptr<MatchRenderer> renderer;
@@ -94,7 +94,7 @@ class Worker {
   void Loop();
   void ProcessEvent(const Pending& p);
   void FireTimers(EventTime wm);
-  void Schedule(PatternState& ps, const std::string& key, KeyEntry& e);
+  void Schedule(PatternState& ps, KeyMap::value_type& key);
   void FlushOutput();
   void SweepIdleKeys();
   static constexpr uint64_t kSweepEvery = 1 << 16;

@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config ccache clang-format
   libboost-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev libfmt-dev libspdlog-dev
-  libre2-dev librocksdb-dev librdkafka-dev libzstd-dev zlib1g-dev libjemalloc-dev time
+  libre2-dev librocksdb-dev librdkafka-dev libzstd-dev zlib1g-dev libjemalloc-dev libabsl-dev time
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 missing=()

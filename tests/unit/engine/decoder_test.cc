@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 namespace cepheus::engine {
 namespace {
 
@@ -139,6 +141,80 @@ TEST_F(DecoderTest, CsvHeaderWithoutARequiredColumnIsAnError) {
   Status s = csv_->SetHeader("id,n,x");
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("CSV header has no column 'ts'"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace cepheus::engine
+
+namespace cepheus::engine {
+namespace {
+
+// DecodeBatch (one simdjson pass over many lines, with fallback) must give
+// exactly what decoding line by line gives, for any mix of good and bad lines.
+TEST(DecodeBatch, SameResultsAsLineByLineOnRandomMixes) {
+  Schema schema = TestSchema();
+  DecoderOptions opts;
+  opts.schema = &schema;
+  opts.time_field = 4;
+  opts.required = {4, 0};
+  auto batch_decoder = MakeJsonlDecoder(opts);
+  auto line_decoder = MakeJsonlDecoder(opts);
+  const std::vector<std::string> good = {
+      R"({"id":"a","n":1,"x":1.5,"ok":true,"ts":10})",
+      R"({"ts":"2026-01-01T00:00:00Z","id":"b"})",
+      R"(  {"id":"c","ts":12,"extra":{"deep":[1,2,{"x":3}]}}  )",
+      R"({"id":"d\"q","ts":13,"n":null})",
+  };
+  const std::vector<std::string> bad = {
+      R"({"id":"e","ts":14,"n":"x"})",
+      R"({not json)",
+      R"({"id":"f","ts":15} junk)",
+      R"({"id":"g","ts":16} {"id":"h","ts":17})",
+      R"([1,2])",
+      R"({"id":"i"})",
+      R"("just a string")",
+      R"({"id":"j","ts":18)",
+      R"({"id":"k",)",
+      R"("ts":19})",
+  };
+  std::mt19937_64 rng(5);
+  for (int round = 0; round < 3000; ++round) {
+    int n = std::uniform_int_distribution<int>(1, 12)(rng);
+    std::string buffer;
+    std::vector<std::pair<size_t, size_t>> spans;
+    for (int i = 0; i < n; ++i) {
+      bool is_bad = std::uniform_int_distribution<int>(0, 3)(rng) == 0;
+      const auto& pool = is_bad ? bad : good;
+      const std::string& l = pool[std::uniform_int_distribution<size_t>(0, pool.size() - 1)(rng)];
+      spans.emplace_back(buffer.size(), l.size());
+      buffer += l;
+      buffer += '\n';
+    }
+    buffer.append(64, ' ');  // readable slack, as the line reader keeps
+    std::vector<std::string_view> lines;
+    for (auto [b, len] : spans) lines.emplace_back(buffer.data() + b, len);
+    uint64_t seq = 100;
+    std::vector<DecodedRecord> out;
+    DecodeBatch(*batch_decoder, lines, 64, &seq, &out);
+    ASSERT_EQ(out.size(), lines.size());
+    uint64_t expected_seq = 100;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      RowPtr row;
+      std::string error;
+      bool ok = line_decoder->Decode(lines[i], expected_seq, &row, &error);
+      ASSERT_EQ(static_cast<bool>(out[i].row), ok)
+          << "round " << round << " line " << i << ": " << lines[i];
+      if (ok) {
+        EXPECT_EQ(out[i].row->seq(), expected_seq);
+        EXPECT_EQ(out[i].row->time(), row->time());
+        EXPECT_EQ(out[i].row->GetString(0), row->GetString(0));
+        ++expected_seq;
+      } else {
+        EXPECT_EQ(out[i].error, error) << lines[i];
+      }
+    }
+    EXPECT_EQ(seq, expected_seq);
+  }
 }
 
 }  // namespace
