@@ -263,9 +263,12 @@ Result<RunSummary> PipelineRunner::Run() {
   reg.GetCounter("cepheus_timeouts_total", "Partial matches that timed out").Add(summary.timeouts);
   reg.GetCounter("cepheus_runs_dropped_total", "Partial matches cut by max_runs_per_key")
       .Add(summary.runs_dropped);
-  if (outputs_.matches) (void)outputs_.matches->Flush();
-  if (outputs_.late) (void)outputs_.late->Flush();
-  if (outputs_.dead_letter) (void)outputs_.dead_letter->Flush();
+  // A failed flush (full disk, closed pipe) fails the run: output was lost.
+  for (Output* o : {outputs_.matches, outputs_.late, outputs_.dead_letter}) {
+    if (!o) continue;
+    Status flushed = o->Flush();
+    if (failure.ok() && !flushed.ok()) failure = flushed;
+  }
   if (!failure.ok()) return failure;
   summary.stopped = stopped;
   if (summary.runs_dropped)

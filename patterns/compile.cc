@@ -112,8 +112,7 @@ class Compiler {
   Frag BuildVar(const RegexNode& n);
   Frag BuildGroup(const RegexNode& n);
   Frag BuildBody(const RegexNode& n);
-  Frag SeqOf(std::vector<Frag> parts, const std::vector<Contiguity>& ops,
-             const std::vector<bool>& is_neg_strict);
+  Frag SeqOf(std::vector<Frag> parts, const std::vector<Contiguity>& ops);
   static Frag Optional(Frag f) {
     AppendUnique(f.nulls, NullPath{});
     return f;
@@ -214,10 +213,6 @@ void Compiler::CheckStructure(const RegexNode& n, bool is_root) {
       }
       CheckStructure(c, false);
     }
-    bool all_neg = !n.children.empty() &&
-                   std::all_of(n.children.begin(), n.children.end(),
-                               [](const RegexNode& c) { return c.kind == RegexNode::Kind::kNeg; });
-    (void)all_neg;
   } else {
     for (const auto& c : n.children) CheckStructure(c, false);
   }
@@ -240,9 +235,7 @@ void Compiler::Connect(const std::vector<Exit>& from, const std::vector<Entry>& 
   }
 }
 
-Frag Compiler::SeqOf(std::vector<Frag> parts, const std::vector<Contiguity>& ops,
-                     const std::vector<bool>& is_neg_strict) {
-  (void)is_neg_strict;
+Frag Compiler::SeqOf(std::vector<Frag> parts, const std::vector<Contiguity>& ops) {
   Frag result;
   std::vector<Exit> pending;
   std::vector<NullPath> prefix{NullPath{}};
@@ -359,7 +352,7 @@ Frag Compiler::BuildBody(const RegexNode& n) {
       parts.push_back(Build(c));
     }
   }
-  return SeqOf(std::move(parts), ops, {});
+  return SeqOf(std::move(parts), ops);
 }
 
 Frag Compiler::BuildGroup(const RegexNode& n) {
@@ -381,7 +374,7 @@ Frag Compiler::BuildGroup(const RegexNode& n) {
     // Loop back from the last copy to its own start.
     Connect(c.back().last, c.back().first, inner, NullPath{});
     std::vector<Contiguity> ops(c.size(), inner);
-    Frag f = SeqOf(std::move(c), ops, {});
+    Frag f = SeqOf(std::move(c), ops);
     return lo == 0 ? Optional(std::move(f)) : f;
   }
   // Copies beyond the minimum are nested optionals: c[lo] (c[lo+1] (...)?)?
@@ -396,14 +389,14 @@ Frag Compiler::BuildGroup(const RegexNode& n) {
       std::vector<Frag> two;
       two.push_back(std::move(c[static_cast<size_t>(k)]));
       two.push_back(std::move(tail));
-      tail = Optional(SeqOf(std::move(two), {inner, inner}, {}));
+      tail = Optional(SeqOf(std::move(two), {inner, inner}));
     }
   }
   std::vector<Frag> parts;
   for (int k = 0; k < lo; ++k) parts.push_back(std::move(c[static_cast<size_t>(k)]));
   if (have_tail) parts.push_back(std::move(tail));
   std::vector<Contiguity> ops(parts.size(), inner);
-  return SeqOf(std::move(parts), ops, {});
+  return SeqOf(std::move(parts), ops);
 }
 
 Frag Compiler::Build(const RegexNode& n) {
