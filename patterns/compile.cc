@@ -573,6 +573,16 @@ int Compiler::CompileAgg(const Expr& e, const Scope& s, VT* type) {
     n.agg2 = VarWord(var, "count");
     n.op = Op::kAggFirst;
     n.type = vt;
+  } else if (fn == "LAST" && vt != VT::kString) {
+    auto& fa = FieldAggOf(var, field);
+    if (fa.last_value < 0) {
+      fa.last_value = NewWord();
+      fa.last_set = NewWord();
+    }
+    n.agg = fa.last_value;
+    n.agg2 = fa.last_set;
+    n.op = Op::kAggLastValue;
+    n.type = vt;
   } else if (fn == "LAST") {
     n.agg = VarWord(var, "last");
     n.op = Op::kAggLast;

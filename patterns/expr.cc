@@ -72,6 +72,13 @@ void AggLayout::Update(uint64_t* words, int var, const Row& row) const {
   if (va.last >= 0) words[va.last] = RowWord(&row);
   for (const auto& fa : va.fields) {
     Value v = ReadField(row, fa.field, fa.type);
+    if (fa.last_value >= 0) {
+      words[fa.last_set] = v.is_null() ? 0 : 1;
+      if (v.type == Value::Type::kDouble)
+        SetDouble(words, fa.last_value, v.d);
+      else
+        words[fa.last_value] = static_cast<uint64_t>(v.i);
+    }
     if (v.is_null()) continue;
     if (fa.sum >= 0) {
       if (fa.type == FieldType::kDouble)
@@ -148,6 +155,20 @@ Value ExprProgram::EvalAgg(const ExprNode& n, const EvalContext& ctx) const {
     }
     case Op::kAggLast:
       return with_current ? field_of(cur) : field_of(RowAt(w, n.agg));
+    case Op::kAggLastValue: {
+      if (with_current) return field_of(cur);
+      if (!w[n.agg2]) return Value::Null();
+      switch (n.field_type) {
+        case FieldType::kDouble:
+          return Value::Double(DoubleAt(w, n.agg));
+        case FieldType::kBool:
+          return Value::Bool(w[n.agg] != 0);
+        case FieldType::kTimestamp:
+          return Value::Timestamp(static_cast<int64_t>(w[n.agg]));
+        default:
+          return Value::Int(static_cast<int64_t>(w[n.agg]));
+      }
+    }
     case Op::kAggPrev:
       // With the current event included, the previous one is the run's last.
       return with_current ? field_of(RowAt(w, n.agg2)) : field_of(RowAt(w, n.agg));

@@ -59,6 +59,10 @@ struct AggLayout {
       int sum = -1;  // int64 or double by type
       int min = -1;  // const Row* of the smallest value
       int max = -1;  // const Row* of the largest value
+      // The last value itself (numbers, bools, timestamps), so comparing with
+      // an earlier stage does not dereference that stage's (cold) row.
+      int last_value = -1;  // int64 or double bits
+      int last_set = -1;    // 1 when last_value holds a non-null value
     };
     std::vector<FieldAgg> fields;
   };
@@ -72,16 +76,17 @@ struct AggLayout {
 
 enum class Op : uint8_t {
   kConst,
-  kField,     // slot of the current event
-  kAggCount,  // COUNT(var)
-  kAggTotal,  // COUNT(*)
-  kAggSum,    // SUM(var.field)
-  kAggAvg,    // AVG(var.field)
-  kAggMin,    // MIN(var.field)
-  kAggMax,    // MAX(var.field)
-  kAggFirst,  // FIRST(var.field)
-  kAggLast,   // LAST(var.field), var.field
-  kAggPrev,   // PREV(var.field)
+  kField,         // slot of the current event
+  kAggCount,      // COUNT(var)
+  kAggTotal,      // COUNT(*)
+  kAggSum,        // SUM(var.field)
+  kAggAvg,        // AVG(var.field)
+  kAggMin,        // MIN(var.field)
+  kAggMax,        // MAX(var.field)
+  kAggFirst,      // FIRST(var.field)
+  kAggLast,       // LAST(var.field), var.field
+  kAggLastValue,  // the same for a number/bool/timestamp field, kept by value
+  kAggPrev,       // PREV(var.field)
   kNeg,
   kNot,
   kAbs,
