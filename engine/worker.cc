@@ -86,6 +86,12 @@ void Worker::OnBatch(EventBatch& batch) {
   if (batch.watermark > watermark_) watermark_ = batch.watermark;
   const EventTime wm = watermark_.time();
   while (head_ < buffer_.size() && buffer_[head_].row->time() <= wm) {
+    // Two events ahead: the hash slot; one event ahead: the key's node and runs.
+    if (head_ + 2 < buffer_.size()) PrefetchKey(buffer_[head_ + 2], false);
+    // Hints are only taken for events processed in this loop: between batches
+    // SweepIdleKeys may erase nodes.
+    if (head_ + 1 < buffer_.size() && buffer_[head_ + 1].row->time() <= wm)
+      PrefetchKey(buffer_[head_ + 1], true);
     ProcessEvent(buffer_[head_]);
     buffer_[head_].row = RowPtr();
     ++head_;
@@ -98,6 +104,9 @@ void Worker::OnBatch(EventBatch& batch) {
     head_ = 0;
   }
   FireTimers(wm);
+  // Keys with nothing in flight are forgotten in periodic sweeps rather than
+  // at once: a busy key would otherwise be dropped and re-created per event.
+  if (events_since_sweep_ >= kSweepEvery) SweepIdleKeys();
   FlushOutput();
 }
 
@@ -110,6 +119,24 @@ void Worker::Schedule(PatternState& ps, KeyMap::value_type& key) {
   }
 }
 
+void Worker::PrefetchKey(Pending& p, bool resolve) {
+  const auto& pats = keying_patterns_[p.keying];
+  if (pats.empty()) return;
+  const Keying& keying = pipeline_.keyings[p.keying];
+  const Schema& schema = pipeline_.config.streams[static_cast<size_t>(keying.stream)].schema;
+  std::string_view key = KeyView(*p.row, keying.fields, schema, &prefetch_scratch_);
+  PatternState& ps = patterns_[static_cast<size_t>(pats[0])];
+  absl::string_view k(key.data(), key.size());
+  if (!resolve) {
+    ps.keys.prefetch(k);
+    return;
+  }
+  auto it = ps.keys.find(k);
+  if (it == ps.keys.end()) return;
+  p.hint = &*it;
+  it->second.matcher.Prefetch();
+}
+
 void Worker::ProcessEvent(const Pending& p) {
   ++stats_.events;
   const Keying& keying = pipeline_.keyings[p.keying];
@@ -117,17 +144,19 @@ void Worker::ProcessEvent(const Pending& p) {
   std::string_view key = KeyView(*p.row, keying.fields, schema, &key_scratch_);
   for (int pi : keying_patterns_[p.keying]) {
     PatternState& ps = patterns_[static_cast<size_t>(pi)];
-    // Debian's Abseil has its own string_view type.
-    auto it = ps.keys.find(absl::string_view(key.data(), key.size()));
-    if (it == ps.keys.end()) it = ps.keys.emplace(std::string(key), KeyEntry{}).first;
-    KeyEntry& e = it->second;
-    ps.current_key_view = it->first;
+    KeyMap::value_type* node = pi == keying_patterns_[p.keying][0] ? p.hint : nullptr;
+    if (!node) {
+      // Debian's Abseil has its own string_view type.
+      auto it = ps.keys.find(absl::string_view(key.data(), key.size()));
+      if (it == ps.keys.end()) it = ps.keys.emplace(std::string(key), KeyEntry{}).first;
+      node = &*it;
+    }
+    KeyEntry& e = node->second;
+    ps.current_key_view = node->first;
     e.matcher.Process(ps.env, p.row, e.matcher.NextId(p.row->time()));
-    if (!e.matcher.Idle()) Schedule(ps, *it);
+    if (!e.matcher.Idle()) Schedule(ps, *node);
   }
-  // Keys with nothing in flight are forgotten in periodic sweeps rather than
-  // at once: a busy key would otherwise be dropped and re-created per event.
-  if (++events_since_sweep_ >= kSweepEvery) SweepIdleKeys();
+  ++events_since_sweep_;
 }
 
 void Worker::SweepIdleKeys() {

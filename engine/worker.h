@@ -85,6 +85,9 @@ class Worker {
   struct Pending {
     RowPtr row;
     uint32_t keying;
+    // Key node of the keying's first pattern, looked up one event ahead so
+    // that its memory is on the way when the event is processed.
+    KeyMap::value_type* hint = nullptr;
     // Event-time order, ties in arrival order.
     bool operator<(const Pending& o) const {
       return row->time() != o.row->time() ? row->time() < o.row->time() : row->seq() < o.row->seq();
@@ -93,6 +96,8 @@ class Worker {
 
   void Loop();
   void ProcessEvent(const Pending& p);
+  // Lookahead: start loading what processing `p` will touch.
+  void PrefetchKey(Pending& p, bool resolve);
   void FireTimers(EventTime wm);
   void Schedule(PatternState& ps, KeyMap::value_type& key);
   void FlushOutput();
@@ -113,6 +118,7 @@ class Worker {
   std::vector<Pending> buffer_;
   size_t head_ = 0;
   std::string key_scratch_;
+  std::string prefetch_scratch_;
   Watermark watermark_ = Watermark::Min();
   std::string out_;
   WorkerStats stats_;
