@@ -1,0 +1,175 @@
+#include "engine/event_reader.h"
+
+#include <sys/stat.h>
+
+#include "common/json.h"
+#include "engine/match_render.h"
+
+namespace cepheus::engine {
+namespace {
+constexpr size_t kLinesPerTurn = 512;
+}
+
+struct EventReader::Input {
+  const StreamConfig* config = nullptr;
+  int index = 0;
+  std::vector<std::string> files;
+  size_t next_file = 0;
+  std::unique_ptr<LineReader> reader;
+  std::unique_ptr<RecordDecoder> decoder;
+  bool header_done = false;
+  bool ended = false;
+  int wm_input = 0;
+};
+
+EventReader::EventReader(const CompiledPipeline& pipeline, ReaderOptions options)
+    : pipeline_(pipeline),
+      options_(std::move(options)),
+      clock_(options_.clock ? options_.clock : &system_clock_) {}
+
+EventReader::~EventReader() = default;
+
+Status EventReader::OpenFile(Input& in) {
+  const std::string& path = in.files[in.next_file++];
+  auto reader = LineReader::Open(path);
+  if (!reader.ok())
+    return Status::IoError("stream '" + in.config->name + "': " + reader.status().message());
+  if (in.reader) finished_bytes_ += in.reader->bytes_read();
+  in.reader = std::move(reader.value());
+  in.header_done = !in.decoder->wants_header();  // every CSV file has its header
+  return Status::Ok();
+}
+
+Status EventReader::Open() {
+  for (size_t s = 0; s < pipeline_.config.streams.size(); ++s) {
+    const StreamConfig& sc = pipeline_.config.streams[s];
+    auto in = std::make_unique<Input>();
+    in->config = &sc;
+    in->index = static_cast<int>(s);
+    in->files = s < options_.files.size() && !options_.files[s].empty()
+                    ? options_.files[s]
+                    : std::vector<std::string>{sc.source.path};
+    for (const auto& f : in->files) {
+      struct stat st;
+      if (f != "-" && ::stat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+        total_bytes_ += static_cast<uint64_t>(st.st_size);
+    }
+    DecoderOptions dopt;
+    dopt.schema = &sc.schema;
+    dopt.time_field = sc.schema.IndexOf(sc.time_field);
+    dopt.required.push_back(dopt.time_field);
+    for (const auto& k : sc.key) dopt.required.push_back(sc.schema.IndexOf(k));
+    for (const Keying& keying : pipeline_.keyings) {
+      if (keying.stream != in->index) continue;
+      for (int f : keying.fields)
+        if (std::find(dopt.required.begin(), dopt.required.end(), f) == dopt.required.end())
+          dopt.required.push_back(f);
+    }
+    in->decoder = sc.source.format == "csv" ? MakeCsvDecoder(dopt) : MakeJsonlDecoder(dopt);
+    CEPHEUS_RETURN_IF_ERROR(OpenFile(*in));
+    in->wm_input = watermarks_.AddInput(sc.watermark, in->reader->bounded());
+    inputs_.push_back(std::move(in));
+  }
+  return Status::Ok();
+}
+
+uint64_t EventReader::bytes_read() const {
+  uint64_t b = finished_bytes_;
+  for (const auto& in : inputs_)
+    if (in->reader) b += in->reader->bytes_read();
+  return b;
+}
+
+Watermark EventReader::UpdateWatermark() { return watermarks_.Update(clock_->NowMillis()); }
+
+Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, std::string* dead,
+                                                std::string* late) {
+  const int64_t now = clock_->NowMillis();
+  bool progress = false, all_ended = true;
+  for (auto& in_ptr : inputs_) {
+    Input& in = *in_ptr;
+    if (in.ended) continue;
+    all_ended = false;
+    lines_.clear();
+    LineReader::Result r = in.reader->NextLines(kLinesPerTurn, 0, &lines_);
+    if (r == LineReader::Result::kTimeout) continue;
+    if (r == LineReader::Result::kError) return in.reader->error();
+    if (r == LineReader::Result::kEnd) {
+      progress = true;
+      if (in.next_file < in.files.size()) {
+        CEPHEUS_RETURN_IF_ERROR(OpenFile(in));
+      } else {
+        in.ended = true;
+        watermarks_.input(in.wm_input).OnEnd();
+      }
+      continue;
+    }
+    progress = true;
+    texts_.clear();
+    metas_.clear();
+    for (const LineReader::Line& l : lines_) {
+      if (l.text.find_first_not_of(" \t") == std::string_view::npos) continue;
+      if (!in.header_done) {
+        Status hs = in.decoder->SetHeader(l.text);
+        if (!hs.ok())
+          return Status::InvalidArgument(in.reader->name() + ":" + std::to_string(l.number) + ": " +
+                                         hs.message());
+        in.header_done = true;
+        continue;
+      }
+      texts_.push_back(l.text);
+      metas_.push_back(&l);
+    }
+    if (texts_.empty()) continue;
+    DecodeBatch(*in.decoder, texts_, in.reader->readable_after(texts_.back()), &seq_, &decoded_);
+    for (size_t i = 0; i < texts_.size(); ++i) {
+      ++counts_.records_read;
+      const LineReader::Line& meta = *metas_[i];
+      if (!decoded_[i].row) {
+        ++counts_.dead_letters;
+        JsonObject o(*dead);
+        o.String("stream", in.config->name);
+        o.String("source", in.reader->name());
+        o.Int("line", static_cast<int64_t>(meta.number));
+        o.Int("offset", static_cast<int64_t>(meta.offset));
+        o.String("reason", decoded_[i].error);
+        o.String("record", texts_[i]);
+        o.End();
+        dead->push_back('\n');
+        continue;
+      }
+      RowPtr row = std::move(decoded_[i].row);
+      const EventTime ts = row->time();
+      if ((options_.from && ts < *options_.from) || (options_.to && ts >= *options_.to)) {
+        ++counts_.out_of_range;
+        continue;
+      }
+      if (options_.judge_lateness) {
+        const Watermark wm = watermarks_.current();
+        if (wm.IsLate(ts)) {
+          ++counts_.late;
+          JsonObject o(*late);
+          o.String("stream", in.config->name);
+          o.String("source", in.reader->name());
+          o.Int("line", static_cast<int64_t>(meta.number));
+          o.Int("offset", static_cast<int64_t>(meta.offset));
+          o.String("event_time", FormatRfc3339(ts));
+          o.String("watermark", FormatRfc3339(wm.time()));
+          o.Key("event");
+          AppendRowJson(late, *row, in.config->schema);
+          o.End();
+          late->push_back('\n');
+          continue;
+        }
+        watermarks_.input(in.wm_input).OnEvent(ts, now);
+        watermarks_.Update(now);
+      }
+      ++counts_.events;
+      events->push_back(ReadEvent{std::move(row), in.index});
+    }
+  }
+  if (all_ended) return Turn::kEnd;
+  return progress ? Turn::kProgress : Turn::kIdle;
+}
+
+}  // namespace cepheus::engine
