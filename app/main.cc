@@ -7,6 +7,13 @@
 #include <iostream>
 #include <thread>
 
+#include <glob.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/backtest.h"
 #include "engine/pipeline.h"
 #include "engine/runner.h"
 #include "sinks/outputs.h"
@@ -81,6 +88,209 @@ int Run(const std::string& path, int parallelism) {
   return 0;
 }
 
+// Expands --input arguments: files, globs and directories (their regular
+// files), sorted by name. "NAME=SPEC" targets stream NAME.
+cepheus::Result<std::vector<std::vector<std::string>>> ExpandInputs(
+    const std::vector<std::string>& specs, const cepheus::engine::PipelineConfig& cfg) {
+  namespace fs = std::filesystem;
+  std::vector<std::vector<std::string>> files(cfg.streams.size());
+  for (const std::string& spec : specs) {
+    std::string pattern = spec;
+    size_t stream = 0;
+    auto eq = spec.find('=');
+    if (eq != std::string::npos && cfg.FindStream(spec.substr(0, eq))) {
+      for (size_t i = 0; i < cfg.streams.size(); ++i)
+        if (cfg.streams[i].name == spec.substr(0, eq)) stream = i;
+      pattern = spec.substr(eq + 1);
+    } else if (cfg.streams.size() > 1) {
+      return cepheus::Status::InvalidArgument(
+          "the pipeline has several streams: write --input STREAM=" + spec);
+    }
+    std::vector<std::string> found;
+    glob_t g{};
+    int rc = ::glob(pattern.c_str(), GLOB_NOCHECK, nullptr, &g);
+    for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) found.push_back(g.gl_pathv[i]);
+    ::globfree(&g);
+    std::vector<std::string> expanded;
+    for (const std::string& f : found) {
+      std::error_code ec;
+      if (fs::is_directory(f, ec)) {
+        for (const auto& e : fs::directory_iterator(f, ec))
+          if (e.is_regular_file() && e.path().filename().string()[0] != '.')
+            expanded.push_back(e.path().string());
+      } else if (fs::exists(f, ec)) {
+        expanded.push_back(f);
+      } else {
+        return cepheus::Status::NotFound("--input " + spec + ": no such file or directory: " + f);
+      }
+    }
+    std::sort(expanded.begin(), expanded.end());
+    if (expanded.empty()) return cepheus::Status::NotFound("--input " + spec + " matches no file");
+    auto& dst = files[stream];
+    dst.insert(dst.end(), expanded.begin(), expanded.end());
+  }
+  return files;
+}
+
+std::optional<size_t> ParseBytes(const std::string& s) {
+  size_t pos = 0;
+  double v;
+  try {
+    v = std::stod(s, &pos);
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string unit = s.substr(pos);
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  double mult = 1;
+  if (unit == "" || unit == "B")
+    mult = 1;
+  else if (unit == "K" || unit == "KB" || unit == "KIB")
+    mult = 1024;
+  else if (unit == "M" || unit == "MB" || unit == "MIB")
+    mult = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GB" || unit == "GIB")
+    mult = 1024.0 * 1024 * 1024;
+  else
+    return std::nullopt;
+  if (v < 0) return std::nullopt;
+  return static_cast<size_t>(v * mult);
+}
+
+std::string HumanBytes(uint64_t b) {
+  char buf[32];
+  if (b >= (1ull << 30))
+    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / (1ull << 30));
+  else if (b >= (1ull << 20))
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(b) / (1ull << 20));
+  else
+    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(b) / 1024);
+  return buf;
+}
+
+struct BacktestArgs {
+  std::vector<std::string> inputs;
+  std::string from, to, output, summary_json, memory_budget, spill_dir;
+  bool as_live = false;
+};
+
+int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
+  auto p = Load(path);
+  if (!p.ok()) {
+    std::cerr << p.status().message() << (p.status().message().ends_with("\n") ? "" : "\n");
+    return 1;
+  }
+  std::cerr << p->warnings;
+  cepheus::engine::BacktestOptions opts;
+  opts.parallelism = parallelism > 0
+                         ? parallelism
+                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  opts.as_live = a.as_live;
+  for (auto [text, dst] : {std::pair{&a.from, &opts.from}, std::pair{&a.to, &opts.to}}) {
+    if (text->empty()) continue;
+    auto t = cepheus::ParseRfc3339(*text);
+    if (!t) {
+      std::cerr << "error: '" << *text
+                << "' is not a date or RFC 3339 time (e.g. 2026-08-01 or 2026-08-01T12:00:00Z)\n";
+      return 1;
+    }
+    *dst = *t;
+  }
+  if (!a.inputs.empty()) {
+    auto files = ExpandInputs(a.inputs, p->config);
+    if (!files.ok()) {
+      std::cerr << "error: " << files.status().message() << "\n";
+      return 1;
+    }
+    opts.files = std::move(files.value());
+  }
+  opts.memory_budget = cepheus::engine::DefaultMemoryBudget();
+  if (!a.memory_budget.empty()) {
+    auto b = ParseBytes(a.memory_budget);
+    if (!b) {
+      std::cerr << "error: --memory-budget '" << a.memory_budget
+                << "' is not a size (e.g. 512MB, 2GB)\n";
+      return 1;
+    }
+    opts.memory_budget = *b;
+  }
+  opts.spill_dir = a.spill_dir;
+  const bool tty = ::isatty(2);
+  opts.progress_every = tty ? 0.5 : 10;
+  opts.on_progress = [tty](const cepheus::engine::BacktestProgress& pr) {
+    double rate = pr.seconds > 0 ? static_cast<double>(pr.events) / pr.seconds : 0;
+    char line[256];
+    if (std::string(pr.phase) == "read") {
+      double frac = pr.total_bytes
+                        ? static_cast<double>(pr.bytes_read) / static_cast<double>(pr.total_bytes)
+                        : 0;
+      double eta = frac > 0 ? pr.seconds * (1 - frac) / frac : 0;
+      std::snprintf(line, sizeof line,
+                    "reading %5.1f%%  %s of %s  %llu events  %.0f events/s  ETA %.0fs", frac * 100,
+                    HumanBytes(pr.bytes_read).c_str(), HumanBytes(pr.total_bytes).c_str(),
+                    static_cast<unsigned long long>(pr.events), rate, eta);
+    } else {
+      std::snprintf(line, sizeof line, "matching  key groups %llu/%llu  %llu events",
+                    static_cast<unsigned long long>(pr.groups_done),
+                    static_cast<unsigned long long>(pr.groups_total),
+                    static_cast<unsigned long long>(pr.events));
+    }
+    if (tty)
+      std::cerr << "\r\033[K" << line << std::flush;
+    else
+      std::cerr << line << "\n";
+  };
+  using cepheus::engine::OutputConfig;
+  auto matches = cepheus::sinks::MakeOutput(a.output.empty() ? p->config.matches
+                                                             : OutputConfig{"file", a.output});
+  auto late = cepheus::sinks::MakeOutput(p->config.late.value_or(OutputConfig{"stderr", ""}));
+  auto dead =
+      cepheus::sinks::MakeOutput(p->config.dead_letter.value_or(OutputConfig{"stderr", ""}));
+  for (auto* o : {&matches, &late, &dead})
+    if (!o->ok()) {
+      std::cerr << "error: " << o->status().message() << "\n";
+      return 1;
+    }
+  cepheus::engine::Backtester bt(
+      *p, cepheus::engine::RunOutputs{matches->get(), late->get(), dead->get()}, opts);
+  auto s = bt.Run();
+  if (tty) std::cerr << "\r\033[K";
+  if (!s.ok()) {
+    std::cerr << "error: " << s.status().message() << "\n";
+    return 2;
+  }
+  std::cerr << "backtest " << (a.as_live ? "(as live)" : "(complete)") << " of " << path << "\n"
+            << "  records read   " << s->reader.records_read << "\n"
+            << "  events         " << s->reader.events
+            << (s->reader.out_of_range
+                    ? " (" + std::to_string(s->reader.out_of_range) + " outside --from/--to)"
+                    : "")
+            << "\n"
+            << "  dead letters   " << s->reader.dead_letters << "\n"
+            << "  late           " << s->reader.late << "\n";
+  for (const auto& [pat, n] : s->matches_per_pattern)
+    std::cerr << "  matches        " << n << "  " << pat << " (timeouts "
+              << s->timeouts_per_pattern[pat] << ")\n";
+  for (const auto& k : s->top_keys)
+    std::cerr << "  top key        " << k.key << "  " << k.matches << " matches of " << k.pattern
+              << "\n";
+  char tail[160];
+  std::snprintf(
+      tail, sizeof tail, "  wall time      %.2f s, %.0f events/s%s\n", s->seconds,
+      s->seconds > 0 ? static_cast<double>(s->reader.events) / s->seconds : 0.0,
+      s->spill_runs ? (", spilled " + std::to_string(s->spill_runs) + " sorted runs").c_str() : "");
+  std::cerr << tail;
+  if (!a.summary_json.empty()) {
+    std::ofstream out(a.summary_json);
+    out << s->ToJson() << "\n";
+    if (!out) {
+      std::cerr << "error: cannot write " << a.summary_json << "\n";
+      return 2;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -100,11 +310,33 @@ int main(int argc, char** argv) {
   run->add_option("-p,--parallelism", parallelism,
                   "Worker threads (default: pipeline setting, else all cores)")
       ->check(CLI::Range(1, 256));
+  BacktestArgs bargs;
+  auto* backtest =
+      app.add_subcommand("backtest", "Run the patterns over bounded history as a batch job");
+  backtest->add_option("pipeline", path, "Pipeline YAML file")->required();
+  backtest->add_option("--input", bargs.inputs,
+                       "Input files, globs or directories (STREAM=SPEC for several streams)");
+  backtest->add_option("--from", bargs.from,
+                       "Only events at or after this time (date or RFC 3339)");
+  backtest->add_option("--to", bargs.to, "Only events before this time");
+  backtest->add_option("-o,--output", bargs.output,
+                       "Matches to this file (default: the pipeline's matches output)");
+  backtest->add_option("-p,--parallelism", parallelism, "Worker threads (default: all cores)")
+      ->check(CLI::Range(1, 256));
+  backtest->add_flag("--as-live", bargs.as_live,
+                     "Judge late events as a live run would (default: every event counts)");
+  backtest->add_option("--memory-budget", bargs.memory_budget,
+                       "Buffered events before spilling sorted runs to disk (default: 1/4 of RAM)");
+  backtest->add_option("--spill-dir", bargs.spill_dir,
+                       "Where spill files go (default: the system temp directory)");
+  backtest->add_option("--summary-json", bargs.summary_json,
+                       "Also write the summary as JSON to this file");
   app.add_subcommand("version", "Print the version")->callback([] {
     std::cout << "cepheus 0.1.0\n";
   });
   CLI11_PARSE(app, argc, argv);
   if (check->parsed()) return Check(path, dot);
   if (run->parsed()) return Run(path, parallelism);
+  if (backtest->parsed()) return Backtest(path, parallelism, bargs);
   return 0;
 }

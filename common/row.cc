@@ -9,6 +9,49 @@ void Row::Destroy(const Row* r) {
   ::operator delete(const_cast<Row*>(r));
 }
 
+namespace {
+constexpr size_t kEncodedHeader = 8 + 8 + 8 + 4 + 4;
+}
+
+void Row::AppendEncoded(std::string* out) const {
+  const uint32_t body = static_cast<uint32_t>(kEncodedHeader + num_slots_ * 8 + string_bytes_);
+  out->append(reinterpret_cast<const char*>(&body), 4);
+  out->append(reinterpret_cast<const char*>(&time_ms_), 8);
+  out->append(reinterpret_cast<const char*>(&seq_), 8);
+  out->append(reinterpret_cast<const char*>(&null_mask_), 8);
+  out->append(reinterpret_cast<const char*>(&num_slots_), 4);
+  out->append(reinterpret_cast<const char*>(&string_bytes_), 4);
+  out->append(reinterpret_cast<const char*>(slots()), num_slots_ * 8 + string_bytes_);
+}
+
+RowPtr Row::DecodeFrom(const char** p, const char* end) {
+  const char* c = *p;
+  uint32_t body;
+  if (end - c < 4) return RowPtr();
+  std::memcpy(&body, c, 4);
+  c += 4;
+  if (body < kEncodedHeader || static_cast<size_t>(end - c) < body) return RowPtr();
+  int64_t time;
+  uint64_t seq, nulls;
+  uint32_t nslots, sbytes;
+  std::memcpy(&time, c, 8);
+  std::memcpy(&seq, c + 8, 8);
+  std::memcpy(&nulls, c + 16, 8);
+  std::memcpy(&nslots, c + 24, 4);
+  std::memcpy(&sbytes, c + 28, 4);
+  if (nslots > 64 || kEncodedHeader + size_t{nslots} * 8 + sbytes != body) return RowPtr();
+  void* mem = ::operator new(sizeof(Row) + nslots * 8 + sbytes);
+  Row* r = new (mem) Row();
+  r->num_slots_ = nslots;
+  r->string_bytes_ = sbytes;
+  r->time_ms_ = time;
+  r->seq_ = seq;
+  r->null_mask_ = nulls;
+  std::memcpy(r->mutable_slots(), c + kEncodedHeader, nslots * 8 + sbytes);
+  *p = c + body;
+  return RowPtr(r);
+}
+
 RowPtr RowBuilder::Build(EventTime time, uint64_t seq) const {
   size_t bytes = sizeof(Row) + slots_.size() * 8 + strings_.size();
   void* mem = ::operator new(bytes);

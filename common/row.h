@@ -20,6 +20,8 @@
 
 namespace cepheus {
 
+class RowPtr;
+
 class Row {
  public:
   EventTime time() const { return EventTime::FromMillis(time_ms_); }
@@ -41,6 +43,14 @@ class Row {
   uint64_t seq() const { return seq_; }
   // Total bytes held by this row.
   size_t ByteSize() const { return sizeof(Row) + num_slots_ * 8 + string_bytes_; }
+
+  // Spill encoding (docs/formats.md): u32 body length, then the body:
+  // i64 time, u64 seq, u64 null mask, u32 slots, u32 string bytes, the slots,
+  // the string bytes. Little-endian, as in memory.
+  void AppendEncoded(std::string* out) const;
+  // Decodes one row at *p (advancing it); null if [*p, end) is not a whole
+  // well-formed row.
+  static RowPtr DecodeFrom(const char** p, const char* end);
 
   void Ref() const { refs_.fetch_add(1, std::memory_order_relaxed); }
   void Unref() const {

@@ -1,0 +1,535 @@
+#include "engine/backtest.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "common/hash.h"
+#include "common/json.h"
+#include "engine/match_render.h"
+#include "engine/nfa_runtime.h"
+#include "state/key_groups.h"
+
+namespace cepheus::engine {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr int kGroups = state::kDefaultKeyGroups;
+
+struct Entry {
+  uint64_t hash;  // of the key: groups equal keys together; ties by key text
+  RowPtr row;
+};
+
+// A partition: events of one keying whose keys fall in one key group.
+struct Partition {
+  std::vector<Entry> entries;
+  // Spilled sorted runs: [offset, offset + length) in spill file `run`.
+  struct Section {
+    int run;
+    uint64_t offset, length;
+  };
+  std::vector<Section> sections;
+};
+
+class KeyText {
+ public:
+  KeyText(const CompiledPipeline& p, int keying)
+      : keying_(p.keyings[static_cast<size_t>(keying)]),
+        schema_(p.config.streams[static_cast<size_t>(keying_.stream)].schema) {}
+  std::string_view operator()(const Row& row, std::string* scratch) const {
+    return KeyView(row, keying_.fields, schema_, scratch);
+  }
+
+ private:
+  const Keying& keying_;
+  const Schema& schema_;
+};
+
+// Orders events of a partition: key (hash, then text), event time, input position.
+struct EntryLess {
+  const KeyText* key;
+  bool operator()(const Entry& a, const Entry& b) const {
+    if (a.hash != b.hash) return a.hash < b.hash;
+    std::string sa, sb;
+    std::string_view ka = (*key)(*a.row, &sa), kb = (*key)(*b.row, &sb);
+    if (ka != kb) return ka < kb;
+    if (a.row->time() != b.row->time()) return a.row->time() < b.row->time();
+    return a.row->seq() < b.row->seq();
+  }
+};
+
+// Reads one spilled section back, entry by entry.
+class SectionReader {
+ public:
+  SectionReader(const std::string& file, uint64_t offset, uint64_t length)
+      : in_(file, std::ios::binary), remaining_(length) {
+    in_.seekg(static_cast<std::streamoff>(offset));
+  }
+  // Next entry, or false at the end. A damaged spill file is an error.
+  Result<bool> Next(Entry* e) {
+    if (pos_ == buf_.size()) {
+      if (remaining_ == 0) return false;
+      size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, 1 << 20));
+      buf_.resize(n);
+      if (!in_.read(buf_.data(), static_cast<std::streamsize>(n)))
+        return Status::IoError("reading a spill file failed");
+      remaining_ -= n;
+      pos_ = 0;
+    }
+    // Entries may straddle two reads: make sure a whole one is buffered.
+    while (true) {
+      if (buf_.size() - pos_ >= 12) {
+        uint32_t body;
+        std::memcpy(&body, buf_.data() + pos_ + 8, 4);
+        if (buf_.size() - pos_ >= 12 + size_t{body}) break;
+      }
+      if (remaining_ == 0) return Status::Corruption("a spill file ends inside an entry");
+      size_t have = buf_.size() - pos_;
+      size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, 1 << 20));
+      std::string next(have + n, '\0');
+      std::memcpy(next.data(), buf_.data() + pos_, have);
+      if (!in_.read(next.data() + have, static_cast<std::streamsize>(n)))
+        return Status::IoError("reading a spill file failed");
+      remaining_ -= n;
+      buf_ = std::move(next);
+      pos_ = 0;
+    }
+    std::memcpy(&e->hash, buf_.data() + pos_, 8);
+    const char* p = buf_.data() + pos_ + 8;
+    e->row = Row::DecodeFrom(&p, buf_.data() + buf_.size());
+    if (!e->row) return Status::Corruption("a spill file holds a damaged row");
+    pos_ = static_cast<size_t>(p - buf_.data());
+    return true;
+  }
+
+ private:
+  std::ifstream in_;
+  uint64_t remaining_;
+  std::string buf_;
+  size_t pos_ = 0;
+};
+
+// Runs the patterns of one keying over one sorted partition.
+class GroupMatcher {
+ public:
+  GroupMatcher(const CompiledPipeline& p, int keying)
+      : pipeline_(p), keying_(keying), key_(p, keying) {
+    for (int pi : p.keyings[static_cast<size_t>(keying)].patterns) {
+      auto s = std::make_unique<PatternSlot>();
+      s->pattern = p.patterns[static_cast<size_t>(pi)].get();
+      s->renderer = std::make_unique<MatchRenderer>(*s->pattern);
+      s->env.pattern = s->pattern;
+      s->env.pool = &pool_;
+      s->env.stats = &s->stats;
+      s->env.max_runs_per_key = p.config.max_runs_per_key;
+      s->env.report_timeouts = s->pattern->has_timeout_emit;
+      PatternSlot* self = s.get();
+      s->env.emit = [this, self](MatchResult&& m) {
+        self->renderer->Render(current_key_, m, out_);
+        if (!m.timeout) ++self->key_matches;
+        pool_.Unref(m.last);
+      };
+      slots_.push_back(std::move(s));
+    }
+  }
+  ~GroupMatcher() {
+    for (auto& s : slots_) s->matcher.Clear(s->env);
+  }
+
+  void Event(const Entry& e, std::string* out, std::vector<KeyCount>* top) {
+    out_ = out;
+    std::string_view k = key_(*e.row, &scratch_);
+    if (!have_key_ || e.hash != key_hash_ || k != current_key_) {
+      EndKey(top);
+      current_key_.assign(k);
+      key_hash_ = e.hash;
+      have_key_ = true;
+    }
+    for (auto& s : slots_) s->matcher.Process(s->env, e.row, s->matcher.NextId(e.row->time()));
+  }
+
+  void Finish(std::string* out, std::vector<KeyCount>* top) {
+    out_ = out;
+    EndKey(top);
+  }
+
+  void AddStats(BacktestSummary* sum) const {
+    for (const auto& s : slots_) {
+      sum->matches += s->stats.matches;
+      sum->timeouts += s->stats.timeouts;
+      sum->runs_dropped += s->stats.runs_dropped;
+      sum->matches_per_pattern[s->pattern->name] += s->stats.matches;
+      sum->timeouts_per_pattern[s->pattern->name] += s->stats.timeouts;
+    }
+  }
+
+ private:
+  struct PatternSlot {
+    const patterns::CompiledPattern* pattern;
+    std::unique_ptr<MatchRenderer> renderer;
+    MatcherEnv env;
+    MatcherStats stats;
+    KeyMatcher matcher;
+    uint64_t key_matches = 0;
+  };
+
+  // The key's input is over: every partial match ends (watermark +infinity).
+  void EndKey(std::vector<KeyCount>* top) {
+    if (!have_key_) return;
+    for (auto& s : slots_) {
+      s->matcher.AdvanceTime(s->env, EventTime::Max());
+      s->matcher.Clear(s->env);
+      s->matcher = KeyMatcher();
+      if (s->key_matches) {
+        top->push_back(KeyCount{s->pattern->name, current_key_, s->key_matches});
+        if (top->size() > 40) TrimTop(top);
+      }
+      s->key_matches = 0;
+    }
+    have_key_ = false;
+  }
+
+ public:
+  static void TrimTop(std::vector<KeyCount>* top) {
+    std::sort(top->begin(), top->end(), [](const KeyCount& a, const KeyCount& b) {
+      if (a.matches != b.matches) return a.matches > b.matches;
+      if (a.pattern != b.pattern) return a.pattern < b.pattern;
+      return a.key < b.key;
+    });
+    if (top->size() > 10) top->resize(10);
+  }
+
+ private:
+  const CompiledPipeline& pipeline_;
+  int keying_;
+  KeyText key_;
+  NodePool pool_;
+  std::vector<std::unique_ptr<PatternSlot>> slots_;
+  std::string current_key_, scratch_;
+  uint64_t key_hash_ = 0;
+  bool have_key_ = false;
+  std::string* out_ = nullptr;
+};
+
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+size_t DefaultMemoryBudget() {
+  long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return size_t{1} << 30;
+  return static_cast<size_t>(pages) * static_cast<size_t>(page) / 4;
+}
+
+Backtester::Backtester(const CompiledPipeline& pipeline, RunOutputs outputs,
+                       BacktestOptions options)
+    : pipeline_(pipeline), outputs_(outputs), options_(std::move(options)) {}
+
+Result<BacktestSummary> Backtester::Run() {
+  const auto t0 = std::chrono::steady_clock::now();
+  BacktestSummary summary;
+  const int parallelism = std::max(1, options_.parallelism);
+  const size_t nkeyings = pipeline_.keyings.size();
+
+  ReaderOptions ropts;
+  ropts.judge_lateness = options_.as_live;
+  ropts.from = options_.from;
+  ropts.to = options_.to;
+  ropts.files = options_.files;
+  EventReader reader(pipeline_, ropts);
+  CEPHEUS_RETURN_IF_ERROR(reader.Open());
+
+  // Spill files live in a private directory that is removed at the end.
+  fs::path spill_dir;
+  auto cleanup = [&] {
+    std::error_code ec;
+    if (!spill_dir.empty()) fs::remove_all(spill_dir, ec);
+  };
+  std::vector<std::string> spill_files;
+
+  // ---- phase 1: read, partition, spill sorted runs past the budget ----
+  std::vector<std::vector<Partition>> parts(nkeyings, std::vector<Partition>(kGroups));
+  std::vector<std::unique_ptr<KeyText>> key_text;
+  for (size_t k = 0; k < nkeyings; ++k)
+    key_text.push_back(std::make_unique<KeyText>(pipeline_, static_cast<int>(k)));
+  size_t buffered = 0;
+  auto spill = [&]() -> Status {
+    if (spill_dir.empty()) {
+      fs::path base =
+          options_.spill_dir.empty() ? fs::temp_directory_path() : fs::path(options_.spill_dir);
+      spill_dir =
+          base / ("cepheus-spill-" + std::to_string(::getpid()) + "-" +
+                  std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+      std::error_code ec;
+      fs::create_directories(spill_dir, ec);
+      if (ec)
+        return Status::IoError("cannot create spill directory '" + spill_dir.string() +
+                               "': " + ec.message());
+    }
+    const int run = static_cast<int>(spill_files.size());
+    std::string path = (spill_dir / ("run-" + std::to_string(run))).string();
+    std::ofstream out(path, std::ios::binary);
+    if (!out) return Status::IoError("cannot write spill file '" + path + "'");
+    uint64_t offset = 0;
+    std::string buf;
+    for (size_t k = 0; k < nkeyings; ++k) {
+      for (int g = 0; g < kGroups; ++g) {
+        Partition& part = parts[k][static_cast<size_t>(g)];
+        if (part.entries.empty()) continue;
+        std::sort(part.entries.begin(), part.entries.end(), EntryLess{key_text[k].get()});
+        buf.clear();
+        for (const Entry& e : part.entries) {
+          buf.append(reinterpret_cast<const char*>(&e.hash), 8);
+          e.row->AppendEncoded(&buf);
+        }
+        if (!out.write(buf.data(), static_cast<std::streamsize>(buf.size())))
+          return Status::IoError("writing spill file '" + path + "' failed (disk full?)");
+        part.sections.push_back(Partition::Section{run, offset, buf.size()});
+        offset += buf.size();
+        part.entries.clear();
+        part.entries.shrink_to_fit();
+      }
+    }
+    out.close();
+    if (!out) return Status::IoError("writing spill file '" + path + "' failed (disk full?)");
+    spill_files.push_back(path);
+    summary.spilled_bytes += offset;
+    ++summary.spill_runs;
+    buffered = 0;
+    return Status::Ok();
+  };
+
+  std::string dead_out, late_out, scratch;
+  std::vector<ReadEvent> events;
+  auto last_progress = t0;
+  Status failure;
+  while (true) {
+    events.clear();
+    auto turn = reader.ReadTurn(&events, &dead_out, &late_out);
+    if (!turn.ok()) {
+      failure = turn.status();
+      break;
+    }
+    for (ReadEvent& e : events) {
+      for (size_t k = 0; k < nkeyings; ++k) {
+        if (pipeline_.keyings[k].stream != e.stream) continue;
+        uint64_t h = StableHash((*key_text[k])(*e.row, &scratch));
+        int g = state::KeyGroupOf(h, kGroups);
+        buffered += e.row->ByteSize() + sizeof(Entry);
+        parts[k][static_cast<size_t>(g)].entries.push_back(Entry{h, e.row});
+      }
+    }
+    if (!dead_out.empty()) {
+      if (Status s = outputs_.dead_letter->Write(dead_out); !s.ok()) failure = s;
+      dead_out.clear();
+    }
+    if (!late_out.empty()) {
+      if (Status s = outputs_.late->Write(late_out); !s.ok()) failure = s;
+      late_out.clear();
+    }
+    if (!failure.ok()) break;
+    if (buffered > options_.memory_budget) {
+      if (Status s = spill(); !s.ok()) {
+        failure = s;
+        break;
+      }
+    }
+    if (options_.on_progress && Since(last_progress) >= options_.progress_every) {
+      last_progress = std::chrono::steady_clock::now();
+      BacktestProgress pr;
+      pr.bytes_read = reader.bytes_read();
+      pr.total_bytes = reader.total_bytes();
+      pr.events = reader.counts().events;
+      pr.seconds = Since(t0);
+      options_.on_progress(pr);
+    }
+    if (*turn == EventReader::Turn::kEnd) break;
+  }
+  if (!failure.ok()) {
+    cleanup();
+    return failure;
+  }
+  summary.reader = reader.counts();
+
+  // ---- phase 2: key groups on all workers, output committed in group order ----
+  struct Task {
+    int keying, group;
+  };
+  std::vector<Task> tasks;
+  for (size_t k = 0; k < nkeyings; ++k)
+    for (int g = 0; g < kGroups; ++g) {
+      const Partition& part = parts[k][static_cast<size_t>(g)];
+      if (!part.entries.empty() || !part.sections.empty())
+        tasks.push_back(Task{static_cast<int>(k), g});
+    }
+  std::vector<std::string> results(tasks.size());
+  std::vector<char> ready(tasks.size(), 0);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<size_t> next_task{0};
+  std::vector<BacktestSummary> worker_sums(static_cast<size_t>(parallelism));
+  std::vector<std::vector<KeyCount>> worker_top(static_cast<size_t>(parallelism));
+  std::vector<Status> worker_status(static_cast<size_t>(parallelism));
+
+  auto work = [&](int w) {
+    BacktestSummary& ws = worker_sums[static_cast<size_t>(w)];
+    std::vector<KeyCount>& top = worker_top[static_cast<size_t>(w)];
+    while (true) {
+      size_t t = next_task.fetch_add(1);
+      if (t >= tasks.size()) break;
+      const Task task = tasks[t];
+      Partition& part = parts[static_cast<size_t>(task.keying)][static_cast<size_t>(task.group)];
+      const KeyText* kt = key_text[static_cast<size_t>(task.keying)].get();
+      EntryLess less{kt};
+      std::sort(part.entries.begin(), part.entries.end(), less);
+      GroupMatcher gm(pipeline_, task.keying);
+      std::string out;
+      Status st;
+      if (part.sections.empty()) {
+        for (const Entry& e : part.entries) gm.Event(e, &out, &top);
+      } else {
+        // k-way merge of the in-memory run and the spilled runs.
+        std::vector<std::unique_ptr<SectionReader>> readers;
+        std::vector<Entry> heads;
+        std::vector<char> live;
+        for (const auto& sec : part.sections) {
+          readers.push_back(std::make_unique<SectionReader>(
+              spill_files[static_cast<size_t>(sec.run)], sec.offset, sec.length));
+          heads.emplace_back();
+          auto r = readers.back()->Next(&heads.back());
+          if (!r.ok()) st = r.status();
+          live.push_back(r.ok() && *r);
+        }
+        size_t mem_pos = 0;
+        while (st.ok()) {
+          int best = -1;
+          for (size_t i = 0; i < heads.size(); ++i)
+            if (live[i] && (best < 0 || less(heads[i], heads[static_cast<size_t>(best)])))
+              best = static_cast<int>(i);
+          bool take_mem =
+              mem_pos < part.entries.size() &&
+              (best < 0 || less(part.entries[mem_pos], heads[static_cast<size_t>(best)]));
+          if (take_mem) {
+            gm.Event(part.entries[mem_pos++], &out, &top);
+          } else if (best >= 0) {
+            gm.Event(heads[static_cast<size_t>(best)], &out, &top);
+            auto r = readers[static_cast<size_t>(best)]->Next(&heads[static_cast<size_t>(best)]);
+            if (!r.ok()) st = r.status();
+            live[static_cast<size_t>(best)] = r.ok() && *r;
+          } else {
+            break;
+          }
+        }
+      }
+      gm.Finish(&out, &top);
+      gm.AddStats(&ws);
+      part.entries.clear();
+      part.entries.shrink_to_fit();
+      if (!st.ok() && worker_status[static_cast<size_t>(w)].ok())
+        worker_status[static_cast<size_t>(w)] = st;
+      std::lock_guard<std::mutex> l(mu);
+      results[t] = std::move(out);
+      ready[t] = 1;
+      cv.notify_all();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < parallelism; ++w) threads.emplace_back(work, w);
+  // Commit results in task order as they become ready.
+  Status write_status;
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    std::string chunk;
+    {
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [&] { return ready[t] != 0; });
+      chunk = std::move(results[t]);
+    }
+    if (write_status.ok() && !chunk.empty()) write_status = outputs_.matches->Write(chunk);
+    if (options_.on_progress && Since(last_progress) >= options_.progress_every) {
+      last_progress = std::chrono::steady_clock::now();
+      BacktestProgress pr;
+      pr.phase = "match";
+      pr.events = summary.reader.events;
+      pr.bytes_read = pr.total_bytes = reader.bytes_read();
+      pr.groups_done = t + 1;
+      pr.groups_total = tasks.size();
+      pr.seconds = Since(t0);
+      options_.on_progress(pr);
+    }
+  }
+  for (auto& th : threads) th.join();
+  cleanup();
+  for (const Status& s : worker_status)
+    if (!s.ok()) return s;
+  if (!write_status.ok()) return write_status;
+  std::vector<KeyCount> top;
+  for (int w = 0; w < parallelism; ++w) {
+    const BacktestSummary& ws = worker_sums[static_cast<size_t>(w)];
+    summary.matches += ws.matches;
+    summary.timeouts += ws.timeouts;
+    summary.runs_dropped += ws.runs_dropped;
+    for (const auto& [p, n] : ws.matches_per_pattern) summary.matches_per_pattern[p] += n;
+    for (const auto& [p, n] : ws.timeouts_per_pattern) summary.timeouts_per_pattern[p] += n;
+    top.insert(top.end(), worker_top[static_cast<size_t>(w)].begin(),
+               worker_top[static_cast<size_t>(w)].end());
+  }
+  GroupMatcher::TrimTop(&top);
+  summary.top_keys = std::move(top);
+  for (Output* o : {outputs_.matches, outputs_.late, outputs_.dead_letter})
+    if (o) CEPHEUS_RETURN_IF_ERROR(o->Flush());
+  summary.seconds = Since(t0);
+  return summary;
+}
+
+std::string BacktestSummary::ToJson() const {
+  std::string out;
+  JsonObject o(out);
+  o.Int("records_read", static_cast<int64_t>(reader.records_read));
+  o.Int("events", static_cast<int64_t>(reader.events));
+  o.Int("out_of_range", static_cast<int64_t>(reader.out_of_range));
+  o.Int("late", static_cast<int64_t>(reader.late));
+  o.Int("dead_letters", static_cast<int64_t>(reader.dead_letters));
+  o.Int("matches", static_cast<int64_t>(matches));
+  o.Int("timeouts", static_cast<int64_t>(timeouts));
+  o.Int("runs_dropped", static_cast<int64_t>(runs_dropped));
+  for (const char* which : {"matches_per_pattern", "timeouts_per_pattern"}) {
+    o.Key(which);
+    JsonObject m(out);
+    for (const auto& [p, n] :
+         std::string(which) == "matches_per_pattern" ? matches_per_pattern : timeouts_per_pattern)
+      m.Int(p, static_cast<int64_t>(n));
+    m.End();
+  }
+  o.Key("top_keys");
+  out.push_back('[');
+  for (size_t i = 0; i < top_keys.size(); ++i) {
+    if (i) out.push_back(',');
+    JsonObject k(out);
+    k.String("pattern", top_keys[i].pattern);
+    k.String("key", top_keys[i].key);
+    k.Int("matches", static_cast<int64_t>(top_keys[i].matches));
+    k.End();
+  }
+  out.push_back(']');
+  o.Int("spill_runs", spill_runs);
+  o.Int("spilled_bytes", static_cast<int64_t>(spilled_bytes));
+  o.Key("seconds");
+  AppendJsonDouble(out, seconds);
+  o.Key("events_per_second");
+  AppendJsonDouble(out, seconds > 0 ? static_cast<double>(reader.events) / seconds : 0);
+  o.End();
+  return out;
+}
+
+}  // namespace cepheus::engine

@@ -1,0 +1,228 @@
+// Contract tests between `backtest` and `run`: the same patterns over the same
+// history must give the same match records (ids included).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "engine/backtest.h"
+#include "engine/pipeline.h"
+#include "engine/runner.h"
+#include "sinks/outputs.h"
+#include "tests/golden/golden_format.h"
+#include "tests/support/random_pattern.h"
+
+namespace cepheus::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string l;
+  while (std::getline(ss, l))
+    if (!l.empty()) out.push_back(l);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<engine::CompiledPipeline> Pipeline(const std::string& pattern, const std::string& input,
+                                          int64_t lateness, const std::string& schema_spec) {
+  engine::PipelineConfig cfg;
+  engine::StreamConfig s;
+  s.name = "s";
+  s.source.path = input;
+  std::vector<Field> fields;
+  std::stringstream ss(schema_spec);
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    std::stringstream ps(part);
+    std::string name, type;
+    ps >> name >> type;
+    fields.push_back(Field{name, *ParseFieldType(type)});
+  }
+  s.schema = Schema::Create(fields).value();
+  if (s.schema.IndexOf("key") >= 0) s.key = {"key"};
+  s.time_field = "ts";
+  s.watermark.max_out_of_orderness = Duration::Millis(lateness);
+  cfg.streams.push_back(s);
+  engine::PatternSource ps;
+  ps.inline_text = pattern;
+  cfg.patterns.push_back(ps);
+  cfg.max_runs_per_key = 100000;
+  return engine::CompilePipeline(std::move(cfg));
+}
+
+struct Outputs {
+  std::string matches, late, dead;
+};
+
+Result<Outputs> Run(const engine::CompiledPipeline& p, int parallelism) {
+  sinks::MemoryOutput m, l, d;
+  engine::RunOptions o;
+  o.parallelism = parallelism;
+  engine::PipelineRunner r(p, engine::RunOutputs{&m, &l, &d}, o);
+  auto s = r.Run();
+  if (!s.ok()) return s.status();
+  return Outputs{m.contents(), l.contents(), d.contents()};
+}
+
+Result<Outputs> Backtest(const engine::CompiledPipeline& p, int parallelism, bool as_live,
+                         size_t budget = size_t{1} << 30,
+                         engine::BacktestSummary* summary = nullptr) {
+  sinks::MemoryOutput m, l, d;
+  engine::BacktestOptions o;
+  o.parallelism = parallelism;
+  o.as_live = as_live;
+  o.memory_budget = budget;
+  engine::Backtester b(p, engine::RunOutputs{&m, &l, &d}, o);
+  auto s = b.Run();
+  if (!s.ok()) return s.status();
+  if (summary) *summary = s.value();
+  return Outputs{m.contents(), l.contents(), d.contents()};
+}
+
+int64_t TsOf(const std::string& json) {
+  auto p = json.find("\"ts\":");
+  return std::strtoll(json.c_str() + p + 5, nullptr, 10);
+}
+
+// Checks every contract on one input (events in arrival order).
+void CheckContracts(const std::string& name, const std::string& pattern,
+                    const std::vector<std::string>& events, int64_t lateness,
+                    const std::string& schema, const fs::path& dir) {
+  SCOPED_TRACE(name + "\n" + pattern);
+  fs::path input = dir / "input.jsonl", sorted = dir / "sorted.jsonl";
+  {
+    std::ofstream out(input);
+    for (const auto& e : events) out << e << "\n";
+    std::vector<std::string> by_time = events;
+    std::stable_sort(by_time.begin(), by_time.end(),
+                     [](const std::string& a, const std::string& b) { return TsOf(a) < TsOf(b); });
+    std::ofstream out2(sorted);
+    for (const auto& e : by_time) out2 << e << "\n";
+  }
+  auto live = Pipeline(pattern, input.string(), lateness, schema);
+  ASSERT_TRUE(live.ok()) << live.status().message();
+  auto presorted = Pipeline(pattern, sorted.string(), lateness, schema);
+  ASSERT_TRUE(presorted.ok());
+
+  auto run = Run(live.value(), 2);
+  ASSERT_TRUE(run.ok()) << run.status().message();
+  auto as_live = Backtest(live.value(), 2, true);
+  ASSERT_TRUE(as_live.ok()) << as_live.status().message();
+  EXPECT_EQ(Lines(as_live->matches), Lines(run->matches)) << "backtest --as-live vs run";
+  EXPECT_EQ(Lines(as_live->late), Lines(run->late)) << "the same events are late";
+  EXPECT_EQ(Lines(as_live->dead), Lines(run->dead));
+
+  auto run_sorted = Run(presorted.value(), 1);
+  ASSERT_TRUE(run_sorted.ok());
+  auto complete = Backtest(live.value(), 3, false);
+  ASSERT_TRUE(complete.ok());
+  EXPECT_EQ(Lines(complete->matches), Lines(run_sorted->matches))
+      << "complete vs run on sorted input";
+  EXPECT_EQ(complete->late, "") << "complete mode has no late events";
+
+  // Byte-identical output for any parallelism and with spilling.
+  auto one = Backtest(live.value(), 1, false);
+  auto spilled = Backtest(live.value(), 2, false, /*budget=*/1);
+  ASSERT_TRUE(one.ok() && spilled.ok());
+  EXPECT_EQ(one->matches, complete->matches) << "parallelism 1 vs 3";
+  EXPECT_EQ(spilled->matches, complete->matches) << "spilling to disk";
+}
+
+class BacktestContract : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("cepheus-bt-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(BacktestContract, EveryGoldenScenario) {
+  int n = 0;
+  for (const auto& e :
+       fs::recursive_directory_iterator(fs::path(CEPHEUS_SOURCE_DIR) / "tests/golden")) {
+    if (e.path().extension() != ".test") continue;
+    auto g = ReadGoldenFile(e.path());
+    ASSERT_TRUE(g.ok()) << g.status().message();
+    CheckContracts(e.path().filename().string(), g->pattern, g->events, g->lateness_ms, g->schema,
+                   dir_);
+    ++n;
+  }
+  EXPECT_GE(n, 60);
+}
+
+TEST_F(BacktestContract, RandomStreamsWithDisorderBeyondTheLateness) {
+  const auto catalog = RandomCatalog();
+  std::mt19937_64 rng(77);
+  int with_matches = 0;
+  for (int c = 0; c < 200; ++c) {
+    RandomCase rc = MakeRandomCase(rng, catalog, 1);  // the pattern; events made below
+    std::string pattern = rc.pattern_text;
+    if (!Pipeline(pattern, "unused", 0, "key string, type string, v int, ts timestamp").ok())
+      continue;  // a pattern the checker rejects
+    // Several keys, some idle for long stretches; arrival = time + jitter of
+    // up to twice the allowed lateness, so some events are late.
+    const int64_t lateness = std::uniform_int_distribution<int>(0, 3)(rng);
+    std::vector<std::pair<int64_t, std::string>> arrivals;
+    int64_t ts = 0;
+    const int n = std::uniform_int_distribution<int>(5, 40)(rng);
+    for (int i = 0; i < n; ++i) {
+      ts += std::uniform_int_distribution<int>(0, 2)(rng);
+      int key = std::uniform_int_distribution<int>(0, 3)(rng);
+      if (key == 3 && i % 7) key = 0;  // k3 is mostly idle
+      std::string type(1, static_cast<char>('A' + std::uniform_int_distribution<int>(0, 3)(rng)));
+      std::string ev = "{\"key\":\"k" + std::to_string(key) + "\",\"type\":\"" + type +
+                       "\",\"v\":" + std::to_string(std::uniform_int_distribution<int>(0, 5)(rng)) +
+                       ",\"ts\":" + std::to_string(ts) + "}";
+      int64_t jitter = std::uniform_int_distribution<int64_t>(0, 2 * lateness + 1)(rng);
+      arrivals.emplace_back(ts + jitter, ev);
+    }
+    std::stable_sort(arrivals.begin(), arrivals.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<std::string> events;
+    for (auto& [at, ev] : arrivals) events.push_back(ev);
+    CheckContracts("random case " + std::to_string(c), pattern, events, lateness,
+                   "key string, type string, v int, ts timestamp", dir_);
+    if (HasFailure()) break;
+    auto p = Pipeline(pattern, (dir_ / "input.jsonl").string(), lateness,
+                      "key string, type string, v int, ts timestamp");
+    auto out = Backtest(p.value(), 1, true);
+    if (out.ok() && !out->matches.empty()) ++with_matches;
+  }
+  EXPECT_GT(with_matches, 30) << "the random cases must actually match something";
+}
+
+TEST_F(BacktestContract, BadInputIsReportedNotSkipped) {
+  fs::path input = dir_ / "in.jsonl";
+  std::ofstream(input) << "{\"key\":\"k\",\"type\":\"A\",\"v\":1,\"ts\":1}\nnot json\n"
+                          "{\"key\":\"k\",\"type\":\"B\",\"v\":1,\"ts\":2}\n";
+  auto p = Pipeline("PATTERN p FROM s MATCH a -> b DEFINE a AS type = 'A', b AS type = 'B'",
+                    input.string(), 0, "key string, type string, v int, ts timestamp");
+  ASSERT_TRUE(p.ok());
+  engine::BacktestSummary summary;
+  auto out = Backtest(p.value(), 2, false, size_t{1} << 30, &summary);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(summary.reader.dead_letters, 1u);
+  EXPECT_EQ(summary.matches, 1u);
+  EXPECT_NE(out->dead.find("\"line\":2"), std::string::npos);
+  EXPECT_NE(summary.ToJson().find("\"dead_letters\":1"), std::string::npos);
+
+  auto missing = Pipeline("PATTERN p FROM s MATCH a", (dir_ / "nope.jsonl").string(), 0,
+                          "key string, type string, v int, ts timestamp");
+  ASSERT_TRUE(missing.ok());
+  auto err = Backtest(missing.value(), 1, false);
+  ASSERT_FALSE(err.ok());
+  EXPECT_NE(err.status().message().find("cannot open"), std::string::npos)
+      << err.status().message();
+}
+
+}  // namespace
+}  // namespace cepheus::testing
