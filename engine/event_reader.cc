@@ -34,7 +34,7 @@ Status EventReader::OpenFile(Input& in) {
   auto reader = LineReader::Open(path);
   if (!reader.ok())
     return Status::IoError("stream '" + in.config->name + "': " + reader.status().message());
-  if (in.reader) finished_bytes_ += in.reader->bytes_read();
+  if (in.reader) finished_bytes_ += in.reader->raw_bytes_read();
   in.reader = std::move(reader.value());
   in.header_done = !in.decoder->wants_header();  // every CSV file has its header
   return Status::Ok();
@@ -76,7 +76,7 @@ Status EventReader::Open() {
 uint64_t EventReader::bytes_read() const {
   uint64_t b = finished_bytes_;
   for (const auto& in : inputs_)
-    if (in->reader) b += in->reader->bytes_read();
+    if (in->reader) b += in->reader->raw_bytes_read();
   return b;
 }
 

@@ -5,6 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+#include <zstd.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -12,7 +15,20 @@ namespace cepheus::engine {
 
 namespace {
 constexpr size_t kBufferSize = 1 << 20;
-}
+constexpr size_t kInputChunk = 1 << 18;
+}  // namespace
+
+struct LineReader::Decoder {
+  z_stream z{};
+  bool z_open = false;
+  bool z_member_done = false;  // the last gzip member ended cleanly
+  ZSTD_DCtx* zstd = nullptr;
+  size_t zstd_last = 0;  // last ZSTD_decompressStream result: 0 at a frame end
+  ~Decoder() {
+    if (z_open) inflateEnd(&z);
+    if (zstd) ZSTD_freeDCtx(zstd);
+  }
+};
 
 cepheus::Result<std::unique_ptr<LineReader>> LineReader::Open(const std::string& path) {
   std::unique_ptr<LineReader> r(new LineReader());
@@ -29,7 +45,107 @@ cepheus::Result<std::unique_ptr<LineReader>> LineReader::Open(const std::string&
   if (path != "-" && ::fstat(r->fd_, &st) == 0 && S_ISDIR(st.st_mode))
     return Status::IoError("'" + path + "' is a directory, not a file");
   r->buf_.resize(kBufferSize);
+  if (r->bounded_) {
+    // Sniff the format: gzip 1f 8b, zstd 28 b5 2f fd.
+    unsigned char magic[4] = {0, 0, 0, 0};
+    ssize_t n = ::pread(r->fd_, magic, 4, 0);
+    if (n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b) r->codec_ = Codec::kGzip;
+    if (n >= 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd)
+      r->codec_ = Codec::kZstd;
+    if (r->codec_ != Codec::kNone) {
+      r->dec_ = std::make_unique<Decoder>();
+      r->in_.resize(kInputChunk);
+      if (r->codec_ == Codec::kGzip) {
+        if (inflateInit2(&r->dec_->z, 15 + 32) != Z_OK) return Status::Internal("zlib init failed");
+        r->dec_->z_open = true;
+      } else {
+        r->dec_->zstd = ZSTD_createDCtx();
+        if (!r->dec_->zstd) return Status::Internal("zstd init failed");
+      }
+    }
+  }
   return r;
+}
+
+ssize_t LineReader::ReadRaw(char* dst, size_t n) {
+  while (true) {
+    ssize_t got = ::read(fd_, dst, n);
+    if (got >= 0 || errno != EINTR) return got;
+  }
+}
+
+// Decompresses into buf_[end_, size - kSlack). True if bytes were produced;
+// false at the clean end of the data (eof_) or on an error (error_).
+bool LineReader::FillDecompressed() {
+  const char* kind = codec_ == Codec::kGzip ? "gzip" : "zstd";
+  while (true) {
+    if (in_pos_ == in_len_ && !raw_eof_) {
+      ssize_t got = ReadRaw(in_.data(), in_.size());
+      if (got < 0) {
+        error_ = Status::IoError("reading '" + name_ + "': " + std::strerror(errno));
+        return false;
+      }
+      if (got == 0) raw_eof_ = true;
+      in_pos_ = 0;
+      in_len_ = static_cast<size_t>(got);
+      raw_read_ += static_cast<uint64_t>(got);
+    }
+    if (raw_eof_ && in_pos_ == in_len_) {
+      // No input left: the data is complete only if the last frame/member ended.
+      bool complete = codec_ == Codec::kGzip ? dec_->z_member_done : dec_->zstd_last == 0;
+      if (!complete) {
+        error_ = Status::Corruption("'" + name_ + "' ends in the middle of a " + kind +
+                                    " stream (truncated file?)");
+        return false;
+      }
+      eof_ = true;
+      return false;
+    }
+    char* out = buf_.data() + end_;
+    const size_t room = buf_.size() - kSlack - end_;
+    size_t produced = 0;
+    if (codec_ == Codec::kGzip) {
+      z_stream& z = dec_->z;
+      if (dec_->z_member_done && in_pos_ < in_len_) {
+        // Concatenated gzip members (as `cat a.gz b.gz` makes) form one stream.
+        inflateReset(&z);
+        dec_->z_member_done = false;
+      }
+      z.next_in = reinterpret_cast<Bytef*>(in_.data() + in_pos_);
+      z.avail_in = static_cast<uInt>(in_len_ - in_pos_);
+      z.next_out = reinterpret_cast<Bytef*>(out);
+      z.avail_out = static_cast<uInt>(room);
+      int rc = dec_->z_member_done ? Z_STREAM_END : inflate(&z, Z_NO_FLUSH);
+      produced = room - z.avail_out;
+      in_pos_ = in_len_ - z.avail_in;
+      if (rc == Z_STREAM_END) {
+        dec_->z_member_done = true;
+      } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+        error_ =
+            Status::Corruption("'" + name_ + "' is a corrupt gzip stream (near compressed byte " +
+                               std::to_string(raw_read_ - (in_len_ - in_pos_)) +
+                               "): " + (z.msg ? z.msg : "inflate failed"));
+        return false;
+      }
+    } else {
+      ZSTD_inBuffer ib{in_.data(), in_len_, in_pos_};
+      ZSTD_outBuffer ob{out, room, 0};
+      size_t rc = ZSTD_decompressStream(dec_->zstd, &ob, &ib);
+      if (ZSTD_isError(rc)) {
+        error_ = Status::Corruption(
+            "'" + name_ + "' is a corrupt zstd stream (near compressed byte " +
+            std::to_string(raw_read_ - (in_len_ - ib.pos)) + "): " + ZSTD_getErrorName(rc));
+        return false;
+      }
+      dec_->zstd_last = rc;
+      produced = ob.pos;
+      in_pos_ = ib.pos;
+    }
+    if (produced > 0) {
+      end_ += produced;
+      return true;
+    }
+  }
 }
 
 LineReader::~LineReader() {
@@ -45,6 +161,7 @@ bool LineReader::Fill(int timeout_ms, bool* timed_out) {
     begin_ = 0;
   }
   if (end_ + kSlack >= buf_.size()) buf_.resize(buf_.size() * 2);  // a very long line
+  if (codec_ != Codec::kNone) return FillDecompressed();
   if (!bounded_) {
     pollfd p{fd_, POLLIN, 0};
     int r = ::poll(&p, 1, timeout_ms);

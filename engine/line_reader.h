@@ -42,6 +42,10 @@ class LineReader {
   uint64_t line_number() const { return line_number_; }
   uint64_t offset() const { return line_offset_; }
   uint64_t bytes_read() const { return consumed_; }
+  // Bytes read from the file itself (compressed bytes for a compressed file).
+  uint64_t raw_bytes_read() const {
+    return codec_ == Codec::kNone ? consumed_ + begin_ : raw_read_;
+  }
   // Bytes that may be read after the end of the record Next() returned last
   // (the buffer keeps slack at its end, so parsers can read ahead).
   size_t readable_after(std::string_view line) const {
@@ -55,6 +59,17 @@ class LineReader {
  private:
   LineReader() = default;
   bool Fill(int timeout_ms, bool* timed_out);
+  bool FillDecompressed();
+  ssize_t ReadRaw(char* dst, size_t n);
+
+  enum class Codec { kNone, kGzip, kZstd };
+  Codec codec_ = Codec::kNone;
+  struct Decoder;  // zlib / zstd state
+  std::unique_ptr<Decoder> dec_;
+  std::vector<char> in_;  // compressed bytes
+  size_t in_pos_ = 0, in_len_ = 0;
+  bool raw_eof_ = false;
+  uint64_t raw_read_ = 0;
 
   std::string name_;
   int fd_ = -1;

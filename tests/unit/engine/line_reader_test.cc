@@ -1,0 +1,133 @@
+// Reading plain and compressed inputs line by line.
+#include "engine/line_reader.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace cepheus::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Gzip(const std::string& data) {
+  z_stream z{};
+  deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);  // gzip wrapper
+  std::string out(deflateBound(&z, data.size()) + 32, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  deflate(&z, Z_FINISH);
+  out.resize(out.size() - z.avail_out);
+  deflateEnd(&z);
+  return out;
+}
+
+std::string Zstd(const std::string& data) {
+  std::string out(ZSTD_compressBound(data.size()), '\0');
+  out.resize(ZSTD_compress(out.data(), out.size(), data.data(), data.size(), 3));
+  return out;
+}
+
+class LineReaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("cepheus-lr-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    for (int i = 0; i < 20000; ++i)
+      text_ +=
+          "{\"line\":" + std::to_string(i) + ",\"pad\":\"" + std::string(i % 50, 'x') + "\"}\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Write(const std::string& name, const std::string& bytes) {
+    std::string p = (dir_ / name).string();
+    std::ofstream(p, std::ios::binary) << bytes;
+    return p;
+  }
+  // All lines, or the error.
+  Result<std::vector<std::string>> ReadAll(const std::string& path) {
+    auto r = LineReader::Open(path);
+    if (!r.ok()) return r.status();
+    std::vector<std::string> lines;
+    std::vector<LineReader::Line> batch;
+    while (true) {
+      batch.clear();
+      auto res = r.value()->NextLines(300, 0, &batch);
+      if (res == LineReader::Result::kEnd) break;
+      if (res == LineReader::Result::kError) return r.value()->error();
+      for (const auto& l : batch) lines.emplace_back(l.text);
+    }
+    return lines;
+  }
+  fs::path dir_;
+  std::string text_;
+};
+
+TEST_F(LineReaderTest, CompressedInputsReadLikePlainText) {
+  auto plain = ReadAll(Write("p.jsonl", text_));
+  ASSERT_TRUE(plain.ok());
+  ASSERT_EQ(plain->size(), 20000u);
+  auto gz = ReadAll(Write("p.jsonl.gz", Gzip(text_)));
+  ASSERT_TRUE(gz.ok()) << gz.status().message();
+  EXPECT_EQ(gz.value(), plain.value());
+  auto zst = ReadAll(Write("p.jsonl.zst", Zstd(text_)));
+  ASSERT_TRUE(zst.ok()) << zst.status().message();
+  EXPECT_EQ(zst.value(), plain.value());
+  // `cat a.gz b.gz` is one gzip stream with two members.
+  size_t half = text_.find('\n', text_.size() / 2) + 1;
+  auto multi = ReadAll(Write("m.gz", Gzip(text_.substr(0, half)) + Gzip(text_.substr(half))));
+  ASSERT_TRUE(multi.ok()) << multi.status().message();
+  EXPECT_EQ(multi.value(), plain.value());
+  // Several zstd frames likewise.
+  auto frames = ReadAll(Write("m.zst", Zstd(text_.substr(0, half)) + Zstd(text_.substr(half))));
+  ASSERT_TRUE(frames.ok()) << frames.status().message();
+  EXPECT_EQ(frames.value(), plain.value());
+}
+
+TEST_F(LineReaderTest, TruncatedOrCorruptStreamsAreErrors) {
+  std::string gz = Gzip(text_), zst = Zstd(text_);
+  auto t1 = ReadAll(Write("t.gz", gz.substr(0, gz.size() / 2)));
+  ASSERT_FALSE(t1.ok());
+  EXPECT_NE(t1.status().message().find("ends in the middle of a gzip stream"), std::string::npos);
+  auto t2 = ReadAll(Write("t.zst", zst.substr(0, zst.size() / 2)));
+  ASSERT_FALSE(t2.ok());
+  EXPECT_NE(t2.status().message().find("ends in the middle of a zstd stream"), std::string::npos);
+  std::string bad = gz;
+  for (size_t i = 40; i < 60; ++i) bad[i] = static_cast<char>(bad[i] ^ 0x5a);
+  auto c1 = ReadAll(Write("c.gz", bad));
+  ASSERT_FALSE(c1.ok());
+  EXPECT_NE(c1.status().message().find("corrupt gzip stream"), std::string::npos)
+      << c1.status().message();
+  std::string badz = zst;
+  for (size_t i = 20; i < 40; ++i) badz[i] = static_cast<char>(badz[i] ^ 0x5a);
+  auto c2 = ReadAll(Write("c.zst", badz));
+  ASSERT_FALSE(c2.ok());
+  EXPECT_NE(c2.status().message().find("corrupt zstd stream"), std::string::npos)
+      << c2.status().message();
+}
+
+TEST_F(LineReaderTest, LinesKeepNumbersAndOffsetsAcrossBufferRefills) {
+  auto r = LineReader::Open(Write("p.jsonl", text_));
+  ASSERT_TRUE(r.ok());
+  std::vector<LineReader::Line> batch;
+  uint64_t expected_number = 1, expected_offset = 0;
+  while (r.value()->NextLines(777, 0, &batch) == LineReader::Result::kLine) {
+    for (const auto& l : batch) {
+      ASSERT_EQ(l.number, expected_number);
+      ASSERT_EQ(l.offset, expected_offset);
+      ASSERT_EQ(text_.substr(l.offset, l.text.size()), l.text);
+      ++expected_number;
+      expected_offset += l.text.size() + 1;
+    }
+    batch.clear();
+  }
+  EXPECT_EQ(expected_number, 20001u);
+}
+
+}  // namespace
+}  // namespace cepheus::engine
