@@ -108,9 +108,14 @@ cepheus::Result<std::vector<std::vector<std::string>>> ExpandInputs(
     }
     std::vector<std::string> found;
     glob_t g{};
-    int rc = ::glob(pattern.c_str(), GLOB_NOCHECK, nullptr, &g);
+    int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
     for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) found.push_back(g.gl_pathv[i]);
     ::globfree(&g);
+    if (found.empty()) {
+      if (pattern.find_first_of("*?[") != std::string::npos)
+        return cepheus::Status::NotFound("--input " + spec + " matches no file");
+      return cepheus::Status::NotFound("--input " + spec + ": no such file or directory");
+    }
     std::vector<std::string> expanded;
     for (const std::string& f : found) {
       std::error_code ec;
