@@ -25,9 +25,16 @@ namespace fs = std::filesystem;
 constexpr int kGroups = state::kDefaultKeyGroups;
 
 struct Entry {
-  uint64_t hash;  // of the key: groups equal keys together; ties by key text
+  uint64_t hash;  // of the key: groups a key's events together
+  int64_t ts;     // copies of the row's event time and input position, so
+  uint64_t seq;   // sorting does not touch the (scattered) rows
   RowPtr row;
 };
+
+Entry MakeEntry(uint64_t hash, RowPtr row) {
+  Entry e{hash, row->time().millis(), row->seq(), std::move(row)};
+  return e;
+}
 
 // A partition: events of one keying whose keys fall in one key group.
 struct Partition {
@@ -54,16 +61,13 @@ class KeyText {
   const Schema& schema_;
 };
 
-// Orders events of a partition: key (hash, then text), event time, input position.
+// Orders events of a partition by key hash, event time, input position. Two
+// keys with the same 64-bit hash would interleave; GroupMatcher separates them.
 struct EntryLess {
-  const KeyText* key;
   bool operator()(const Entry& a, const Entry& b) const {
     if (a.hash != b.hash) return a.hash < b.hash;
-    std::string sa, sb;
-    std::string_view ka = (*key)(*a.row, &sa), kb = (*key)(*b.row, &sb);
-    if (ka != kb) return ka < kb;
-    if (a.row->time() != b.row->time()) return a.row->time() < b.row->time();
-    return a.row->seq() < b.row->seq();
+    if (a.ts != b.ts) return a.ts < b.ts;
+    return a.seq < b.seq;
   }
 };
 
@@ -107,6 +111,8 @@ class SectionReader {
     const char* p = buf_.data() + pos_ + 8;
     e->row = Row::DecodeFrom(&p, buf_.data() + buf_.size());
     if (!e->row) return Status::Corruption("a spill file holds a damaged row");
+    e->ts = e->row->time().millis();
+    e->seq = e->row->seq();
     pos_ = static_cast<size_t>(p - buf_.data());
     return true;
   }
@@ -145,7 +151,37 @@ class GroupMatcher {
     for (auto& s : slots_) s->matcher.Clear(s->env);
   }
 
+  // Events arrive sorted by (hash, time, position); a run of equal hashes is
+  // buffered so that the (practically never seen) case of two keys sharing a
+  // hash can be split by key before matching.
   void Event(const Entry& e, std::string* out, std::vector<KeyCount>* top) {
+    if (!run_.empty() && e.hash != run_.front().hash) FlushRun(out, top);
+    run_.push_back(e);
+  }
+
+  void Finish(std::string* out, std::vector<KeyCount>* top) {
+    FlushRun(out, top);
+    out_ = out;
+    EndKey(top);
+  }
+
+ private:
+  void FlushRun(std::string* out, std::vector<KeyCount>* top) {
+    if (run_.empty()) return;
+    std::string first_key(key_(*run_.front().row, &scratch_));
+    bool one_key = true;
+    for (const Entry& e : run_)
+      if (key_(*e.row, &scratch_) != first_key) one_key = false;
+    if (!one_key)
+      std::stable_sort(run_.begin(), run_.end(), [this](const Entry& a, const Entry& b) {
+        std::string sa, sb;
+        return key_(*a.row, &sa) < key_(*b.row, &sb);
+      });
+    for (const Entry& e : run_) Match(e, out, top);
+    run_.clear();
+  }
+
+  void Match(const Entry& e, std::string* out, std::vector<KeyCount>* top) {
     out_ = out;
     std::string_view k = key_(*e.row, &scratch_);
     if (!have_key_ || e.hash != key_hash_ || k != current_key_) {
@@ -157,11 +193,7 @@ class GroupMatcher {
     for (auto& s : slots_) s->matcher.Process(s->env, e.row, s->matcher.NextId(e.row->time()));
   }
 
-  void Finish(std::string* out, std::vector<KeyCount>* top) {
-    out_ = out;
-    EndKey(top);
-  }
-
+ public:
   void AddStats(BacktestSummary* sum) const {
     for (const auto& s : slots_) {
       sum->matches += s->stats.matches;
@@ -214,6 +246,7 @@ class GroupMatcher {
   KeyText key_;
   NodePool pool_;
   std::vector<std::unique_ptr<PatternSlot>> slots_;
+  std::vector<Entry> run_;
   std::string current_key_, scratch_;
   uint64_t key_hash_ = 0;
   bool have_key_ = false;
@@ -287,7 +320,7 @@ Result<BacktestSummary> Backtester::Run() {
       for (int g = 0; g < kGroups; ++g) {
         Partition& part = parts[k][static_cast<size_t>(g)];
         if (part.entries.empty()) continue;
-        std::sort(part.entries.begin(), part.entries.end(), EntryLess{key_text[k].get()});
+        std::sort(part.entries.begin(), part.entries.end(), EntryLess{});
         buf.clear();
         for (const Entry& e : part.entries) {
           buf.append(reinterpret_cast<const char*>(&e.hash), 8);
@@ -327,7 +360,7 @@ Result<BacktestSummary> Backtester::Run() {
         uint64_t h = StableHash((*key_text[k])(*e.row, &scratch));
         int g = state::KeyGroupOf(h, kGroups);
         buffered += e.row->ByteSize() + sizeof(Entry);
-        parts[k][static_cast<size_t>(g)].entries.push_back(Entry{h, e.row});
+        parts[k][static_cast<size_t>(g)].entries.push_back(MakeEntry(h, e.row));
       }
     }
     if (!dead_out.empty()) {
@@ -390,8 +423,7 @@ Result<BacktestSummary> Backtester::Run() {
       if (t >= tasks.size()) break;
       const Task task = tasks[t];
       Partition& part = parts[static_cast<size_t>(task.keying)][static_cast<size_t>(task.group)];
-      const KeyText* kt = key_text[static_cast<size_t>(task.keying)].get();
-      EntryLess less{kt};
+      EntryLess less;
       std::sort(part.entries.begin(), part.entries.end(), less);
       GroupMatcher gm(pipeline_, task.keying);
       std::string out;

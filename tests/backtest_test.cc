@@ -215,6 +215,18 @@ TEST_F(BacktestContract, BadInputIsReportedNotSkipped) {
   EXPECT_NE(out->dead.find("\"line\":2"), std::string::npos);
   EXPECT_NE(summary.ToJson().find("\"dead_letters\":1"), std::string::npos);
 
+  // A compressed file cut short: a clear error, not a silently shorter history.
+  std::string gz = "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03";  // a gzip header, no data
+  std::ofstream(dir_ / "cut.jsonl.gz", std::ios::binary) << gz;
+  auto cut = Pipeline("PATTERN p FROM s MATCH a", (dir_ / "cut.jsonl.gz").string(), 0,
+                      "key string, type string, v int, ts timestamp");
+  ASSERT_TRUE(cut.ok());
+  auto cut_result = Backtest(cut.value(), 1, false);
+  ASSERT_FALSE(cut_result.ok());
+  EXPECT_NE(cut_result.status().message().find("ends in the middle of a gzip stream"),
+            std::string::npos)
+      << cut_result.status().message();
+
   auto missing = Pipeline("PATTERN p FROM s MATCH a", (dir_ / "nope.jsonl").string(), 0,
                           "key string, type string, v int, ts timestamp");
   ASSERT_TRUE(missing.ok());
