@@ -281,8 +281,8 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
               << "\n";
   char tail[160];
   std::snprintf(
-      tail, sizeof tail, "  wall time      %.2f s, %.0f events/s%s\n", s->seconds,
-      s->seconds > 0 ? static_cast<double>(s->reader.events) / s->seconds : 0.0,
+      tail, sizeof tail, "  wall time      %.2f s (reading %.2f s), %.0f events/s%s\n", s->seconds,
+      s->read_seconds, s->seconds > 0 ? static_cast<double>(s->reader.events) / s->seconds : 0.0,
       s->spill_runs ? (", spilled " + std::to_string(s->spill_runs) + " sorted runs").c_str() : "");
   std::cerr << tail;
   if (!a.summary_json.empty()) {

@@ -1,12 +1,46 @@
 #include "common/row.h"
 
+#include <algorithm>
 #include <new>
 
 namespace cepheus {
 
 void Row::Destroy(const Row* r) {
+  const bool in_arena = r->in_arena_;
   r->~Row();
-  ::operator delete(const_cast<Row*>(r));
+  if (!in_arena) ::operator delete(const_cast<Row*>(r));
+}
+
+RowArena::~RowArena() {
+  for (char* c : chunks_) ::operator delete(c);
+}
+
+void* RowArena::Allocate(size_t bytes) {
+  bytes = (bytes + 7) & ~size_t{7};
+  if (used_ + bytes > kChunk || chunks_.empty()) {
+    size_t size = std::max(kChunk, bytes);
+    chunks_.push_back(static_cast<char*>(::operator new(size)));
+    used_ = size == kChunk ? 0 : size;  // an oversized row gets a chunk of its own
+    total_ += size;
+    if (size != kChunk) return chunks_.back();
+  }
+  void* p = chunks_.back() + used_;
+  used_ += bytes;
+  return p;
+}
+
+RowPtr Row::CopyTo(RowArena* arena) const {
+  const size_t bytes = sizeof(Row) + num_slots_ * 8 + string_bytes_;
+  void* mem = arena->Allocate(bytes);
+  Row* r = new (mem) Row();
+  r->num_slots_ = num_slots_;
+  r->string_bytes_ = string_bytes_;
+  r->in_arena_ = 1;
+  r->time_ms_ = time_ms_;
+  r->seq_ = seq_;
+  r->null_mask_ = null_mask_;
+  std::memcpy(r->mutable_slots(), slots(), num_slots_ * 8 + string_bytes_);
+  return RowPtr(r);
 }
 
 namespace {
@@ -19,8 +53,9 @@ void Row::AppendEncoded(std::string* out) const {
   out->append(reinterpret_cast<const char*>(&time_ms_), 8);
   out->append(reinterpret_cast<const char*>(&seq_), 8);
   out->append(reinterpret_cast<const char*>(&null_mask_), 8);
-  out->append(reinterpret_cast<const char*>(&num_slots_), 4);
-  out->append(reinterpret_cast<const char*>(&string_bytes_), 4);
+  const uint32_t nslots = num_slots_, sbytes = string_bytes_;
+  out->append(reinterpret_cast<const char*>(&nslots), 4);
+  out->append(reinterpret_cast<const char*>(&sbytes), 4);
   out->append(reinterpret_cast<const char*>(slots()), num_slots_ * 8 + string_bytes_);
 }
 

@@ -21,6 +21,7 @@
 namespace cepheus {
 
 class RowPtr;
+class RowArena;
 
 class Row {
  public:
@@ -51,6 +52,9 @@ class Row {
   // Decodes one row at *p (advancing it); null if [*p, end) is not a whole
   // well-formed row.
   static RowPtr DecodeFrom(const char** p, const char* end);
+  // A copy of this row placed in `arena`. Its memory goes with the arena, so
+  // every reference to it must be gone before the arena is destroyed.
+  RowPtr CopyTo(RowArena* arena) const;
 
   void Ref() const { refs_.fetch_add(1, std::memory_order_relaxed); }
   void Unref() const {
@@ -67,7 +71,8 @@ class Row {
 
   mutable std::atomic<uint32_t> refs_{1};
   uint32_t num_slots_ = 0;
-  uint32_t string_bytes_ = 0;
+  uint32_t string_bytes_ : 31 = 0;
+  uint32_t in_arena_ : 1 = 0;  // memory belongs to a RowArena
   int64_t time_ms_ = 0;
   uint64_t seq_ = 0;
   uint64_t null_mask_ = 0;
@@ -96,6 +101,24 @@ class RowPtr {
 
  private:
   const Row* r_ = nullptr;
+};
+
+// Bump allocation of rows that share one lifetime (a batch job's partition):
+// one contiguous block after another, freed all at once. Not thread-safe.
+class RowArena {
+ public:
+  RowArena() = default;
+  RowArena(const RowArena&) = delete;
+  RowArena& operator=(const RowArena&) = delete;
+  ~RowArena();
+  void* Allocate(size_t bytes);
+  size_t bytes() const { return total_; }
+
+ private:
+  static constexpr size_t kChunk = 1 << 20;
+  std::vector<char*> chunks_;
+  size_t used_ = kChunk;  // in the last chunk
+  size_t total_ = 0;
 };
 
 // Builds one row. Set every slot (or leave it null), then Build().

@@ -39,6 +39,9 @@ Entry MakeEntry(uint64_t hash, RowPtr row) {
 // A partition: events of one keying whose keys fall in one key group.
 struct Partition {
   std::vector<Entry> entries;
+  // The rows of `entries`, contiguous: a key group's events are read together
+  // in phase 2, and rows allocated in arrival order would be scattered.
+  std::unique_ptr<RowArena> arena = std::make_unique<RowArena>();
   // Spilled sorted runs: [offset, offset + length) in spill file `run`.
   struct Section {
     int run;
@@ -292,7 +295,8 @@ Result<BacktestSummary> Backtester::Run() {
   std::vector<std::string> spill_files;
 
   // ---- phase 1: read, partition, spill sorted runs past the budget ----
-  std::vector<std::vector<Partition>> parts(nkeyings, std::vector<Partition>(kGroups));
+  std::vector<std::vector<Partition>> parts(nkeyings);
+  for (auto& p : parts) p.resize(kGroups);
   std::vector<std::unique_ptr<KeyText>> key_text;
   for (size_t k = 0; k < nkeyings; ++k)
     key_text.push_back(std::make_unique<KeyText>(pipeline_, static_cast<int>(k)));
@@ -332,6 +336,7 @@ Result<BacktestSummary> Backtester::Run() {
         offset += buf.size();
         part.entries.clear();
         part.entries.shrink_to_fit();
+        part.arena = std::make_unique<RowArena>();  // no row of it is referenced any more
       }
     }
     out.close();
@@ -359,8 +364,9 @@ Result<BacktestSummary> Backtester::Run() {
         if (pipeline_.keyings[k].stream != e.stream) continue;
         uint64_t h = StableHash((*key_text[k])(*e.row, &scratch));
         int g = state::KeyGroupOf(h, kGroups);
+        Partition& part = parts[k][static_cast<size_t>(g)];
         buffered += e.row->ByteSize() + sizeof(Entry);
-        parts[k][static_cast<size_t>(g)].entries.push_back(MakeEntry(h, e.row));
+        part.entries.push_back(MakeEntry(h, e.row->CopyTo(part.arena.get())));
       }
     }
     if (!dead_out.empty()) {
@@ -394,6 +400,7 @@ Result<BacktestSummary> Backtester::Run() {
     return failure;
   }
   summary.reader = reader.counts();
+  summary.read_seconds = Since(t0);
 
   // ---- phase 2: key groups on all workers, output committed in group order ----
   struct Task {
@@ -425,49 +432,52 @@ Result<BacktestSummary> Backtester::Run() {
       Partition& part = parts[static_cast<size_t>(task.keying)][static_cast<size_t>(task.group)];
       EntryLess less;
       std::sort(part.entries.begin(), part.entries.end(), less);
-      GroupMatcher gm(pipeline_, task.keying);
       std::string out;
       Status st;
-      if (part.sections.empty()) {
-        for (const Entry& e : part.entries) gm.Event(e, &out, &top);
-      } else {
-        // k-way merge of the in-memory run and the spilled runs.
-        std::vector<std::unique_ptr<SectionReader>> readers;
-        std::vector<Entry> heads;
-        std::vector<char> live;
-        for (const auto& sec : part.sections) {
-          readers.push_back(std::make_unique<SectionReader>(
-              spill_files[static_cast<size_t>(sec.run)], sec.offset, sec.length));
-          heads.emplace_back();
-          auto r = readers.back()->Next(&heads.back());
-          if (!r.ok()) st = r.status();
-          live.push_back(r.ok() && *r);
-        }
-        size_t mem_pos = 0;
-        while (st.ok()) {
-          int best = -1;
-          for (size_t i = 0; i < heads.size(); ++i)
-            if (live[i] && (best < 0 || less(heads[i], heads[static_cast<size_t>(best)])))
-              best = static_cast<int>(i);
-          bool take_mem =
-              mem_pos < part.entries.size() &&
-              (best < 0 || less(part.entries[mem_pos], heads[static_cast<size_t>(best)]));
-          if (take_mem) {
-            gm.Event(part.entries[mem_pos++], &out, &top);
-          } else if (best >= 0) {
-            gm.Event(heads[static_cast<size_t>(best)], &out, &top);
-            auto r = readers[static_cast<size_t>(best)]->Next(&heads[static_cast<size_t>(best)]);
+      {
+        GroupMatcher gm(pipeline_, task.keying);
+        if (part.sections.empty()) {
+          for (const Entry& e : part.entries) gm.Event(e, &out, &top);
+        } else {
+          // k-way merge of the in-memory run and the spilled runs.
+          std::vector<std::unique_ptr<SectionReader>> readers;
+          std::vector<Entry> heads;
+          std::vector<char> live;
+          for (const auto& sec : part.sections) {
+            readers.push_back(std::make_unique<SectionReader>(
+                spill_files[static_cast<size_t>(sec.run)], sec.offset, sec.length));
+            heads.emplace_back();
+            auto r = readers.back()->Next(&heads.back());
             if (!r.ok()) st = r.status();
-            live[static_cast<size_t>(best)] = r.ok() && *r;
-          } else {
-            break;
+            live.push_back(r.ok() && *r);
+          }
+          size_t mem_pos = 0;
+          while (st.ok()) {
+            int best = -1;
+            for (size_t i = 0; i < heads.size(); ++i)
+              if (live[i] && (best < 0 || less(heads[i], heads[static_cast<size_t>(best)])))
+                best = static_cast<int>(i);
+            bool take_mem =
+                mem_pos < part.entries.size() &&
+                (best < 0 || less(part.entries[mem_pos], heads[static_cast<size_t>(best)]));
+            if (take_mem) {
+              gm.Event(part.entries[mem_pos++], &out, &top);
+            } else if (best >= 0) {
+              gm.Event(heads[static_cast<size_t>(best)], &out, &top);
+              auto r = readers[static_cast<size_t>(best)]->Next(&heads[static_cast<size_t>(best)]);
+              if (!r.ok()) st = r.status();
+              live[static_cast<size_t>(best)] = r.ok() && *r;
+            } else {
+              break;
+            }
           }
         }
-      }
-      gm.Finish(&out, &top);
-      gm.AddStats(&ws);
+        gm.Finish(&out, &top);
+        gm.AddStats(&ws);
+      }  // the matcher (and its match buffer) is gone: rows may be freed
       part.entries.clear();
       part.entries.shrink_to_fit();
+      part.arena.reset();  // every key ended: no run holds a row any more
       if (!st.ok() && worker_status[static_cast<size_t>(w)].ok())
         worker_status[static_cast<size_t>(w)] = st;
       std::lock_guard<std::mutex> l(mu);
@@ -558,6 +568,8 @@ std::string BacktestSummary::ToJson() const {
   o.Int("spilled_bytes", static_cast<int64_t>(spilled_bytes));
   o.Key("seconds");
   AppendJsonDouble(out, seconds);
+  o.Key("read_seconds");
+  AppendJsonDouble(out, read_seconds);
   o.Key("events_per_second");
   AppendJsonDouble(out, seconds > 0 ? static_cast<double>(reader.events) / seconds : 0);
   o.End();

@@ -64,6 +64,7 @@ struct BacktestSummary {
   uint64_t spilled_bytes = 0;
   int spill_runs = 0;
   double seconds = 0;
+  double read_seconds = 0;  // phase 1: read, partition, spill
   std::string ToJson() const;
 };
 

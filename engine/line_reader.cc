@@ -67,6 +67,56 @@ cepheus::Result<std::unique_ptr<LineReader>> LineReader::Open(const std::string&
   return r;
 }
 
+bool LineReader::Splittable(const std::string& path, uint64_t* size) {
+  if (path == "-") return false;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st;
+  bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  unsigned char magic[4] = {0, 0, 0, 0};
+  ssize_t n = ok ? ::pread(fd, magic, 4, 0) : 0;
+  ::close(fd);
+  if (!ok) return false;
+  if (n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b) return false;
+  if (n >= 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd)
+    return false;
+  *size = static_cast<uint64_t>(st.st_size);
+  return true;
+}
+
+cepheus::Result<std::unique_ptr<LineReader>> LineReader::OpenRange(const std::string& path,
+                                                                   uint64_t begin, uint64_t end) {
+  auto r = Open(path);
+  if (!r.ok()) return r;
+  LineReader& lr = *r.value();
+  if (lr.codec_ != Codec::kNone || !lr.bounded_)
+    return Status::InvalidArgument("'" + path + "' cannot be read in ranges");
+  lr.range_end_ = end;
+  lr.numbered_ = begin == 0;
+  if (begin > 0) {
+    // Start at begin-1 and drop everything up to and including the first
+    // newline: the line in progress there belongs to the previous range.
+    if (::lseek(lr.fd_, static_cast<off_t>(begin - 1), SEEK_SET) < 0)
+      return Status::IoError("seeking in '" + path + "' failed");
+    lr.consumed_ = begin - 1;
+    while (true) {
+      bool timed_out;
+      const char* start = lr.buf_.data() + lr.begin_;
+      const char* nl = static_cast<const char*>(std::memchr(start, '\n', lr.end_ - lr.begin_));
+      if (nl) {
+        lr.begin_ += static_cast<size_t>(nl - start) + 1;
+        break;
+      }
+      lr.begin_ = lr.end_;
+      if (!lr.Fill(0, &timed_out)) {
+        if (!lr.error_.ok()) return lr.error_;
+        break;  // no newline until the end: nothing starts in this range
+      }
+    }
+  }
+  return r;
+}
+
 ssize_t LineReader::ReadRaw(char* dst, size_t n) {
   while (true) {
     ssize_t got = ::read(fd_, dst, n);
@@ -193,7 +243,7 @@ LineReader::Result LineReader::NextLines(size_t max_lines, int timeout_ms,
   std::string_view first;
   Result r = Next(&first, timeout_ms);
   if (r != Result::kLine) return r;
-  lines->push_back(Line{first, line_number_, line_offset_});
+  lines->push_back(Line{first, numbered_ ? line_number_ : 0, line_offset_});
   while (lines->size() < max_lines) {
     const char* start = buf_.data() + begin_;
     const char* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - begin_));
@@ -201,15 +251,17 @@ LineReader::Result LineReader::NextLines(size_t max_lines, int timeout_ms,
     size_t len = static_cast<size_t>(nl - start);
     std::string_view line(start, len);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (consumed_ + begin_ >= range_end_) break;  // starts in the next range
     line_offset_ = consumed_ + begin_;
     ++line_number_;
     begin_ += len + 1;
-    lines->push_back(Line{line, line_number_, line_offset_});
+    lines->push_back(Line{line, numbered_ ? line_number_ : 0, line_offset_});
   }
   return Result::kLine;
 }
 
 LineReader::Result LineReader::Next(std::string_view* line, int timeout_ms) {
+  if (consumed_ + begin_ >= range_end_) return Result::kEnd;
   while (true) {
     const char* start = buf_.data() + begin_;
     const char* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - begin_));

@@ -20,6 +20,14 @@ class LineReader {
   enum class Result { kLine, kEnd, kTimeout, kError };
 
   static cepheus::Result<std::unique_ptr<LineReader>> Open(const std::string& path);
+  // The lines of an uncompressed regular file that start in [begin, end):
+  // a line that straddles `end` is read whole, one that straddles `begin`
+  // belongs to the range before. Line numbers are then unknown (0).
+  static cepheus::Result<std::unique_ptr<LineReader>> OpenRange(const std::string& path,
+                                                                uint64_t begin, uint64_t end);
+  // Size and compression of a file, for splitting work (false: compressed or
+  // not a regular file, so it cannot be split).
+  static bool Splittable(const std::string& path, uint64_t* size);
   ~LineReader();
   LineReader(const LineReader&) = delete;
   LineReader& operator=(const LineReader&) = delete;
@@ -70,6 +78,8 @@ class LineReader {
   size_t in_pos_ = 0, in_len_ = 0;
   bool raw_eof_ = false;
   uint64_t raw_read_ = 0;
+  uint64_t range_end_ = UINT64_MAX;  // stop after the line starting before this
+  bool numbered_ = true;
 
   std::string name_;
   int fd_ = -1;

@@ -129,5 +129,38 @@ TEST_F(LineReaderTest, LinesKeepNumbersAndOffsetsAcrossBufferRefills) {
   EXPECT_EQ(expected_number, 20001u);
 }
 
+TEST_F(LineReaderTest, ByteRangesSplitTheLinesExactly) {
+  const std::string path = Write("p.jsonl", text_);
+  auto all = ReadAll(path);
+  ASSERT_TRUE(all.ok());
+  uint64_t size = 0;
+  ASSERT_TRUE(LineReader::Splittable(path, &size));
+  EXPECT_EQ(size, text_.size());
+  EXPECT_FALSE(LineReader::Splittable(Write("z.gz", Gzip(text_)), &size));
+  for (uint64_t cut : {uint64_t{1}, uint64_t{37}, size / 3, size / 2, size - 1}) {
+    // Cuts at arbitrary bytes, including just after and just before a newline.
+    for (uint64_t c : {cut, text_.find('\n', cut), text_.find('\n', cut) + 1}) {
+      std::vector<std::string> lines;
+      std::vector<uint64_t> offsets;
+      for (auto [b, e] : {std::pair<uint64_t, uint64_t>{0, c}, {c, size}}) {
+        auto r = LineReader::OpenRange(path, b, e);
+        ASSERT_TRUE(r.ok()) << r.status().message();
+        std::vector<LineReader::Line> batch;
+        while (r.value()->NextLines(500, 0, &batch) == LineReader::Result::kLine) {
+          for (const auto& l : batch) {
+            lines.emplace_back(l.text);
+            offsets.push_back(l.offset);
+            if (b > 0) EXPECT_EQ(l.number, 0u) << "line numbers are unknown past the first range";
+          }
+          batch.clear();
+        }
+      }
+      ASSERT_EQ(lines, all.value()) << "cut at " << c;
+      for (size_t i = 0; i < offsets.size(); ++i)
+        ASSERT_EQ(text_.substr(offsets[i], lines[i].size()), lines[i]);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace cepheus::engine
