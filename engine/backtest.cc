@@ -40,8 +40,13 @@ Entry MakeEntry(uint64_t hash, RowPtr row) {
 struct Partition {
   std::vector<Entry> entries;
   // The rows of `entries`, contiguous: a key group's events are read together
-  // in phase 2, and rows allocated in arrival order would be scattered.
-  std::unique_ptr<RowArena> arena = std::make_unique<RowArena>();
+  // in phase 2, and rows allocated in arrival order would be scattered. One
+  // arena per reader thread (the last one is filled).
+  std::vector<std::unique_ptr<RowArena>> arenas;
+  RowArena* arena() {
+    if (arenas.empty()) arenas.push_back(std::make_unique<RowArena>());
+    return arenas.back().get();
+  }
   // Spilled sorted runs: [offset, offset + length) in spill file `run`.
   struct Section {
     int run;
@@ -278,44 +283,95 @@ Result<BacktestSummary> Backtester::Run() {
   const int parallelism = std::max(1, options_.parallelism);
   const size_t nkeyings = pipeline_.keyings.size();
 
-  ReaderOptions ropts;
-  ropts.judge_lateness = options_.as_live;
-  ropts.from = options_.from;
-  ropts.to = options_.to;
-  ropts.files = options_.files;
-  EventReader reader(pipeline_, ropts);
-  CEPHEUS_RETURN_IF_ERROR(reader.Open());
+  // The inputs of each stream, in order.
+  std::vector<std::vector<std::string>> stream_files(pipeline_.config.streams.size());
+  for (size_t st = 0; st < stream_files.size(); ++st)
+    stream_files[st] = st < options_.files.size() && !options_.files[st].empty()
+                           ? options_.files[st]
+                           : std::vector<std::string>{pipeline_.config.streams[st].source.path};
+
+  // Phase 1 runs on several threads in complete mode: each reads a share of
+  // every input (byte ranges of big uncompressed files, whole compressed
+  // files), and events carry positional input positions so that the result
+  // does not depend on the split. As-live mode reads in input order on one
+  // thread: its watermark must see the events in that order.
+  const int shards = options_.as_live ? 1 : parallelism;
+  std::vector<ReaderOptions> shard_opts(static_cast<size_t>(shards));
+  for (ReaderOptions& o : shard_opts) {
+    o.judge_lateness = options_.as_live;
+    o.from = options_.from;
+    o.to = options_.to;
+    if (shards == 1)
+      o.files = stream_files;
+    else
+      o.ranges.resize(stream_files.size());
+  }
+  if (shards > 1) {
+    for (size_t st = 0; st < stream_files.size(); ++st) {
+      for (size_t fi = 0; fi < stream_files[st].size(); ++fi) {
+        const std::string& f = stream_files[st][fi];
+        uint64_t size = 0;
+        if (LineReader::Splittable(f, &size) && size >= options_.split_above) {
+          for (int t = 0; t < shards; ++t) {
+            uint64_t b = size * static_cast<uint64_t>(t) / static_cast<uint64_t>(shards);
+            uint64_t e = size * static_cast<uint64_t>(t + 1) / static_cast<uint64_t>(shards);
+            if (b < e)
+              shard_opts[static_cast<size_t>(t)].ranges[st].push_back(
+                  ReaderOptions::Range{f, static_cast<uint32_t>(fi), b, e});
+          }
+        } else {
+          shard_opts[fi % static_cast<size_t>(shards)].ranges[st].push_back(
+              ReaderOptions::Range{f, static_cast<uint32_t>(fi), 0, UINT64_MAX});
+        }
+      }
+    }
+  }
+  std::vector<std::unique_ptr<EventReader>> readers;
+  for (const ReaderOptions& o : shard_opts) {
+    readers.push_back(std::make_unique<EventReader>(pipeline_, o));
+    CEPHEUS_RETURN_IF_ERROR(readers.back()->Open());  // a missing file fails before anything runs
+  }
 
   // Spill files live in a private directory that is removed at the end.
   fs::path spill_dir;
+  std::mutex spill_mu;
   auto cleanup = [&] {
     std::error_code ec;
     if (!spill_dir.empty()) fs::remove_all(spill_dir, ec);
   };
-  std::vector<std::string> spill_files;
+  std::vector<std::string> spill_files;  // guarded by spill_mu while reading
 
   // ---- phase 1: read, partition, spill sorted runs past the budget ----
-  std::vector<std::vector<Partition>> parts(nkeyings);
-  for (auto& p : parts) p.resize(kGroups);
   std::vector<std::unique_ptr<KeyText>> key_text;
   for (size_t k = 0; k < nkeyings; ++k)
     key_text.push_back(std::make_unique<KeyText>(pipeline_, static_cast<int>(k)));
-  size_t buffered = 0;
-  auto spill = [&]() -> Status {
-    if (spill_dir.empty()) {
-      fs::path base =
-          options_.spill_dir.empty() ? fs::temp_directory_path() : fs::path(options_.spill_dir);
-      spill_dir =
-          base / ("cepheus-spill-" + std::to_string(::getpid()) + "-" +
-                  std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-      std::error_code ec;
-      fs::create_directories(spill_dir, ec);
-      if (ec)
-        return Status::IoError("cannot create spill directory '" + spill_dir.string() +
-                               "': " + ec.message());
+  using PartSet = std::vector<std::vector<Partition>>;  // [keying][group]
+  auto new_parts = [&] {
+    PartSet p(nkeyings);
+    for (auto& v : p) v.resize(kGroups);
+    return p;
+  };
+  auto spill = [&](PartSet& parts) -> Status {
+    std::string path;
+    int run;
+    {
+      std::lock_guard<std::mutex> l(spill_mu);
+      if (spill_dir.empty()) {
+        fs::path base =
+            options_.spill_dir.empty() ? fs::temp_directory_path() : fs::path(options_.spill_dir);
+        spill_dir =
+            base / ("cepheus-spill-" + std::to_string(::getpid()) + "-" +
+                    std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+        std::error_code ec;
+        fs::create_directories(spill_dir, ec);
+        if (ec)
+          return Status::IoError("cannot create spill directory '" + spill_dir.string() +
+                                 "': " + ec.message());
+      }
+      run = static_cast<int>(spill_files.size());
+      path = (spill_dir / ("run-" + std::to_string(run))).string();
+      spill_files.push_back(path);
     }
-    const int run = static_cast<int>(spill_files.size());
-    std::string path = (spill_dir / ("run-" + std::to_string(run))).string();
     std::ofstream out(path, std::ios::binary);
     if (!out) return Status::IoError("cannot write spill file '" + path + "'");
     uint64_t offset = 0;
@@ -336,71 +392,131 @@ Result<BacktestSummary> Backtester::Run() {
         offset += buf.size();
         part.entries.clear();
         part.entries.shrink_to_fit();
-        part.arena = std::make_unique<RowArena>();  // no row of it is referenced any more
+        part.arenas.clear();  // no row of them is referenced any more
       }
     }
     out.close();
     if (!out) return Status::IoError("writing spill file '" + path + "' failed (disk full?)");
-    spill_files.push_back(path);
+    std::lock_guard<std::mutex> l(spill_mu);
     summary.spilled_bytes += offset;
     ++summary.spill_runs;
-    buffered = 0;
     return Status::Ok();
   };
 
-  std::string dead_out, late_out, scratch;
-  std::vector<ReadEvent> events;
-  auto last_progress = t0;
-  Status failure;
-  while (true) {
-    events.clear();
-    auto turn = reader.ReadTurn(&events, &dead_out, &late_out);
-    if (!turn.ok()) {
-      failure = turn.status();
-      break;
-    }
-    for (ReadEvent& e : events) {
-      for (size_t k = 0; k < nkeyings; ++k) {
-        if (pipeline_.keyings[k].stream != e.stream) continue;
-        uint64_t h = StableHash((*key_text[k])(*e.row, &scratch));
-        int g = state::KeyGroupOf(h, kGroups);
-        Partition& part = parts[k][static_cast<size_t>(g)];
-        buffered += e.row->ByteSize() + sizeof(Entry);
-        part.entries.push_back(MakeEntry(h, e.row->CopyTo(part.arena.get())));
-      }
-    }
-    if (!dead_out.empty()) {
-      if (Status s = outputs_.dead_letter->Write(dead_out); !s.ok()) failure = s;
-      dead_out.clear();
-    }
-    if (!late_out.empty()) {
-      if (Status s = outputs_.late->Write(late_out); !s.ok()) failure = s;
-      late_out.clear();
-    }
-    if (!failure.ok()) break;
-    if (buffered > options_.memory_budget) {
-      if (Status s = spill(); !s.ok()) {
-        failure = s;
+  struct Shard {
+    PartSet parts;
+    Status status;
+    std::atomic<uint64_t> bytes{0}, events{0};
+    std::atomic<bool> done{false};
+  };
+  std::vector<std::unique_ptr<Shard>> shard_state;
+  for (int t = 0; t < shards; ++t) {
+    shard_state.push_back(std::make_unique<Shard>());
+    shard_state.back()->parts = new_parts();
+  }
+  const size_t shard_budget =
+      std::max<size_t>(1, options_.memory_budget / static_cast<size_t>(shards));
+  auto read_shard = [&](int t) {
+    Shard& sh = *shard_state[static_cast<size_t>(t)];
+    EventReader& reader = *readers[static_cast<size_t>(t)];
+    std::string dead_out, late_out, scratch;
+    std::vector<ReadEvent> events;
+    size_t buffered = 0;
+    while (sh.status.ok()) {
+      events.clear();
+      auto turn = reader.ReadTurn(&events, &dead_out, &late_out);
+      if (!turn.ok()) {
+        sh.status = turn.status();
         break;
       }
+      for (ReadEvent& e : events) {
+        for (size_t k = 0; k < nkeyings; ++k) {
+          if (pipeline_.keyings[k].stream != e.stream) continue;
+          uint64_t h = StableHash((*key_text[k])(*e.row, &scratch));
+          int g = state::KeyGroupOf(h, kGroups);
+          Partition& part = sh.parts[k][static_cast<size_t>(g)];
+          buffered += e.row->ByteSize() + sizeof(Entry);
+          part.entries.push_back(MakeEntry(h, e.row->CopyTo(part.arena())));
+        }
+      }
+      if (!dead_out.empty()) {
+        if (Status s = outputs_.dead_letter->Write(dead_out); !s.ok()) sh.status = s;
+        dead_out.clear();
+      }
+      if (!late_out.empty()) {
+        if (Status s = outputs_.late->Write(late_out); !s.ok()) sh.status = s;
+        late_out.clear();
+      }
+      if (sh.status.ok() && buffered > shard_budget) {
+        sh.status = spill(sh.parts);
+        buffered = 0;
+      }
+      sh.bytes = reader.bytes_read();
+      sh.events = reader.counts().events;
+      if (*turn == EventReader::Turn::kEnd) break;
     }
-    if (options_.on_progress && Since(last_progress) >= options_.progress_every) {
-      last_progress = std::chrono::steady_clock::now();
-      BacktestProgress pr;
-      pr.bytes_read = reader.bytes_read();
-      pr.total_bytes = reader.total_bytes();
-      pr.events = reader.counts().events;
-      pr.seconds = Since(t0);
-      options_.on_progress(pr);
-    }
-    if (*turn == EventReader::Turn::kEnd) break;
+    sh.done = true;
+  };
+  std::vector<std::thread> read_threads;
+  for (int t = 1; t < shards; ++t) read_threads.emplace_back(read_shard, t);
+  // This thread reads shard 0 and reports progress for all.
+  std::atomic<bool> all_done{false};
+  std::thread progress_thread;
+  auto last_progress = t0;
+  if (options_.on_progress) {
+    progress_thread = std::thread([&] {
+      uint64_t total = 0;
+      for (const auto& r : readers) total += r->total_bytes();
+      while (!all_done.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (Since(last_progress) < options_.progress_every || all_done.load()) continue;
+        last_progress = std::chrono::steady_clock::now();
+        BacktestProgress pr;
+        for (const auto& sh : shard_state) {
+          pr.bytes_read += sh->bytes.load();
+          pr.events += sh->events.load();
+        }
+        pr.total_bytes = total;
+        pr.seconds = Since(t0);
+        options_.on_progress(pr);
+      }
+    });
   }
+  read_shard(0);
+  for (auto& th : read_threads) th.join();
+  all_done = true;
+  if (progress_thread.joinable()) progress_thread.join();
+  Status failure;
+  for (const auto& sh : shard_state)
+    if (!sh->status.ok() && failure.ok()) failure = sh->status;
   if (!failure.ok()) {
     cleanup();
     return failure;
   }
-  summary.reader = reader.counts();
+  for (const auto& r : readers) {
+    const ReaderCounts& c = r->counts();
+    summary.reader.records_read += c.records_read;
+    summary.reader.events += c.events;
+    summary.reader.dead_letters += c.dead_letters;
+    summary.reader.late += c.late;
+    summary.reader.out_of_range += c.out_of_range;
+  }
   summary.read_seconds = Since(t0);
+  // Gather the shards' partitions: one task per (keying, key group).
+  PartSet parts = std::move(shard_state[0]->parts);
+  for (size_t t = 1; t < shard_state.size(); ++t) {
+    for (size_t k = 0; k < nkeyings; ++k) {
+      for (int g = 0; g < kGroups; ++g) {
+        Partition& dst = parts[k][static_cast<size_t>(g)];
+        Partition& src = shard_state[t]->parts[k][static_cast<size_t>(g)];
+        dst.entries.insert(dst.entries.end(), std::make_move_iterator(src.entries.begin()),
+                           std::make_move_iterator(src.entries.end()));
+        dst.sections.insert(dst.sections.end(), src.sections.begin(), src.sections.end());
+        for (auto& a : src.arenas) dst.arenas.push_back(std::move(a));
+      }
+    }
+  }
+  shard_state.clear();
 
   // ---- phase 2: key groups on all workers, output committed in group order ----
   struct Task {
@@ -477,7 +593,7 @@ Result<BacktestSummary> Backtester::Run() {
       }  // the matcher (and its match buffer) is gone: rows may be freed
       part.entries.clear();
       part.entries.shrink_to_fit();
-      part.arena.reset();  // every key ended: no run holds a row any more
+      part.arenas.clear();  // every key ended: no run holds a row any more
       if (!st.ok() && worker_status[static_cast<size_t>(w)].ok())
         worker_status[static_cast<size_t>(w)] = st;
       std::lock_guard<std::mutex> l(mu);
@@ -503,7 +619,6 @@ Result<BacktestSummary> Backtester::Run() {
       BacktestProgress pr;
       pr.phase = "match";
       pr.events = summary.reader.events;
-      pr.bytes_read = pr.total_bytes = reader.bytes_read();
       pr.groups_done = t + 1;
       pr.groups_total = tasks.size();
       pr.seconds = Since(t0);

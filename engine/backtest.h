@@ -42,6 +42,9 @@ struct BacktestOptions {
   // Bytes of buffered events before sorted runs are spilled to disk.
   size_t memory_budget = size_t{1} << 30;
   std::string spill_dir;  // default: a new directory under the system temp dir
+  // Uncompressed files at least this big are split into byte ranges across
+  // reader threads (complete mode); smaller ones are read whole.
+  uint64_t split_above = 8 << 20;
   // Called from the reading thread about every `progress_every` seconds.
   std::function<void(const BacktestProgress&)> on_progress;
   double progress_every = 1.0;

@@ -82,7 +82,8 @@ class JsonlDecoder final : public RecordDecoder {
   }
 
   size_t DecodeFast(const std::vector<std::string_view>& lines, size_t readable_after, uint64_t seq,
-                    std::vector<DecodedRecord>* out) override {
+                    std::vector<DecodedRecord>* out,
+                    const std::vector<uint64_t>* line_seqs) override {
     if (lines.size() < 2 || readable_after < simdjson::SIMDJSON_PADDING) return 0;
     const char* base = lines.front().data();
     const size_t len = static_cast<size_t>(lines.back().data() + lines.back().size() - base);
@@ -107,7 +108,8 @@ class JsonlDecoder final : public RecordDecoder {
           next_token < lines[li].data() + lines[li].size())
         break;
       DecodedRecord& rec = (*out)[li];
-      if (!Finish(o_, builder_, seq + li, &rec.row, &rec.error)) break;
+      if (!Finish(o_, builder_, line_seqs ? (*line_seqs)[li] : seq + li, &rec.row, &rec.error))
+        break;
       ++li;
     }
     if (li == lines.size() && stream.truncated_bytes() == 0) done = li;
@@ -355,13 +357,14 @@ class CsvDecoder final : public RecordDecoder {
 }  // namespace
 
 void DecodeBatch(RecordDecoder& decoder, const std::vector<std::string_view>& lines,
-                 size_t readable_after, uint64_t* seq, std::vector<DecodedRecord>* out) {
+                 size_t readable_after, uint64_t* seq, std::vector<DecodedRecord>* out,
+                 const std::vector<uint64_t>* line_seqs) {
   out->resize(lines.size());
   for (DecodedRecord& r : *out) {
     r.row = RowPtr();
     r.error.clear();
   }
-  size_t done = decoder.DecodeFast(lines, readable_after, *seq, out);
+  size_t done = decoder.DecodeFast(lines, readable_after, *seq, out, line_seqs);
   uint64_t next = *seq + done;
   for (size_t i = done; i < lines.size(); ++i) {
     DecodedRecord& r = (*out)[i];
@@ -369,7 +372,8 @@ void DecodeBatch(RecordDecoder& decoder, const std::vector<std::string_view>& li
     size_t after = static_cast<size_t>(lines.back().data() + lines.back().size() -
                                        (lines[i].data() + lines[i].size())) +
                    readable_after;
-    if (decoder.Decode(lines[i], next, &r.row, &r.error, after)) ++next;
+    if (decoder.Decode(lines[i], line_seqs ? (*line_seqs)[i] : next, &r.row, &r.error, after))
+      ++next;
   }
   *seq = next;
 }

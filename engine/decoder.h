@@ -43,8 +43,10 @@ class RecordDecoder {
   // Decodes lines [0, n) of a batch in one pass if it can; returns how many
   // leading lines it decoded (their results are in `out`). The rest is left
   // to Decode(). Default: none.
+  // `line_seqs`: as in DecodeBatch.
   virtual size_t DecodeFast(const std::vector<std::string_view>& lines, size_t readable_after,
-                            uint64_t seq, std::vector<DecodedRecord>* out) {
+                            uint64_t seq, std::vector<DecodedRecord>* out,
+                            const std::vector<uint64_t>* line_seqs) {
     return 0;
   }
 };
@@ -57,8 +59,10 @@ std::unique_ptr<RecordDecoder> MakeJsonlDecoder(DecoderOptions options);
 // The JSON decoder parses the whole run of lines in one pass when it can and
 // falls back to line-by-line decoding from the first line it cannot vouch for,
 // so results (and error reasons) are exactly those of Decode() line by line.
+// With `line_seqs`, line i's row gets line_seqs[i] instead (and *seq is unused).
 void DecodeBatch(RecordDecoder& decoder, const std::vector<std::string_view>& lines,
-                 size_t readable_after, uint64_t* seq, std::vector<DecodedRecord>* out);
+                 size_t readable_after, uint64_t* seq, std::vector<DecodedRecord>* out,
+                 const std::vector<uint64_t>* line_seqs = nullptr);
 std::unique_ptr<RecordDecoder> MakeCsvDecoder(DecoderOptions options);
 
 // Parses a timestamp given as text: epoch milliseconds or RFC 3339.

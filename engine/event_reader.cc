@@ -14,6 +14,8 @@ struct EventReader::Input {
   const StreamConfig* config = nullptr;
   int index = 0;
   std::vector<std::string> files;
+  std::vector<ReaderOptions::Range> ranges;  // when reading ranges (files unused)
+  uint32_t file_index = 0;                   // of the range being read
   size_t next_file = 0;
   std::unique_ptr<LineReader> reader;
   std::unique_ptr<RecordDecoder> decoder;
@@ -30,8 +32,15 @@ EventReader::EventReader(const CompiledPipeline& pipeline, ReaderOptions options
 EventReader::~EventReader() = default;
 
 Status EventReader::OpenFile(Input& in) {
-  const std::string& path = in.files[in.next_file++];
-  auto reader = LineReader::Open(path);
+  cepheus::Result<std::unique_ptr<LineReader>> reader = Status::Internal("no input");
+  if (!in.ranges.empty()) {
+    const ReaderOptions::Range& r = in.ranges[in.next_file++];
+    in.file_index = r.file_index;
+    reader = r.end == UINT64_MAX && r.begin == 0 ? LineReader::Open(r.path)
+                                                 : LineReader::OpenRange(r.path, r.begin, r.end);
+  } else {
+    reader = LineReader::Open(in.files[in.next_file++]);
+  }
   if (!reader.ok())
     return Status::IoError("stream '" + in.config->name + "': " + reader.status().message());
   if (in.reader) finished_bytes_ += in.reader->raw_bytes_read();
@@ -46,13 +55,32 @@ Status EventReader::Open() {
     auto in = std::make_unique<Input>();
     in->config = &sc;
     in->index = static_cast<int>(s);
-    in->files = s < options_.files.size() && !options_.files[s].empty()
-                    ? options_.files[s]
-                    : std::vector<std::string>{sc.source.path};
-    for (const auto& f : in->files) {
-      struct stat st;
-      if (f != "-" && ::stat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode))
-        total_bytes_ += static_cast<uint64_t>(st.st_size);
+    if (!options_.ranges.empty() && (s >= options_.ranges.size() || options_.ranges[s].empty())) {
+      // Reading ranges, none of this stream's: nothing to read here.
+      in->ended = true;
+      in->wm_input = watermarks_.AddInput(sc.watermark, true);
+      watermarks_.input(in->wm_input).OnEnd();
+      inputs_.push_back(std::move(in));
+      continue;
+    }
+    if (s < options_.ranges.size() && !options_.ranges[s].empty()) {
+      in->ranges = options_.ranges[s];
+      for (const auto& r : in->ranges) {
+        struct stat st;
+        if (r.end != UINT64_MAX)
+          total_bytes_ += r.end - r.begin;
+        else if (::stat(r.path.c_str(), &st) == 0)
+          total_bytes_ += static_cast<uint64_t>(st.st_size);
+      }
+    } else {
+      in->files = s < options_.files.size() && !options_.files[s].empty()
+                      ? options_.files[s]
+                      : std::vector<std::string>{sc.source.path};
+      for (const auto& f : in->files) {
+        struct stat st;
+        if (f != "-" && ::stat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+          total_bytes_ += static_cast<uint64_t>(st.st_size);
+      }
     }
     DecoderOptions dopt;
     dopt.schema = &sc.schema;
@@ -96,7 +124,7 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
     if (r == LineReader::Result::kError) return in.reader->error();
     if (r == LineReader::Result::kEnd) {
       progress = true;
-      if (in.next_file < in.files.size()) {
+      if (in.next_file < (in.ranges.empty() ? in.files.size() : in.ranges.size())) {
         CEPHEUS_RETURN_IF_ERROR(OpenFile(in));
       } else {
         in.ended = true;
@@ -121,7 +149,12 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
       metas_.push_back(&l);
     }
     if (texts_.empty()) continue;
-    DecodeBatch(*in.decoder, texts_, in.reader->readable_after(texts_.back()), &seq_, &decoded_);
+    if (!in.ranges.empty()) {
+      positions_.clear();
+      for (const auto* m : metas_) positions_.push_back(InputPosition(in.file_index, m->offset));
+    }
+    DecodeBatch(*in.decoder, texts_, in.reader->readable_after(texts_.back()), &seq_, &decoded_,
+                in.ranges.empty() ? nullptr : &positions_);
     for (size_t i = 0; i < texts_.size(); ++i) {
       ++counts_.records_read;
       const LineReader::Line& meta = *metas_[i];
@@ -130,7 +163,10 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
         JsonObject o(*dead);
         o.String("stream", in.config->name);
         o.String("source", in.reader->name());
-        o.Int("line", static_cast<int64_t>(meta.number));
+        if (meta.number)
+          o.Int("line", static_cast<int64_t>(meta.number));
+        else
+          o.Raw("line", "null");  // unknown when a file is read in ranges
         o.Int("offset", static_cast<int64_t>(meta.offset));
         o.String("reason", decoded_[i].error);
         o.String("record", texts_[i]);

@@ -27,7 +27,21 @@ struct ReaderOptions {
   // Per stream (by index): files read one after the other. Empty: the
   // stream's configured source.
   std::vector<std::vector<std::string>> files;
+  // Instead of `files`: byte ranges of files (batch jobs split big files
+  // across threads). Events then take their input position from the file's
+  // index and the line's byte offset, so it does not depend on the split.
+  struct Range {
+    std::string path;
+    uint32_t file_index = 0;
+    uint64_t begin = 0, end = UINT64_MAX;  // UINT64_MAX: the whole (maybe compressed) file
+  };
+  std::vector<std::vector<Range>> ranges;
 };
+
+// Input position of the line at `offset` of file `file_index` (when reading ranges).
+inline uint64_t InputPosition(uint32_t file_index, uint64_t offset) {
+  return (uint64_t{file_index} << 44) | offset;
+}
 
 struct ReadEvent {
   RowPtr row;
@@ -85,6 +99,7 @@ class EventReader {
   std::vector<std::string_view> texts_;
   std::vector<const LineReader::Line*> metas_;
   std::vector<DecodedRecord> decoded_;
+  std::vector<uint64_t> positions_;
 };
 
 }  // namespace cepheus::engine

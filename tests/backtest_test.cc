@@ -73,12 +73,14 @@ Result<Outputs> Run(const engine::CompiledPipeline& p, int parallelism) {
 
 Result<Outputs> Backtest(const engine::CompiledPipeline& p, int parallelism, bool as_live,
                          size_t budget = size_t{1} << 30,
-                         engine::BacktestSummary* summary = nullptr) {
+                         engine::BacktestSummary* summary = nullptr,
+                         uint64_t split_above = 8 << 20) {
   sinks::MemoryOutput m, l, d;
   engine::BacktestOptions o;
   o.parallelism = parallelism;
   o.as_live = as_live;
   o.memory_budget = budget;
+  o.split_above = split_above;
   engine::Backtester b(p, engine::RunOutputs{&m, &l, &d}, o);
   auto s = b.Run();
   if (!s.ok()) return s.status();
@@ -127,12 +129,18 @@ void CheckContracts(const std::string& name, const std::string& pattern,
       << "complete vs run on sorted input";
   EXPECT_EQ(complete->late, "") << "complete mode has no late events";
 
-  // Byte-identical output for any parallelism and with spilling.
+  // Byte-identical output for any parallelism, with spilling, and with the
+  // input split into byte ranges across reader threads.
   auto one = Backtest(live.value(), 1, false);
   auto spilled = Backtest(live.value(), 2, false, /*budget=*/1);
-  ASSERT_TRUE(one.ok() && spilled.ok());
+  auto split = Backtest(live.value(), 3, false, size_t{1} << 30, nullptr, /*split_above=*/1);
+  auto split_spilled = Backtest(live.value(), 2, false, /*budget=*/1, nullptr, /*split_above=*/1);
+  ASSERT_TRUE(one.ok() && spilled.ok() && split.ok() && split_spilled.ok());
   EXPECT_EQ(one->matches, complete->matches) << "parallelism 1 vs 3";
   EXPECT_EQ(spilled->matches, complete->matches) << "spilling to disk";
+  EXPECT_EQ(split->matches, complete->matches) << "input split across reader threads";
+  EXPECT_EQ(split_spilled->matches, complete->matches) << "split and spilled";
+  EXPECT_EQ(Lines(split->dead).size(), Lines(complete->dead).size()) << "dead letters all reported";
 }
 
 class BacktestContract : public ::testing::Test {
