@@ -226,9 +226,9 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
     double rate = pr.seconds > 0 ? static_cast<double>(pr.events) / pr.seconds : 0;
     char line[256];
     if (std::string(pr.phase) == "read") {
-      double frac = pr.total_bytes
-                        ? static_cast<double>(pr.bytes_read) / static_cast<double>(pr.total_bytes)
-                        : 0;
+      double frac = pr.total_bytes ? std::min(1.0, static_cast<double>(pr.bytes_read) /
+                                                       static_cast<double>(pr.total_bytes))
+                                   : 0;
       double eta = frac > 0 ? pr.seconds * (1 - frac) / frac : 0;
       std::snprintf(line, sizeof line,
                     "reading %5.1f%%  %s of %s  %llu events  %.0f events/s  ETA %.0fs", frac * 100,

@@ -92,6 +92,7 @@ cepheus::Result<std::unique_ptr<LineReader>> LineReader::OpenRange(const std::st
   if (lr.codec_ != Codec::kNone || !lr.bounded_)
     return Status::InvalidArgument("'" + path + "' cannot be read in ranges");
   lr.range_end_ = end;
+  lr.range_begin_ = begin;
   lr.numbered_ = begin == 0;
   if (begin > 0) {
     // Start at begin-1 and drop everything up to and including the first

@@ -5,6 +5,7 @@
 // that the caller can keep time while it is quiet. Single-threaded.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -52,7 +53,8 @@ class LineReader {
   uint64_t bytes_read() const { return consumed_; }
   // Bytes read from the file itself (compressed bytes for a compressed file).
   uint64_t raw_bytes_read() const {
-    return codec_ == Codec::kNone ? consumed_ + begin_ : raw_read_;
+    return codec_ == Codec::kNone ? std::min(consumed_ + begin_, range_end_) - range_begin_
+                                  : raw_read_;
   }
   // Bytes that may be read after the end of the record Next() returned last
   // (the buffer keeps slack at its end, so parsers can read ahead).
@@ -79,6 +81,7 @@ class LineReader {
   bool raw_eof_ = false;
   uint64_t raw_read_ = 0;
   uint64_t range_end_ = UINT64_MAX;  // stop after the line starting before this
+  uint64_t range_begin_ = 0;
   bool numbered_ = true;
 
   std::string name_;

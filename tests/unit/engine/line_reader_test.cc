@@ -142,9 +142,15 @@ TEST_F(LineReaderTest, ByteRangesSplitTheLinesExactly) {
     for (uint64_t c : {cut, text_.find('\n', cut), text_.find('\n', cut) + 1}) {
       std::vector<std::string> lines;
       std::vector<uint64_t> offsets;
+      uint64_t bytes = 0;  // what progress reports: each range counts its own bytes
       for (auto [b, e] : {std::pair<uint64_t, uint64_t>{0, c}, {c, size}}) {
         auto r = LineReader::OpenRange(path, b, e);
         ASSERT_TRUE(r.ok()) << r.status().message();
+        struct Count {
+          uint64_t* total;
+          LineReader* reader;
+          ~Count() { *total += reader->raw_bytes_read(); }
+        } count{&bytes, r.value().get()};
         std::vector<LineReader::Line> batch;
         while (r.value()->NextLines(500, 0, &batch) == LineReader::Result::kLine) {
           for (const auto& l : batch) {
@@ -156,6 +162,7 @@ TEST_F(LineReaderTest, ByteRangesSplitTheLinesExactly) {
         }
       }
       ASSERT_EQ(lines, all.value()) << "cut at " << c;
+      EXPECT_EQ(bytes, size) << "progress bytes over all ranges, cut at " << c;
       for (size_t i = 0; i < offsets.size(); ++i)
         ASSERT_EQ(text_.substr(offsets[i], lines[i].size()), lines[i]);
     }
