@@ -180,24 +180,33 @@ class GroupMatcher {
     bool one_key = true;
     for (const Entry& e : run_)
       if (key_(*e.row, &scratch_) != first_key) one_key = false;
-    if (!one_key)
+    out_ = out;
+    if (one_key) {
+      // The usual case: the run is one key; its events are already in order.
+      StartKey(run_.front().hash, first_key, top);
+      for (const Entry& e : run_) Match(e);
+    } else {
       std::stable_sort(run_.begin(), run_.end(), [this](const Entry& a, const Entry& b) {
         std::string sa, sb;
         return key_(*a.row, &sa) < key_(*b.row, &sb);
       });
-    for (const Entry& e : run_) Match(e, out, top);
+      for (const Entry& e : run_) {
+        std::string_view k = key_(*e.row, &scratch_);
+        if (!have_key_ || k != current_key_) StartKey(e.hash, k, top);
+        Match(e);
+      }
+    }
     run_.clear();
   }
 
-  void Match(const Entry& e, std::string* out, std::vector<KeyCount>* top) {
-    out_ = out;
-    std::string_view k = key_(*e.row, &scratch_);
-    if (!have_key_ || e.hash != key_hash_ || k != current_key_) {
-      EndKey(top);
-      current_key_.assign(k);
-      key_hash_ = e.hash;
-      have_key_ = true;
-    }
+  void StartKey(uint64_t hash, std::string_view key, std::vector<KeyCount>* top) {
+    EndKey(top);
+    current_key_.assign(key);
+    key_hash_ = hash;
+    have_key_ = true;
+  }
+
+  void Match(const Entry& e) {
     for (auto& s : slots_) s->matcher.Process(s->env, e.row, s->matcher.NextId(e.row->time()));
   }
 
@@ -432,7 +441,7 @@ Result<BacktestSummary> Backtester::Run() {
       for (ReadEvent& e : events) {
         for (size_t k = 0; k < nkeyings; ++k) {
           if (pipeline_.keyings[k].stream != e.stream) continue;
-          uint64_t h = StableHash((*key_text[k])(*e.row, &scratch));
+          uint64_t h = StableHash((*key_text[k])(*e.row, &scratch)) & options_.hash_mask;
           int g = state::KeyGroupOf(h, kGroups);
           Partition& part = sh.parts[k][static_cast<size_t>(g)];
           buffered += e.row->ByteSize() + sizeof(Entry);

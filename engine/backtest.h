@@ -45,6 +45,8 @@ struct BacktestOptions {
   // Uncompressed files at least this big are split into byte ranges across
   // reader threads (complete mode); smaller ones are read whole.
   uint64_t split_above = 8 << 20;
+  // Tests only: keep these bits of each key hash, to force hash collisions.
+  uint64_t hash_mask = ~uint64_t{0};
   // Called from the reading thread about every `progress_every` seconds.
   std::function<void(const BacktestProgress&)> on_progress;
   double progress_every = 1.0;

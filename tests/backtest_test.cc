@@ -208,6 +208,39 @@ TEST_F(BacktestContract, RandomStreamsWithDisorderBeyondTheLateness) {
   EXPECT_GT(with_matches, 30) << "the random cases must actually match something";
 }
 
+TEST_F(BacktestContract, KeysSharingAHashAreStillMatchedApart) {
+  // With only 2 bits of hash, many keys collide; the batch must still match
+  // each key on its own events (as run does), spilled or not.
+  fs::path input = dir_ / "many.jsonl";
+  {
+    std::ofstream out(input);
+    std::mt19937_64 rng(3);
+    for (int i = 0; i < 3000; ++i)
+      out << "{\"key\":\"k" << std::uniform_int_distribution<int>(0, 40)(rng) << "\",\"type\":\""
+          << "ABC"[std::uniform_int_distribution<int>(0, 2)(rng)] << "\",\"v\":1,\"ts\":" << i
+          << "}\n";
+  }
+  auto p = Pipeline(
+      "PATTERN p FROM s MATCH a -> b+ -> c WITHIN 500 MILLISECONDS "
+      "DEFINE a AS type = 'A', b AS type = 'B', c AS type = 'C'",
+      input.string(), 0, "key string, type string, v int, ts timestamp");
+  ASSERT_TRUE(p.ok());
+  auto run = testing::Run(p.value(), 1);
+  ASSERT_TRUE(run.ok());
+  for (size_t budget : {size_t{1} << 30, size_t{1}}) {
+    sinks::MemoryOutput m, l, d;
+    engine::BacktestOptions o;
+    o.parallelism = 2;
+    o.memory_budget = budget;
+    o.hash_mask = 0x3;
+    engine::Backtester b(p.value(), engine::RunOutputs{&m, &l, &d}, o);
+    auto s = b.Run();
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    EXPECT_GT(s->matches, 100u);
+    EXPECT_EQ(Lines(m.contents()), Lines(run->matches)) << "budget " << budget;
+  }
+}
+
 TEST_F(BacktestContract, BadInputIsReportedNotSkipped) {
   fs::path input = dir_ / "in.jsonl";
   std::ofstream(input) << "{\"key\":\"k\",\"type\":\"A\",\"v\":1,\"ts\":1}\nnot json\n"
