@@ -32,6 +32,30 @@ cepheus::Result<cepheus::engine::CompiledPipeline> Load(const std::string& path)
   return cepheus::engine::CompilePipeline(std::move(cfg.value()));
 }
 
+// The three outputs of a pipeline; late events and dead letters default to
+// standard error. `matches_file` (if set) overrides the matches output.
+struct OpenedOutputs {
+  std::unique_ptr<cepheus::engine::Output> matches, late, dead;
+  cepheus::engine::RunOutputs Get() const { return {matches.get(), late.get(), dead.get()}; }
+};
+
+cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig& cfg,
+                                           const std::string& matches_file) {
+  using cepheus::engine::OutputConfig;
+  OpenedOutputs out;
+  const OutputConfig configs[] = {
+      matches_file.empty() ? cfg.matches : OutputConfig{"file", matches_file},
+      cfg.late.value_or(OutputConfig{"stderr", ""}),
+      cfg.dead_letter.value_or(OutputConfig{"stderr", ""})};
+  std::unique_ptr<cepheus::engine::Output>* slots[] = {&out.matches, &out.late, &out.dead};
+  for (int i = 0; i < 3; ++i) {
+    auto o = cepheus::sinks::MakeOutput(configs[i]);
+    if (!o.ok()) return o.status();
+    *slots[i] = std::move(o.value());
+  }
+  return out;
+}
+
 int Check(const std::string& path, bool dot) {
   auto p = Load(path);
   if (!p.ok()) {
@@ -52,16 +76,11 @@ int Run(const std::string& path, int parallelism) {
     return 1;
   }
   std::cerr << p->warnings;
-  using cepheus::engine::OutputConfig;
-  auto matches = cepheus::sinks::MakeOutput(p->config.matches);
-  auto late = cepheus::sinks::MakeOutput(p->config.late.value_or(OutputConfig{"stderr", ""}));
-  auto dead =
-      cepheus::sinks::MakeOutput(p->config.dead_letter.value_or(OutputConfig{"stderr", ""}));
-  for (auto* o : {&matches, &late, &dead})
-    if (!o->ok()) {
-      std::cerr << "error: " << o->status().message() << "\n";
-      return 1;
-    }
+  auto outputs = OpenOutputs(p->config, "");
+  if (!outputs.ok()) {
+    std::cerr << "error: " << outputs.status().message() << "\n";
+    return 1;
+  }
   if (!p->config.late)
     spdlog::info("no 'late' output configured: late events go to standard error");
   if (!p->config.dead_letter)
@@ -71,7 +90,7 @@ int Run(const std::string& path, int parallelism) {
                      : p->config.parallelism > 0
                          ? p->config.parallelism
                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  cepheus::engine::RunOutputs outs{matches->get(), late->get(), dead->get()};
+  cepheus::engine::RunOutputs outs = outputs->Get();
   cepheus::engine::PipelineRunner runner(*p, outs, opts);
   g_runner = &runner;
   std::signal(SIGINT, OnSignal);
@@ -245,19 +264,12 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
     else
       std::cerr << line << "\n";
   };
-  using cepheus::engine::OutputConfig;
-  auto matches = cepheus::sinks::MakeOutput(a.output.empty() ? p->config.matches
-                                                             : OutputConfig{"file", a.output});
-  auto late = cepheus::sinks::MakeOutput(p->config.late.value_or(OutputConfig{"stderr", ""}));
-  auto dead =
-      cepheus::sinks::MakeOutput(p->config.dead_letter.value_or(OutputConfig{"stderr", ""}));
-  for (auto* o : {&matches, &late, &dead})
-    if (!o->ok()) {
-      std::cerr << "error: " << o->status().message() << "\n";
-      return 1;
-    }
-  cepheus::engine::Backtester bt(
-      *p, cepheus::engine::RunOutputs{matches->get(), late->get(), dead->get()}, opts);
+  auto outputs = OpenOutputs(p->config, a.output);
+  if (!outputs.ok()) {
+    std::cerr << "error: " << outputs.status().message() << "\n";
+    return 1;
+  }
+  cepheus::engine::Backtester bt(*p, outputs->Get(), opts);
   auto s = bt.Run();
   if (tty) std::cerr << "\r\033[K";
   if (!s.ok()) {
