@@ -79,6 +79,41 @@ struct EntryLess {
   }
 };
 
+// Sorts a partition by (hash, time, position). A partition usually holds a
+// few keys whose events arrived almost in time order, so: bucket by hash
+// (stable, linear), then sort a bucket only if it is not in order already.
+void SortEntries(std::vector<Entry>& v) {
+  EntryLess less;
+  if (v.size() < 2 || std::is_sorted(v.begin(), v.end(), less)) return;
+  std::vector<uint64_t> hashes;
+  for (const Entry& e : v) {
+    if (std::find(hashes.begin(), hashes.end(), e.hash) != hashes.end()) continue;
+    hashes.push_back(e.hash);
+    if (hashes.size() > 64) {  // many keys: a plain sort is as good
+      std::sort(v.begin(), v.end(), less);
+      return;
+    }
+  }
+  std::sort(hashes.begin(), hashes.end());
+  std::vector<size_t> start(hashes.size() + 1, 0);
+  for (const Entry& e : v)
+    ++start[static_cast<size_t>(std::lower_bound(hashes.begin(), hashes.end(), e.hash) -
+                                hashes.begin()) +
+            1];
+  for (size_t i = 1; i < start.size(); ++i) start[i] += start[i - 1];
+  std::vector<Entry> out(v.size());
+  std::vector<size_t> pos(start.begin(), start.end() - 1);
+  for (Entry& e : v)
+    out[pos[static_cast<size_t>(std::lower_bound(hashes.begin(), hashes.end(), e.hash) -
+                                hashes.begin())]++] = std::move(e);
+  for (size_t b = 0; b < hashes.size(); ++b) {
+    auto first = out.begin() + static_cast<std::ptrdiff_t>(start[b]);
+    auto last = out.begin() + static_cast<std::ptrdiff_t>(start[b + 1]);
+    if (!std::is_sorted(first, last, less)) std::sort(first, last, less);
+  }
+  v = std::move(out);
+}
+
 // Reads one spilled section back, entry by entry.
 class SectionReader {
  public:
@@ -389,7 +424,7 @@ Result<BacktestSummary> Backtester::Run() {
       for (int g = 0; g < kGroups; ++g) {
         Partition& part = parts[k][static_cast<size_t>(g)];
         if (part.entries.empty()) continue;
-        std::sort(part.entries.begin(), part.entries.end(), EntryLess{});
+        SortEntries(part.entries);
         buf.clear();
         for (const Entry& e : part.entries) {
           buf.append(reinterpret_cast<const char*>(&e.hash), 8);
@@ -556,7 +591,7 @@ Result<BacktestSummary> Backtester::Run() {
       const Task task = tasks[t];
       Partition& part = parts[static_cast<size_t>(task.keying)][static_cast<size_t>(task.group)];
       EntryLess less;
-      std::sort(part.entries.begin(), part.entries.end(), less);
+      SortEntries(part.entries);
       std::string out;
       Status st;
       {
