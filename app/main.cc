@@ -102,8 +102,9 @@ int Run(const std::string& path, int parallelism) {
     return 2;
   }
   spdlog::info("{}: {} records, {} events, {} matches, {} timeouts, {} late, {} dead letters{}",
-               path, summary->records_read, summary->events, summary->matches, summary->timeouts,
-               summary->late, summary->dead_letters, summary->stopped ? " (stopped)" : "");
+               path, summary->reader.records_read, summary->reader.events, summary->matches,
+               summary->timeouts, summary->reader.late, summary->reader.dead_letters,
+               summary->stopped ? " (stopped)" : "");
   return 0;
 }
 

@@ -134,11 +134,7 @@ Result<RunSummary> PipelineRunner::Run() {
     send(Watermark::Max());
   }
   for (auto& w : workers) w->Join();
-  const ReaderCounts& rc = reader.counts();
-  summary.records_read = rc.records_read;
-  summary.events = rc.events;
-  summary.dead_letters = rc.dead_letters;
-  summary.late = rc.late;
+  summary.reader = reader.counts();
   for (auto& w : workers) {
     summary.matches += w->stats().matcher.matches;
     summary.timeouts += w->stats().matcher.timeouts;

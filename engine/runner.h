@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "engine/event_reader.h"
 #include "engine/output.h"
 #include "engine/pipeline.h"
 #include "metrics/counters.h"
@@ -26,10 +27,7 @@ struct RunOptions {
 };
 
 struct RunSummary {
-  uint64_t records_read = 0;
-  uint64_t events = 0;
-  uint64_t dead_letters = 0;
-  uint64_t late = 0;
+  ReaderCounts reader;  // records, events, dead letters, late
   uint64_t matches = 0;
   uint64_t timeouts = 0;
   uint64_t runs_dropped = 0;

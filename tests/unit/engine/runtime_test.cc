@@ -171,7 +171,7 @@ TEST_F(IdleSource, WatermarkFollowsWallClockSoAbsenceFires) {
   t.join();
   ASSERT_TRUE(summary.ok()) << summary.status().message();
   EXPECT_EQ(summary->matches, 1u);
-  EXPECT_EQ(summary->late, 1u);
+  EXPECT_EQ(summary->reader.late, 1u);
 }
 
 TEST_F(IdleSource, WithoutFollowingTheClockNothingFiresUntilTheInputEnds) {
