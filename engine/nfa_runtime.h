@@ -81,6 +81,13 @@ class KeyMatcher {
   // Releases every node reference (call before destroying the pool).
   void Clear(MatcherEnv& env);
 
+  // The whole state of this key (runs, the match-buffer nodes they reach,
+  // held matches, event counters) in the compact format of docs/formats.md.
+  void Serialize(const MatcherEnv& env, std::string* out) const;
+  // Rebuilds a matcher from Serialize's output, with nodes in env.pool.
+  // A damaged or foreign encoding is a Corruption error, never a crash.
+  static Result<KeyMatcher> Deserialize(MatcherEnv& env, std::string_view data);
+
   // The identity the next event at time `t` gets. Call once per event, in order.
   EventId NextId(EventTime t);
 

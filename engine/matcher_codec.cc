@@ -1,0 +1,221 @@
+// KeyMatcher (de)serialization: the per-key state that checkpoints store.
+// Format: docs/formats.md, "Key matcher state".
+#include <unordered_map>
+
+#include "common/varint.h"
+#include "engine/nfa_runtime.h"
+
+namespace cepheus::engine {
+namespace {
+
+constexpr uint8_t kVersion = 1;
+
+// Which aggregate words hold row pointers (they are written as node indexes).
+std::vector<bool> RowWords(const patterns::AggLayout& layout) {
+  std::vector<bool> rows(static_cast<size_t>(layout.num_words), false);
+  auto mark = [&](int w) {
+    if (w >= 0) rows[static_cast<size_t>(w)] = true;
+  };
+  for (const auto& va : layout.vars) {
+    mark(va.first);
+    mark(va.last);
+    mark(va.prev);
+    for (const auto& fa : va.fields) {
+      mark(fa.min);
+      mark(fa.max);
+    }
+  }
+  return rows;
+}
+
+Status Damaged(const char* what) {
+  return Status::Corruption(std::string("key matcher state is damaged (") + what + ")");
+}
+
+}  // namespace
+
+void KeyMatcher::Serialize(const MatcherEnv& env, std::string* out) const {
+  // Number every node reachable from a run or a held match, predecessors first.
+  std::unordered_map<const BufNode*, uint64_t> index;
+  std::vector<const BufNode*> nodes;
+  std::vector<const BufNode*> chain;
+  auto visit = [&](const BufNode* n) {
+    chain.clear();
+    for (; n && !index.count(n); n = n->prev) chain.push_back(n);
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      index[*it] = nodes.size();
+      nodes.push_back(*it);
+    }
+  };
+  for (const Run& r : runs_) visit(r.node);
+  for (const MatchResult& m : held_) visit(m.last);
+  std::unordered_map<const Row*, uint64_t> row_node;
+  for (size_t i = 0; i < nodes.size(); ++i) row_node.emplace(nodes[i]->row.get(), i);
+  const std::vector<bool> row_words = RowWords(env.pattern->aggs);
+  auto put_node = [&](const BufNode* n) { PutVarint(out, n ? index.at(n) + 1 : 0); };
+  auto put_aggs = [&](const AggWords& w) {
+    PutVarint(out, w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      if (i < row_words.size() && row_words[i]) {
+        const Row* r = reinterpret_cast<const Row*>(static_cast<uintptr_t>(w[i]));
+        PutVarint(out, r ? row_node.at(r) + 1 : 0);
+      } else {
+        PutVarint(out, w[i]);
+      }
+    }
+  };
+
+  out->push_back(static_cast<char>(kVersion));
+  PutSigned(out, last_id_.ts);
+  PutVarint(out, last_id_.tie);
+  PutVarint(out, position_);
+  PutVarint(out, has_fresh_ ? 1 : 0);
+  PutVarint(out, nodes.size());
+  for (const BufNode* n : nodes) {
+    put_node(n->prev);
+    PutVarint(out, static_cast<uint64_t>(n->state));
+    PutSigned(out, n->var);
+    PutSigned(out, n->id.ts);
+    PutVarint(out, n->id.tie);
+    n->row->AppendEncoded(out);
+  }
+  PutVarint(out, runs_.size());
+  for (const Run& r : runs_) {
+    put_node(r.node);
+    PutVarint(out, static_cast<uint64_t>(r.state));
+    PutVarint(out, r.pending);
+    PutVarint(out, r.pending_finals);
+    PutVarint(out, (r.fresh ? 1 : 0) | (r.completed ? 2 : 0));
+    PutSigned(out, r.start.millis());
+    PutSigned(out, r.last.millis());
+    PutSigned(out, r.deadline.millis());
+    PutSigned(out, r.start_id.ts);
+    PutVarint(out, r.start_id.tie);
+    put_aggs(r.aggs);
+  }
+  PutVarint(out, held_.size());
+  for (const MatchResult& m : held_) {
+    PutVarint(out, m.timeout ? 1 : 0);
+    put_node(m.last);
+    put_aggs(m.aggs);
+    PutSigned(out, m.start.millis());
+    PutSigned(out, m.end.millis());
+    PutSigned(out, m.start_id.ts);
+    PutVarint(out, m.start_id.tie);
+    PutVarint(out, m.completion.position);
+    PutVarint(out, m.completion.phase);
+    PutSigned(out, m.completion.deadline);
+  }
+}
+
+Result<KeyMatcher> KeyMatcher::Deserialize(MatcherEnv& env, std::string_view in) {
+  const patterns::CompiledPattern& p = *env.pattern;
+  const std::vector<bool> row_words = RowWords(p.aggs);
+  KeyMatcher km;
+  std::vector<BufNode*> nodes;
+  // On any failure, give back every reference taken so far.
+  auto fail = [&](const char* what) -> Status {
+    km.Clear(env);
+    for (BufNode* n : nodes) env.pool->Unref(n);
+    return Damaged(what);
+  };
+  if (in.empty() || static_cast<uint8_t>(in[0]) != kVersion) return Damaged("unknown version");
+  in.remove_prefix(1);
+  uint64_t u, count;
+  int64_t s;
+  if (!GetSigned(&in, &km.last_id_.ts) || !GetVarint(&in, &u)) return fail("header");
+  km.last_id_.tie = static_cast<uint32_t>(u);
+  if (!GetVarint(&in, &km.position_) || !GetVarint(&in, &u)) return fail("header");
+  km.has_fresh_ = u != 0;
+  if (!GetVarint(&in, &count) || count > in.size()) return fail("node count");
+  auto get_node = [&](BufNode** n) {
+    uint64_t i;
+    if (!GetVarint(&in, &i) || i > nodes.size()) return false;
+    *n = i ? nodes[i - 1] : nullptr;
+    return true;
+  };
+  for (uint64_t i = 0; i < count; ++i) {
+    BufNode* prev;
+    int64_t var, ts;
+    uint64_t state, tie;
+    if (!get_node(&prev) || !GetVarint(&in, &state) || !GetSigned(&in, &var) ||
+        !GetSigned(&in, &ts) || !GetVarint(&in, &tie))
+      return fail("node");
+    if (state >= p.states.size() || var < -1 || var >= static_cast<int64_t>(p.vars.size()))
+      return fail("node refers to another pattern");
+    const char* cur = in.data();
+    RowPtr row = Row::DecodeFrom(&cur, in.data() + in.size());
+    if (!row) return fail("row");
+    in.remove_prefix(static_cast<size_t>(cur - in.data()));
+    nodes.push_back(env.pool->New(std::move(row), EventId{ts, static_cast<uint32_t>(tie)},
+                                  static_cast<int>(state), static_cast<int>(var), prev));
+  }
+  auto get_aggs = [&](AggWords* w) {
+    uint64_t n;
+    if (!GetVarint(&in, &n) || n != static_cast<uint64_t>(p.aggs.num_words)) return false;
+    w->assign(n, 0);
+    for (size_t i = 0; i < n; ++i) {
+      uint64_t v;
+      if (!GetVarint(&in, &v)) return false;
+      if (row_words[i]) {
+        if (v > nodes.size()) return false;
+        v = v ? static_cast<uint64_t>(reinterpret_cast<uintptr_t>(nodes[v - 1]->row.get())) : 0;
+      }
+      (*w)[i] = v;
+    }
+    return true;
+  };
+  if (!GetVarint(&in, &count) || count > in.size()) return fail("run count");
+  for (uint64_t i = 0; i < count; ++i) {
+    Run r;
+    uint64_t state, flags, finals, tie;
+    int64_t start, last, deadline;
+    if (!get_node(&r.node) || !r.node || !GetVarint(&in, &state) || !GetVarint(&in, &r.pending) ||
+        !GetVarint(&in, &finals) || !GetVarint(&in, &flags) || !GetSigned(&in, &start) ||
+        !GetSigned(&in, &last) || !GetSigned(&in, &deadline) || !GetSigned(&in, &r.start_id.ts) ||
+        !GetVarint(&in, &tie) || !get_aggs(&r.aggs))
+      return fail("run");
+    if (state >= p.states.size() || state == 0) return fail("run state");
+    const patterns::NfaState& st = p.states[static_cast<size_t>(state)];
+    const uint64_t edges =
+        st.edges.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << st.edges.size()) - 1;
+    const uint64_t final_bits = (uint64_t{1} << st.finals.size()) - 1;
+    if ((r.pending & ~edges) || (finals & ~final_bits)) return fail("run edges");
+    NodePool::Ref(r.node);
+    r.state = static_cast<int>(state);
+    r.pending_finals = static_cast<uint32_t>(finals);
+    r.fresh = flags & 1;
+    r.completed = flags & 2;
+    r.start = EventTime::FromMillis(start);
+    r.last = EventTime::FromMillis(last);
+    r.deadline = EventTime::FromMillis(deadline);
+    r.start_id.tie = static_cast<uint32_t>(tie);
+    km.runs_.push_back(std::move(r));
+  }
+  if (!GetVarint(&in, &count) || count > in.size()) return fail("held count");
+  for (uint64_t i = 0; i < count; ++i) {
+    MatchResult m;
+    uint64_t timeout, tie, pos, phase;
+    int64_t start, end;
+    if (!GetVarint(&in, &timeout) || !get_node(&m.last) || !m.last || !get_aggs(&m.aggs) ||
+        !GetSigned(&in, &start) || !GetSigned(&in, &end) || !GetSigned(&in, &m.start_id.ts) ||
+        !GetVarint(&in, &tie) || !GetVarint(&in, &pos) || !GetVarint(&in, &phase) ||
+        !GetSigned(&in, &s))
+      return fail("held match");
+    NodePool::Ref(m.last);
+    m.timeout = timeout != 0;
+    m.start = EventTime::FromMillis(start);
+    m.end = EventTime::FromMillis(end);
+    m.start_id.tie = static_cast<uint32_t>(tie);
+    m.completion = CompletionKey{pos, static_cast<uint8_t>(phase), s};
+    km.held_.push_back(std::move(m));
+  }
+  if (!in.empty()) return fail("trailing bytes");
+  // The runs and held matches now own their nodes; drop the creation references.
+  for (BufNode* n : nodes) env.pool->Unref(n);
+  km.RecomputeNextDeadline();
+  km.RecomputeStateMask();
+  return km;
+}
+
+}  // namespace cepheus::engine
