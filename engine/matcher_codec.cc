@@ -49,8 +49,12 @@ void KeyMatcher::Serialize(const MatcherEnv& env, std::string* out) const {
   };
   for (const Run& r : runs_) visit(r.node);
   for (const MatchResult& m : held_) visit(m.last);
-  std::unordered_map<const Row*, uint64_t> row_node;
-  for (size_t i = 0; i < nodes.size(); ++i) row_node.emplace(nodes[i]->row.get(), i);
+  // Rows are written once and shared by index, as they are shared in memory
+  // (one event taken by several runs is one row).
+  std::unordered_map<const Row*, uint64_t> row_index;
+  std::vector<const Row*> rows;
+  for (const BufNode* n : nodes)
+    if (row_index.emplace(n->row.get(), rows.size()).second) rows.push_back(n->row.get());
   const std::vector<bool> row_words = RowWords(env.pattern->aggs);
   auto put_node = [&](const BufNode* n) { PutVarint(out, n ? index.at(n) + 1 : 0); };
   auto put_aggs = [&](const AggWords& w) {
@@ -58,7 +62,7 @@ void KeyMatcher::Serialize(const MatcherEnv& env, std::string* out) const {
     for (size_t i = 0; i < w.size(); ++i) {
       if (i < row_words.size() && row_words[i]) {
         const Row* r = reinterpret_cast<const Row*>(static_cast<uintptr_t>(w[i]));
-        PutVarint(out, r ? row_node.at(r) + 1 : 0);
+        PutVarint(out, r ? row_index.at(r) + 1 : 0);
       } else {
         PutVarint(out, w[i]);
       }
@@ -70,6 +74,8 @@ void KeyMatcher::Serialize(const MatcherEnv& env, std::string* out) const {
   PutVarint(out, last_id_.tie);
   PutVarint(out, position_);
   PutVarint(out, has_fresh_ ? 1 : 0);
+  PutVarint(out, rows.size());
+  for (const Row* r : rows) r->AppendEncoded(out);
   PutVarint(out, nodes.size());
   for (const BufNode* n : nodes) {
     put_node(n->prev);
@@ -77,7 +83,7 @@ void KeyMatcher::Serialize(const MatcherEnv& env, std::string* out) const {
     PutSigned(out, n->var);
     PutSigned(out, n->id.ts);
     PutVarint(out, n->id.tie);
-    n->row->AppendEncoded(out);
+    PutVarint(out, row_index.at(n->row.get()));
   }
   PutVarint(out, runs_.size());
   for (const Run& r : runs_) {
@@ -127,6 +133,15 @@ Result<KeyMatcher> KeyMatcher::Deserialize(MatcherEnv& env, std::string_view in)
   km.last_id_.tie = static_cast<uint32_t>(u);
   if (!GetVarint(&in, &km.position_) || !GetVarint(&in, &u)) return fail("header");
   km.has_fresh_ = u != 0;
+  std::vector<RowPtr> rows;
+  if (!GetVarint(&in, &count) || count > in.size()) return fail("row count");
+  for (uint64_t i = 0; i < count; ++i) {
+    const char* cur = in.data();
+    RowPtr row = Row::DecodeFrom(&cur, in.data() + in.size());
+    if (!row) return fail("row");
+    in.remove_prefix(static_cast<size_t>(cur - in.data()));
+    rows.push_back(std::move(row));
+  }
   if (!GetVarint(&in, &count) || count > in.size()) return fail("node count");
   auto get_node = [&](BufNode** n) {
     uint64_t i;
@@ -143,23 +158,27 @@ Result<KeyMatcher> KeyMatcher::Deserialize(MatcherEnv& env, std::string_view in)
       return fail("node");
     if (state >= p.states.size() || var < -1 || var >= static_cast<int64_t>(p.vars.size()))
       return fail("node refers to another pattern");
-    const char* cur = in.data();
-    RowPtr row = Row::DecodeFrom(&cur, in.data() + in.size());
-    if (!row) return fail("row");
-    in.remove_prefix(static_cast<size_t>(cur - in.data()));
-    nodes.push_back(env.pool->New(std::move(row), EventId{ts, static_cast<uint32_t>(tie)},
+    uint64_t ri;
+    if (!GetVarint(&in, &ri) || ri >= rows.size()) return fail("node row");
+    nodes.push_back(env.pool->New(rows[ri], EventId{ts, static_cast<uint32_t>(tie)},
                                   static_cast<int>(state), static_cast<int>(var), prev));
   }
-  auto get_aggs = [&](AggWords* w) {
+  // Row words may only point at rows of the owner's own path: those are the
+  // rows its references keep alive.
+  auto get_aggs = [&](AggWords* w, const BufNode* path) {
     uint64_t n;
     if (!GetVarint(&in, &n) || n != static_cast<uint64_t>(p.aggs.num_words)) return false;
     w->assign(n, 0);
     for (size_t i = 0; i < n; ++i) {
       uint64_t v;
       if (!GetVarint(&in, &v)) return false;
-      if (row_words[i]) {
-        if (v > nodes.size()) return false;
-        v = v ? static_cast<uint64_t>(reinterpret_cast<uintptr_t>(nodes[v - 1]->row.get())) : 0;
+      if (row_words[i] && v) {
+        if (v > rows.size()) return false;
+        const Row* row = rows[v - 1].get();
+        bool on_path = false;
+        for (const BufNode* q = path; q && !on_path; q = q->prev) on_path = q->row.get() == row;
+        if (!on_path) return false;
+        v = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(row));
       }
       (*w)[i] = v;
     }
@@ -173,7 +192,7 @@ Result<KeyMatcher> KeyMatcher::Deserialize(MatcherEnv& env, std::string_view in)
     if (!get_node(&r.node) || !r.node || !GetVarint(&in, &state) || !GetVarint(&in, &r.pending) ||
         !GetVarint(&in, &finals) || !GetVarint(&in, &flags) || !GetSigned(&in, &start) ||
         !GetSigned(&in, &last) || !GetSigned(&in, &deadline) || !GetSigned(&in, &r.start_id.ts) ||
-        !GetVarint(&in, &tie) || !get_aggs(&r.aggs))
+        !GetVarint(&in, &tie) || !get_aggs(&r.aggs, r.node))
       return fail("run");
     if (state >= p.states.size() || state == 0) return fail("run state");
     const patterns::NfaState& st = p.states[static_cast<size_t>(state)];
@@ -197,7 +216,7 @@ Result<KeyMatcher> KeyMatcher::Deserialize(MatcherEnv& env, std::string_view in)
     MatchResult m;
     uint64_t timeout, tie, pos, phase;
     int64_t start, end;
-    if (!GetVarint(&in, &timeout) || !get_node(&m.last) || !m.last || !get_aggs(&m.aggs) ||
+    if (!GetVarint(&in, &timeout) || !get_node(&m.last) || !m.last || !get_aggs(&m.aggs, m.last) ||
         !GetSigned(&in, &start) || !GetSigned(&in, &end) || !GetSigned(&in, &m.start_id.ts) ||
         !GetVarint(&in, &tie) || !GetVarint(&in, &pos) || !GetVarint(&in, &phase) ||
         !GetSigned(&in, &s))
