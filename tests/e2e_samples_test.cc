@@ -125,8 +125,22 @@ TEST(Cli, BacktestOverGlobsAndDirectoriesWithTimeRangeAndSummary) {
     for (size_t i = part * lines.size() / 3; i < (part + 1) * lines.size() / 3; ++i)
       out << lines[i] << "\n";
   }
-  const std::string pipeline =
-      (fs::path(CEPHEUS_SOURCE_DIR) / "samples/fraud/pipeline.yaml").string();
+  // The sample's pipeline, writing its side outputs here rather than into
+  // samples/fraud/out/ (which the sample test reads at the same time).
+  const fs::path sample = fs::path(CEPHEUS_SOURCE_DIR) / "samples/fraud";
+  std::string yaml = ReadFile(sample / "pipeline.yaml");
+  for (auto [from, to] :
+       {std::pair<std::string, std::string>{"path: payments.jsonl",
+                                            "path: " + (sample / "payments.jsonl").string()},
+        {"[ card_testing.cep ]", "[ " + (sample / "card_testing.cep").string() + " ]"},
+        {"path: out/late.jsonl", "path: " + (tmp / "late.jsonl").string()},
+        {"path: out/dead_letter.jsonl", "path: " + (tmp / "dead_letter.jsonl").string()}}) {
+    auto at = yaml.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    yaml.replace(at, from.size(), to);
+  }
+  std::ofstream(tmp / "pipeline.yaml") << yaml;
+  const std::string pipeline = (tmp / "pipeline.yaml").string();
   const std::string base = std::string(CEPHEUS_BINARY) + " backtest " + pipeline;
   int status = 0;
   std::string err =
