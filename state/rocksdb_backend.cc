@@ -1,0 +1,77 @@
+// The RocksDB state backend. RocksDB headers stay in this file.
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/utilities/checkpoint.h>
+
+#include "state/state_backend.h"
+
+namespace cepheus::state {
+namespace {
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return Status::Ok();
+  if (s.IsCorruption()) return Status::Corruption(what + ": " + s.ToString());
+  return Status::IoError(what + ": " + s.ToString());
+}
+
+class RocksDbBackend final : public StateBackend {
+ public:
+  explicit RocksDbBackend(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {
+    // Writes are not synced one by one: durability comes from snapshots
+    // (a checkpoint flushes and hard-links a consistent set of files).
+    write_.sync = false;
+  }
+
+  Status Put(int g, std::string_view ns, std::string_view key, std::string_view value) override {
+    const std::string k = EncodeStateKey(g, ns, key);
+    return FromRocks(db_->Put(write_, k, rocksdb::Slice(value.data(), value.size())), "state put");
+  }
+  Result<std::optional<std::string>> Get(int g, std::string_view ns,
+                                         std::string_view key) override {
+    std::string value;
+    rocksdb::Status s = db_->Get(read_, EncodeStateKey(g, ns, key), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    if (!s.ok()) return FromRocks(s, "state get");
+    return std::optional<std::string>(std::move(value));
+  }
+  Status Delete(int g, std::string_view ns, std::string_view key) override {
+    return FromRocks(db_->Delete(write_, EncodeStateKey(g, ns, key)), "state delete");
+  }
+  Status ScanGroup(int g, const Visitor& visit) override {
+    const std::string prefix = EncodeStateKey(g, "", "").substr(0, 2);
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_));
+    for (it->Seek(prefix); it->Valid(); it->Next()) {
+      std::string_view k(it->key().data(), it->key().size());
+      int group;
+      std::string_view ns, key;
+      if (!DecodeStateKey(k, &group, &ns, &key) || group != g) break;
+      visit(ns, key, std::string_view(it->value().data(), it->value().size()));
+    }
+    return FromRocks(it->status(), "state scan");
+  }
+  Status Snapshot(const std::string& dir) override {
+    rocksdb::Checkpoint* cp = nullptr;
+    CEPHEUS_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &cp), "checkpoint"));
+    std::unique_ptr<rocksdb::Checkpoint> owned(cp);
+    return FromRocks(owned->CreateCheckpoint(dir), "checkpoint to '" + dir + "'");
+  }
+
+ private:
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::WriteOptions write_;
+  rocksdb::ReadOptions read_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<StateBackend>> OpenRocksDbBackend(const std::string& dir) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.paranoid_checks = true;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
+  if (!s.ok()) return FromRocks(s, "opening state in '" + dir + "'");
+  return std::unique_ptr<StateBackend>(new RocksDbBackend(std::unique_ptr<rocksdb::DB>(db)));
+}
+
+}  // namespace cepheus::state

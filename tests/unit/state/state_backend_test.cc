@@ -1,0 +1,143 @@
+// The keyed state contract, for every backend.
+#include "state/state_backend.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <random>
+
+namespace cepheus::state {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Backend : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("cepheus-state-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    backend_ = Open();
+  }
+  void TearDown() override {
+    backend_.reset();
+    fs::remove_all(dir_);
+  }
+  std::unique_ptr<StateBackend> Open() {
+    if (GetParam() == "memory") return MakeMemoryBackend();
+    auto b = OpenRocksDbBackend((dir_ / "db").string());
+    EXPECT_TRUE(b.ok()) << b.status().message();
+    return b.ok() ? std::move(b.value()) : nullptr;
+  }
+  std::map<std::string, std::string> Scan(int group) {
+    std::map<std::string, std::string> out;
+    std::string last;
+    Status s = backend_->ScanGroup(
+        group, [&](std::string_view ns, std::string_view key, std::string_view v) {
+          std::string k = std::string(ns) + "/" + std::string(key);
+          EXPECT_TRUE(out.empty() || k > last) << "scan is ordered by (namespace, key)";
+          last = k;
+          out[k] = std::string(v);
+        });
+    EXPECT_TRUE(s.ok()) << s.message();
+    return out;
+  }
+  fs::path dir_;
+  std::unique_ptr<StateBackend> backend_;
+};
+
+TEST_P(Backend, PutGetDeleteAndScanByKeyGroup) {
+  ASSERT_TRUE(backend_);
+  std::map<std::tuple<int, std::string, std::string>, std::string> model;
+  std::mt19937_64 rng(1);
+  for (int i = 0; i < 3000; ++i) {
+    int g = std::uniform_int_distribution<int>(0, 127)(rng);
+    std::string ns =
+        std::string("ns") + std::to_string(std::uniform_int_distribution<int>(0, 2)(rng));
+    std::string key = "k" + std::to_string(std::uniform_int_distribution<int>(0, 200)(rng));
+    if (std::uniform_int_distribution<int>(0, 4)(rng) == 0) {
+      ASSERT_TRUE(backend_->Delete(g, ns, key).ok());
+      model.erase({g, ns, key});
+    } else {
+      std::string v(std::uniform_int_distribution<size_t>(0, 40)(rng),
+                    static_cast<char>('a' + i % 26));
+      v += std::string("\0binary", 7);
+      ASSERT_TRUE(backend_->Put(g, ns, key, v).ok());
+      model[{g, ns, key}] = v;
+    }
+  }
+  for (const auto& [k, v] : model) {
+    auto got = backend_->Get(std::get<0>(k), std::get<1>(k), std::get<2>(k));
+    ASSERT_TRUE(got.ok());
+    ASSERT_TRUE(got->has_value());
+    EXPECT_EQ(**got, v);
+  }
+  auto missing = backend_->Get(5, "ns0", "nope");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing->has_value());
+  for (int g : {0, 1, 77, 127}) {
+    std::map<std::string, std::string> expected;
+    for (const auto& [k, v] : model)
+      if (std::get<0>(k) == g) expected[std::get<1>(k) + "/" + std::get<2>(k)] = v;
+    EXPECT_EQ(Scan(g), expected) << "group " << g << " holds exactly its entries";
+  }
+}
+
+TEST_P(Backend, NamespacesAndKeysDoNotBleedIntoEachOther) {
+  ASSERT_TRUE(backend_);
+  // "ab"+"c" and "a"+"bc" must stay different entries.
+  ASSERT_TRUE(backend_->Put(3, "ab", "c", "1").ok());
+  ASSERT_TRUE(backend_->Put(3, "a", "bc", "2").ok());
+  ASSERT_TRUE(backend_->Put(256 + 3, "ab", "c", "3").ok()) << "groups above 255 (two bytes)";
+  EXPECT_EQ(**backend_->Get(3, "ab", "c"), "1");
+  EXPECT_EQ(**backend_->Get(3, "a", "bc"), "2");
+  EXPECT_EQ(Scan(3).size(), 2u);
+  EXPECT_EQ(Scan(259).size(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Backend, ::testing::Values("memory", "rocksdb"));
+
+TEST(RocksDbBackend, StateSurvivesReopenAndSnapshotsAreIndependent) {
+  fs::path dir = fs::temp_directory_path() / ("cepheus-rocks-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    auto b = OpenRocksDbBackend((dir / "db").string());
+    ASSERT_TRUE(b.ok()) << b.status().message();
+    for (int i = 0; i < 500; ++i)
+      ASSERT_TRUE(
+          (*b)->Put(i % 128, "runs", "key" + std::to_string(i), "v" + std::to_string(i)).ok());
+    ASSERT_TRUE((*b)->Snapshot((dir / "snap-1").string()).ok());
+    // Writes after the snapshot do not reach it.
+    ASSERT_TRUE((*b)->Put(1, "runs", "key1", "changed").ok());
+    ASSERT_TRUE((*b)->Delete(2, "runs", "key2").ok());
+    Status again = (*b)->Snapshot((dir / "snap-1").string());
+    EXPECT_FALSE(again.ok()) << "a snapshot never overwrites another";
+  }
+  {
+    auto reopened = OpenRocksDbBackend((dir / "db").string());
+    ASSERT_TRUE(reopened.ok());
+    EXPECT_EQ(**(*reopened)->Get(1, "runs", "key1"), "changed");
+    EXPECT_FALSE((*reopened)->Get(2, "runs", "key2")->has_value());
+  }
+  auto snap = OpenRocksDbBackend((dir / "snap-1").string());
+  ASSERT_TRUE(snap.ok()) << snap.status().message();
+  EXPECT_EQ(**(*snap)->Get(1, "runs", "key1"), "v1");
+  EXPECT_EQ(**(*snap)->Get(2, "runs", "key2"), "v2");
+  fs::remove_all(dir);
+}
+
+TEST(RocksDbBackend, UnopenableDirectoryIsAClearError) {
+  auto b = OpenRocksDbBackend("/proc/cepheus-cannot-create-here");
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("opening state in '/proc/cepheus-cannot-create-here'"),
+            std::string::npos)
+      << b.status().message();
+}
+
+}  // namespace
+}  // namespace cepheus::state
