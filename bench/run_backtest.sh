@@ -7,12 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 n="${1:-10000000}"
 build="${2:-$root/build}"
-data="$root/bench/data"
-mkdir -p "$data/out"
-if [ ! -f "$data/events.jsonl" ] || [ "$(cat "$data/events.n" 2>/dev/null)" != "$n" ]; then
-  "$build/bench/gen_events" "$n" > "$data/events.jsonl"
-  echo "$n" > "$data/events.n"
-fi
+. "$root/bench/events.sh"
 p="$root/bench/pipelines/seq_next_w10s.yaml"
 measure() {  # label, command...
   local label="$1"; shift

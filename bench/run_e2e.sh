@@ -6,13 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 n="${1:-10000000}"
 build="${2:-$root/build}"
-data="$root/bench/data"
-mkdir -p "$data/out"
-if [ ! -f "$data/events.jsonl" ] || [ "$(cat "$data/events.n" 2>/dev/null)" != "$n" ]; then
-  echo "generating $n events..." >&2
-  "$build/bench/gen_events" "$n" > "$data/events.jsonl"
-  echo "$n" > "$data/events.n"
-fi
+. "$root/bench/events.sh"
 printf "%-18s %7s %11s %7s %7s %13s %8s\n" pipeline workers events/s wall_s cpu_s events/cpu_s peak_MB
 for p in "$root"/bench/pipelines/*.yaml; do
   for w in 1 2; do

@@ -47,9 +47,6 @@ class LineReader {
   // The next record, without its line terminator; valid until the next call.
   // Waits at most `timeout_ms` for data on an unbounded input (0: no wait).
   Result Next(std::string_view* line, int timeout_ms);
-  // 1-based line number and byte offset of the record Next() returned last.
-  uint64_t line_number() const { return line_number_; }
-  uint64_t offset() const { return line_offset_; }
   uint64_t bytes_read() const { return consumed_; }
   // Bytes read from the file itself (compressed bytes for a compressed file).
   uint64_t raw_bytes_read() const {

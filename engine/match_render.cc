@@ -162,9 +162,4 @@ void MatchRenderer::Render(std::string_view key, const MatchResult& m, std::stri
   out->append("}\n");
 }
 
-void RenderMatch(const patterns::CompiledPattern& p, std::string_view key, const MatchResult& m,
-                 std::string* out) {
-  MatchRenderer(p).Render(key, m, out);
-}
-
 }  // namespace cepheus::engine

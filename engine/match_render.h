@@ -40,10 +40,6 @@ class MatchRenderer {
   std::vector<std::string> emit_keys_, timeout_keys_;  // "name":
 };
 
-// Convenience for one-off rendering.
-void RenderMatch(const patterns::CompiledPattern& p, std::string_view key, const MatchResult& m,
-                 std::string* out);
-
 // Appends `row` as a JSON object of its schema fields.
 void AppendRowJson(std::string* out, const Row& row, const Schema& schema);
 

@@ -140,8 +140,6 @@ EventId KeyMatcher::NextId(EventTime t) {
   return last_id_;
 }
 
-EventTime KeyMatcher::Deadline(const MatcherEnv&, const Run& r) const { return r.deadline; }
-
 void KeyMatcher::RecomputeStateMask() {
   uint64_t m = 0;
   for (const Run& r : runs_) m |= r.state < 64 ? uint64_t{1} << r.state : ~uint64_t{0};
@@ -419,7 +417,7 @@ void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
     EventTime deadline = EventTime::Max();
     bool any = false;
     for (const Run& r : runs_) {
-      EventTime d = Deadline(env, r);
+      EventTime d = r.deadline;
       if (d <= t && (!any || d < deadline)) {
         deadline = d;
         any = true;
@@ -431,7 +429,7 @@ void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
     keep.reserve(runs_.size());
     const CompletionKey key{position_, 0, deadline.millis()};
     for (Run& r : runs_) {
-      if (Deadline(env, r) != deadline) {
+      if (r.deadline != deadline) {
         keep.push_back(std::move(r));
         continue;
       }

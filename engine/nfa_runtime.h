@@ -124,7 +124,6 @@ class KeyMatcher {
     AggWords aggs;
   };
 
-  EventTime Deadline(const MatcherEnv& env, const Run& r) const;
   void RecomputeNextDeadline();
   void Expire(MatcherEnv& env, EventTime t);
   void Release(MatcherEnv& env);
