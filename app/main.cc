@@ -40,7 +40,8 @@ struct OpenedOutputs {
 };
 
 cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig& cfg,
-                                           const std::string& matches_file) {
+                                           const std::string& matches_file,
+                                           bool exactly_once = false) {
   using cepheus::engine::OutputConfig;
   OpenedOutputs out;
   const OutputConfig configs[] = {
@@ -49,7 +50,7 @@ cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig
       cfg.dead_letter.value_or(OutputConfig{"stderr", ""})};
   std::unique_ptr<cepheus::engine::Output>* slots[] = {&out.matches, &out.late, &out.dead};
   for (int i = 0; i < 3; ++i) {
-    auto o = cepheus::sinks::MakeOutput(configs[i]);
+    auto o = cepheus::sinks::MakeOutput(configs[i], exactly_once);
     if (!o.ok()) return o.status();
     *slots[i] = std::move(o.value());
   }
@@ -76,7 +77,8 @@ int Run(const std::string& path, int parallelism) {
     return 1;
   }
   std::cerr << p->warnings;
-  auto outputs = OpenOutputs(p->config, "");
+  const auto& cfg = p->config;
+  auto outputs = OpenOutputs(cfg, "", cfg.checkpoints_enabled);
   if (!outputs.ok()) {
     std::cerr << "error: " << outputs.status().message() << "\n";
     return 1;
@@ -90,6 +92,16 @@ int Run(const std::string& path, int parallelism) {
                      : p->config.parallelism > 0
                          ? p->config.parallelism
                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (cfg.checkpoints_enabled) {
+    auto& ck = opts.checkpoint;
+    ck.enabled = true;
+    ck.backend = cfg.state_backend == "memory" ? cepheus::state::BackendKind::kMemory
+                                               : cepheus::state::BackendKind::kRocksDb;
+    ck.state_dir = cfg.state_dir;
+    ck.interval_ms = cfg.checkpoint_interval.millis();
+    ck.retain = cfg.checkpoint_retain;
+    ck.cache_keys = ck.backend == cepheus::state::BackendKind::kMemory ? 0 : cfg.state_cache_keys;
+  }
   cepheus::engine::RunOutputs outs = outputs->Get();
   cepheus::engine::PipelineRunner runner(*p, outs, opts);
   g_runner = &runner;

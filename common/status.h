@@ -41,6 +41,10 @@ class Status {
     return state_ ? state_->message : kEmpty;
   }
   std::string ToString() const;
+  // The same error with `prefix` before its message.
+  Status WithPrefix(const std::string& prefix) const {
+    return ok() ? Status() : Status(code(), prefix + message());
+  }
 
  private:
   struct State {

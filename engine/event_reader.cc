@@ -2,7 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <spdlog/spdlog.h>
+
 #include "common/json.h"
+#include "common/varint.h"
 #include "engine/match_render.h"
 
 namespace cepheus::engine {
@@ -20,6 +23,7 @@ struct EventReader::Input {
   std::unique_ptr<LineReader> reader;
   std::unique_ptr<RecordDecoder> decoder;
   bool header_done = false;
+  std::string header;  // the CSV header line of the current file
   bool ended = false;
   int wm_input = 0;
 };
@@ -124,7 +128,7 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
     if (r == LineReader::Result::kError) return in.reader->error();
     if (r == LineReader::Result::kEnd) {
       progress = true;
-      if (in.next_file < (in.ranges.empty() ? in.files.size() : in.ranges.size())) {
+      if (in.next_file < NumFiles(in)) {
         CEPHEUS_RETURN_IF_ERROR(OpenFile(in));
       } else {
         in.ended = true;
@@ -138,6 +142,7 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
     for (const LineReader::Line& l : lines_) {
       if (l.text.find_first_not_of(" \t") == std::string_view::npos) continue;
       if (!in.header_done) {
+        in.header.assign(l.text);
         Status hs = in.decoder->SetHeader(l.text);
         if (!hs.ok())
           return Status::InvalidArgument(in.reader->name() + ":" + std::to_string(l.number) + ": " +
@@ -206,6 +211,101 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
   }
   if (all_ended) return Turn::kEnd;
   return progress ? Turn::kProgress : Turn::kIdle;
+}
+
+size_t EventReader::NumFiles(const Input& in) const {
+  return in.ranges.empty() ? in.files.size() : in.ranges.size();
+}
+
+std::string EventReader::SavePosition() const {
+  std::string out;
+  PutVarint(&out, 1);  // format version
+  PutVarint(&out, seq_);
+  for (uint64_t c : {counts_.records_read, counts_.events, counts_.dead_letters, counts_.late,
+                     counts_.out_of_range})
+    PutVarint(&out, c);
+  PutSigned(&out, watermarks_.current().time().millis());
+  PutVarint(&out, inputs_.size());
+  for (const auto& in : inputs_) {
+    PutVarint(&out, in->next_file);
+    const std::string& file =
+        in->files.empty() || in->next_file == 0 ? std::string() : in->files[in->next_file - 1];
+    PutVarint(&out, file.size());
+    out += file;
+    PutVarint(&out, in->ended ? 1 : 0);
+    PutVarint(&out, in->reader ? in->reader->position() : 0);
+    PutVarint(&out, in->reader ? in->reader->line_number() : 0);
+    PutVarint(&out, in->header_done ? 1 : 0);
+    PutVarint(&out, in->header.size());
+    out += in->header;
+    const auto w = watermarks_.input(in->wm_input).Save();
+    PutVarint(&out, (w.ended ? 1 : 0) | (w.has_events ? 2 : 0));
+    PutSigned(&out, w.max_ts.millis());
+    PutSigned(&out, w.last_event_wall_ms);
+  }
+  return out;
+}
+
+Status EventReader::RestorePosition(std::string_view saved) {
+  auto bad = [] { return Status::Corruption("checkpoint: damaged reader position"); };
+  uint64_t version, n;
+  int64_t wm;
+  if (!GetVarint(&saved, &version) || version != 1 || !GetVarint(&saved, &seq_)) return bad();
+  for (uint64_t* c : {&counts_.records_read, &counts_.events, &counts_.dead_letters, &counts_.late,
+                      &counts_.out_of_range})
+    if (!GetVarint(&saved, c)) return bad();
+  if (!GetSigned(&saved, &wm) || !GetVarint(&saved, &n)) return bad();
+  if (n != inputs_.size())
+    return Status::InvalidArgument("checkpoint was taken with " + std::to_string(n) +
+                                   " streams, the pipeline now has " +
+                                   std::to_string(inputs_.size()));
+  for (auto& in_ptr : inputs_) {
+    Input& in = *in_ptr;
+    uint64_t next_file, flen, ended, pos, line, header_done, hlen, wflags;
+    int64_t max_ts, wall;
+    if (!GetVarint(&saved, &next_file) || !GetVarint(&saved, &flen) || flen > saved.size())
+      return bad();
+    const std::string file(saved.substr(0, flen));
+    saved.remove_prefix(flen);
+    if (!GetVarint(&saved, &ended) || !GetVarint(&saved, &pos) || !GetVarint(&saved, &line) ||
+        !GetVarint(&saved, &header_done) || !GetVarint(&saved, &hlen) || hlen > saved.size())
+      return bad();
+    in.header.assign(saved.substr(0, hlen));
+    saved.remove_prefix(hlen);
+    if (!GetVarint(&saved, &wflags) || !GetSigned(&saved, &max_ts) || !GetSigned(&saved, &wall))
+      return bad();
+    timing::InputWatermark::Saved w;
+    w.ended = wflags & 1;
+    w.has_events = wflags & 2;
+    w.max_ts = EventTime::FromMillis(max_ts);
+    w.last_event_wall_ms = wall;
+    watermarks_.input(in.wm_input).Restore(w);
+    if (!in.ranges.empty()) return Status::InvalidArgument("cannot restore a ranged reader");
+    if (next_file == 0 || next_file > in.files.size() || in.files[next_file - 1] != file)
+      return Status::InvalidArgument("stream '" + in.config->name +
+                                     "': the checkpoint was reading '" + file +
+                                     "', which is not among the stream's inputs now");
+    in.ended = ended != 0;
+    if (in.ended) {
+      in.reader.reset();
+      continue;
+    }
+    if (next_file != in.next_file) {
+      in.next_file = static_cast<size_t>(next_file) - 1;
+      CEPHEUS_RETURN_IF_ERROR(OpenFile(in));
+    }
+    Status s = in.reader->SkipTo(pos, line);
+    if (!s.ok()) {
+      if (in.reader->bounded()) return s;
+      spdlog::warn("stream '{}': {}; continuing with the data that arrives next", in.config->name,
+                   s.message());
+    }
+    in.header_done = header_done != 0;
+    if (in.header_done && in.decoder->wants_header())
+      CEPHEUS_RETURN_IF_ERROR(in.decoder->SetHeader(in.header));
+  }
+  watermarks_.RestoreCurrent(Watermark::At(EventTime::FromMillis(wm)));
+  return Status::Ok();
 }
 
 }  // namespace cepheus::engine

@@ -77,6 +77,15 @@ class EventReader {
   // unbounded inputs). Max() once every input ended.
   Watermark UpdateWatermark();
   const ReaderCounts& counts() const { return counts_; }
+
+  // The replay position between two turns: per input the file being read,
+  // the byte offset and line number of the next record, its watermark; the
+  // combined watermark, the arrival counter and the counts. Binary (varints).
+  std::string SavePosition() const;
+  // Call after Open(): continues exactly where SavePosition was taken. Files
+  // are reopened and sought to their offsets; an unbounded input (stdin)
+  // cannot rewind and continues with what arrives next (logged).
+  Status RestorePosition(std::string_view saved);
   // Bytes consumed so far and the total size of the bounded inputs (0 if unknown).
   uint64_t bytes_read() const;
   uint64_t total_bytes() const { return total_bytes_; }
@@ -84,6 +93,7 @@ class EventReader {
  private:
   struct Input;
   Status OpenFile(Input& in);
+  size_t NumFiles(const Input& in) const;
 
   const CompiledPipeline& pipeline_;
   ReaderOptions options_;

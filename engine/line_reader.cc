@@ -199,6 +199,34 @@ bool LineReader::FillDecompressed() {
   }
 }
 
+Status LineReader::SkipTo(uint64_t position, uint64_t line_number) {
+  if (!bounded_) return Status::InvalidArgument("'" + name_ + "' cannot be rewound (not a file)");
+  if (codec_ == Codec::kNone) {
+    struct stat st;
+    if (::fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < position)
+      return Status::Corruption("'" + name_ + "' is shorter than the checkpoint's position " +
+                                std::to_string(position) + " (was it replaced?)");
+    if (::lseek(fd_, static_cast<off_t>(position), SEEK_SET) < 0)
+      return Status::IoError("seeking in '" + name_ + "': " + std::strerror(errno));
+    consumed_ = position;
+    begin_ = end_ = 0;
+    eof_ = false;
+  } else {
+    while (consumed_ + end_ < position) {
+      begin_ = end_;
+      bool timed_out;
+      if (!Fill(0, &timed_out)) {
+        if (!error_.ok()) return error_;
+        return Status::Corruption("'" + name_ + "' is shorter than the checkpoint's position " +
+                                  std::to_string(position));
+      }
+    }
+    begin_ = static_cast<size_t>(position - consumed_);
+  }
+  line_number_ = line_number;
+  return Status::Ok();
+}
+
 LineReader::~LineReader() {
   if (owns_fd_ && fd_ >= 0) ::close(fd_);
 }

@@ -48,6 +48,14 @@ class LineReader {
   // Waits at most `timeout_ms` for data on an unbounded input (0: no wait).
   Result Next(std::string_view* line, int timeout_ms);
   uint64_t bytes_read() const { return consumed_; }
+  // Where the next record starts (bytes of the decompressed input) and the
+  // number of records returned so far: a replay position.
+  uint64_t position() const { return consumed_ + begin_; }
+  uint64_t line_number() const { return line_number_; }
+  // Continues reading at `position`, a value position() returned for this
+  // file (`line_number` records lie before it). Plain files seek; compressed
+  // ones are decompressed up to there. An unbounded input cannot rewind.
+  Status SkipTo(uint64_t position, uint64_t line_number);
   // Bytes read from the file itself (compressed bytes for a compressed file).
   uint64_t raw_bytes_read() const {
     return codec_ == Codec::kNone ? std::min(consumed_ + begin_, range_end_) - range_begin_

@@ -3,6 +3,8 @@
 // several worker threads; implementations serialize internally.
 #pragma once
 
+#include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "common/status.h"
@@ -15,6 +17,21 @@ class Output {
   // `lines` holds zero or more complete records, each ending in '\n'.
   virtual Status Write(std::string_view lines) = 0;
   virtual Status Flush() = 0;
+
+  // Exactly-once outputs (files in a checkpointed run) stage what they are
+  // given and make it visible only when the checkpoint covering it completes.
+  // The default methods are those of an at-least-once output (stdout).
+  //
+  // During a checkpoint, with every writer paused: closes what was written
+  // since the previous checkpoint into a pending part and returns the record
+  // that Commit and Recover need (kept in the checkpoint's metadata).
+  virtual Result<std::string> PrepareCommit(uint64_t /*checkpoint_id*/) { return std::string(); }
+  // After the checkpoint's metadata is written: makes that part visible.
+  virtual Status Commit(const std::string& /*record*/) { return Status::Ok(); }
+  // Before anything is written: returns the output to what checkpoint
+  // `record` committed (finishing a commit that a crash interrupted, dropping
+  // anything later). An empty record means a fresh start.
+  virtual Status Recover(const std::string& /*record*/) { return Status::Ok(); }
 };
 
 }  // namespace cepheus::engine

@@ -198,10 +198,52 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
       cfg.max_runs_per_key = static_cast<size_t>(v);
     }
   }
+  cfg.state_dir = Resolve(cfg.base_dir, cfg.state_dir);
   if (const YAML::Node st = root["state"]) {
+    if (!st.IsMap())
+      return Err(path, st, "state must be a map like {backend: rocksdb, dir: state}");
+    for (const auto& kv : st) {
+      const std::string k = kv.first.as<std::string>();
+      if (k != "backend" && k != "dir" && k != "cache_keys")
+        return Err(path, kv.first, "unknown state setting '" + k + "' (backend, dir, cache_keys)");
+    }
     if (st["dir"]) cfg.state_dir = Resolve(cfg.base_dir, st["dir"].as<std::string>());
-  } else {
-    cfg.state_dir = Resolve(cfg.base_dir, cfg.state_dir);
+    if (st["backend"]) {
+      cfg.state_backend = st["backend"].as<std::string>();
+      if (cfg.state_backend != "rocksdb" && cfg.state_backend != "memory")
+        return Err(path, st["backend"], "state.backend must be rocksdb or memory");
+    }
+    if (st["cache_keys"]) {
+      int64_t v = st["cache_keys"].as<int64_t>();
+      if (v < 0)
+        return Err(path, st["cache_keys"], "state.cache_keys must be 0 (no limit) or more");
+      cfg.state_cache_keys = static_cast<size_t>(v);
+    }
+  }
+  if (const YAML::Node ck = root["checkpoint"]) {
+    if (!ck.IsMap()) return Err(path, ck, "checkpoint must be a map like {interval: 10s}");
+    for (const auto& kv : ck) {
+      const std::string k = kv.first.as<std::string>();
+      if (k != "interval" && k != "retain" && k != "enabled")
+        return Err(path, kv.first,
+                   "unknown checkpoint setting '" + k + "' (enabled, interval, retain)");
+    }
+    if (ck["enabled"]) cfg.checkpoints_enabled = ck["enabled"].as<bool>();
+    if (ck["interval"]) {
+      const std::string text = ck["interval"].as<std::string>();
+      if (text == "0" || text == "off") {
+        cfg.checkpoint_interval = Duration::Seconds(0);
+      } else {
+        auto d = ReadDuration(path, ck["interval"], "checkpoint.interval");
+        if (!d.ok()) return d.status();
+        cfg.checkpoint_interval = *d;
+      }
+    }
+    if (ck["retain"]) {
+      int v = ck["retain"].as<int>();
+      if (v < 1) return Err(path, ck["retain"], "checkpoint.retain must be at least 1");
+      cfg.checkpoint_retain = v;
+    }
   }
   return cfg;
 }

@@ -52,6 +52,11 @@ struct PipelineConfig {
   int parallelism = 0;                      // 0: number of cores
   size_t max_runs_per_key = 10000;
   std::string state_dir = "state";
+  std::string state_backend = "rocksdb";  // rocksdb | memory
+  size_t state_cache_keys = 100000;       // per worker (rocksdb); 0: no limit
+  bool checkpoints_enabled = true;
+  Duration checkpoint_interval = Duration::Seconds(10);  // 0: only at stop and end
+  int checkpoint_retain = 3;
 
   const StreamConfig* FindStream(const std::string& name) const;
 };

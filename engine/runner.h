@@ -3,6 +3,9 @@
 // against the watermark, routes events by key group to the workers, and
 // reports dead letters and late events. The reader runs on the calling
 // thread; workers on their own. Stop() may be called from any thread.
+// With checkpoints enabled the runner is also the checkpoint coordinator: it
+// restores the latest complete checkpoint at start, injects barriers at its
+// interval, and takes a final checkpoint at a stop and at the end.
 #pragma once
 
 #include <atomic>
@@ -14,8 +17,20 @@
 #include "engine/output.h"
 #include "engine/pipeline.h"
 #include "metrics/counters.h"
+#include "state/state_backend.h"
 
 namespace cepheus::engine {
+
+// Durable state and checkpoints (docs/architecture.md "Durable state").
+struct CheckpointOptions {
+  bool enabled = false;
+  state::BackendKind backend = state::BackendKind::kRocksDb;
+  std::string state_dir;
+  // Wall-clock time between checkpoints; 0: only at a stop and at the end.
+  int64_t interval_ms = 10000;
+  int retain = 3;         // complete checkpoints kept
+  size_t cache_keys = 0;  // deserialized keys per worker; 0: no limit
+};
 
 struct RunOptions {
   int parallelism = 1;
@@ -24,6 +39,7 @@ struct RunOptions {
   // How long the reader waits for an unbounded input before it re-checks
   // the clock (and idle watermarks).
   int poll_ms = 100;
+  CheckpointOptions checkpoint;
 };
 
 struct RunSummary {
@@ -32,6 +48,9 @@ struct RunSummary {
   uint64_t timeouts = 0;
   uint64_t runs_dropped = 0;
   bool stopped = false;  // ended by Stop(), not by the end of input
+  uint64_t checkpoints = 0;
+  uint64_t restored_from = 0;  // checkpoint id, 0: a fresh start
+  uint64_t keys_evicted = 0, keys_loaded = 0;
 };
 
 struct RunOutputs {

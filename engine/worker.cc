@@ -6,9 +6,41 @@
 
 #include <algorithm>
 
+#include "common/hash.h"
+#include "common/varint.h"
 #include "engine/match_render.h"
+#include "state/key_groups.h"
 
 namespace cepheus::engine {
+
+namespace {
+// Backend namespaces: pending (not yet watermarked) events, and per pattern
+// its key matchers (docs/formats.md "Worker state").
+constexpr std::string_view kBufferNs = "b";
+}  // namespace
+
+void SnapshotSync::Arrive(const Status& s) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!s.ok() && status_.ok()) status_ = s;
+  if (--waiting_ == 0) cv_.notify_all();
+}
+
+Status SnapshotSync::WaitAllArrived() {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return waiting_ <= 0; });
+  return status_;
+}
+
+void SnapshotSync::Release() {
+  std::lock_guard<std::mutex> l(mu_);
+  released_ = true;
+  cv_.notify_all();
+}
+
+void SnapshotSync::WaitReleased() {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return released_; });
+}
 
 Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches)
     : pipeline_(pipeline), index_(index), matches_(matches) {
@@ -19,6 +51,7 @@ Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches)
       PatternState& ps = patterns_[static_cast<size_t>(pi)];
       ps.pattern = pipeline.patterns[static_cast<size_t>(pi)].get();
       ps.keying = &pipeline.keyings[k];
+      ps.ns = "m/" + ps.pattern->name;
       keying_patterns_[k].push_back(pi);
     }
   }
@@ -107,7 +140,203 @@ void Worker::OnBatch(EventBatch& batch) {
   // Keys with nothing in flight are forgotten in periodic sweeps rather than
   // at once: a busy key would otherwise be dropped and re-created per event.
   if (events_since_sweep_ >= kSweepEvery) SweepIdleKeys();
+  if (state_.cache_keys && cached_keys_ > state_.cache_keys) EvictColdKeys();
   FlushOutput();
+  ++batch_no_;
+  if (batch.barrier) {
+    // Everything before the barrier is processed and its output handed to
+    // the sinks: write the state back, then wait while the snapshot is taken.
+    Status s = status_;
+    if (s.ok() && state_.backend) s = WriteBackAll();
+    batch.barrier->Arrive(s);
+    batch.barrier->WaitReleased();
+  }
+}
+
+void Worker::AttachState(const WorkerStateOptions& options) {
+  state_ = options;
+  buffer_groups_.assign(state::kDefaultKeyGroups, false);
+}
+
+int Worker::GroupOf(std::string_view key) const {
+  return state::KeyGroupOf(StableHash(key), state::kDefaultKeyGroups);
+}
+
+Status Worker::Restore(const RestoreMapping& mapping) {
+  if (!state_.backend) return Status::Internal("restore without a state backend");
+  int begin, end;
+  state::GroupRange(index_, state::kDefaultKeyGroups, state_.parallelism, &begin, &end);
+  Status bad;
+  for (int g = begin; g < end; ++g) {
+    CEPHEUS_RETURN_IF_ERROR(state_.backend->ScanGroup(
+        g, [&](std::string_view ns, std::string_view key, std::string_view value) {
+          if (!bad.ok()) return;
+          if (ns == kBufferNs) {
+            buffer_groups_[static_cast<size_t>(g)] = true;
+            std::string_view k = key.substr(std::min<size_t>(8, key.size()));
+            uint64_t old_keying;
+            const char* p = value.data();
+            if (key.size() < 8 || !GetVarint(&k, &old_keying)) {
+              bad = Status::Corruption("damaged pending event in key group " + std::to_string(g));
+              return;
+            }
+            if (old_keying >= mapping.keyings.size() || mapping.keyings[old_keying] < 0) return;
+            RowPtr row = Row::DecodeFrom(&p, value.data() + value.size());
+            if (!row) {
+              bad = Status::Corruption("damaged pending event in key group " + std::to_string(g));
+              return;
+            }
+            buffer_.push_back(
+                Pending{std::move(row), static_cast<uint32_t>(mapping.keyings[old_keying])});
+            return;
+          }
+          for (PatternState& ps : patterns_) {
+            if (ps.ns != ns) continue;
+            int64_t deadline;
+            std::string_view v = value;
+            if (!GetSigned(&v, &deadline)) {
+              bad = Status::Corruption("damaged state of pattern " + ps.pattern->name);
+              return;
+            }
+            if (deadline != EventTime::Max().millis())
+              ps.cold_timers.push(ColdTimer{EventTime::FromMillis(deadline), std::string(key)});
+          }
+        }));
+    CEPHEUS_RETURN_IF_ERROR(bad);
+  }
+  std::sort(buffer_.begin(), buffer_.end());
+  head_ = 0;
+  watermark_ = mapping.watermark;
+  lookup_backend_ = true;
+  return Status::Ok();
+}
+
+Worker::KeyMap::value_type* Worker::FindOrLoad(PatternState& ps, std::string_view key) {
+  auto it = ps.keys.find(absl::string_view(key.data(), key.size()));
+  if (it != ps.keys.end()) return &*it;
+  KeyEntry entry;
+  if (lookup_backend_) {
+    auto got = state_.backend->Get(GroupOf(key), ps.ns, key);
+    if (!got.ok()) {
+      Fail(got.status());
+    } else if (got->has_value()) {
+      std::string_view v = **got;
+      int64_t deadline;
+      auto m = GetSigned(&v, &deadline) ? KeyMatcher::Deserialize(ps.env, v)
+                                        : Result<KeyMatcher>(Status::Corruption("no deadline"));
+      if (!m.ok()) {
+        Fail(Status::Corruption("state of key '" + std::string(key) + "' of pattern " +
+                                ps.pattern->name + ": " + m.status().message()));
+      } else {
+        entry.matcher = std::move(m.value());
+        entry.stored = true;
+        ++stats_.keys_loaded;
+      }
+    }
+  }
+  entry.last_used = batch_no_;
+  ++cached_keys_;
+  auto* node = &*ps.keys.emplace(std::string(key), std::move(entry)).first;
+  if (!node->second.matcher.Idle()) Schedule(ps, *node);
+  return node;
+}
+
+void Worker::WriteBack(PatternState& ps, const std::string& key, KeyEntry& e) {
+  if (!e.dirty || !state_.backend) return;
+  e.dirty = false;
+  Status s;
+  if (e.matcher.Idle()) {
+    if (e.stored) s = state_.backend->Delete(GroupOf(key), ps.ns, key);
+    e.stored = false;
+  } else {
+    value_scratch_.clear();
+    PutSigned(&value_scratch_, e.matcher.NextDeadline(ps.env).millis());
+    e.matcher.Serialize(ps.env, &value_scratch_);
+    s = state_.backend->Put(GroupOf(key), ps.ns, key, value_scratch_);
+    e.stored = true;
+  }
+  if (!s.ok()) Fail(s);
+}
+
+Status Worker::WriteBackAll() {
+  for (PatternState& ps : patterns_)
+    for (auto& [key, e] : ps.keys) WriteBack(ps, key, e);
+  // Pending events: the backend holds exactly those of this checkpoint.
+  for (size_t g = 0; g < buffer_groups_.size(); ++g) {
+    if (!buffer_groups_[g]) continue;
+    CEPHEUS_RETURN_IF_ERROR(state_.backend->DeleteNamespace(static_cast<int>(g), kBufferNs));
+    buffer_groups_[g] = false;
+  }
+  std::string key, value;
+  for (size_t i = head_; i < buffer_.size(); ++i) {
+    const Pending& p = buffer_[i];
+    const Keying& keying = pipeline_.keyings[p.keying];
+    const Schema& schema = pipeline_.config.streams[static_cast<size_t>(keying.stream)].schema;
+    const int g = GroupOf(KeyView(*p.row, keying.fields, schema, &key_scratch_));
+    key.clear();
+    for (int b = 7; b >= 0; --b) key.push_back(static_cast<char>((p.row->seq() >> (8 * b)) & 0xff));
+    PutVarint(&key, p.keying);
+    value.clear();
+    p.row->AppendEncoded(&value);
+    CEPHEUS_RETURN_IF_ERROR(state_.backend->Put(g, kBufferNs, key, value));
+    buffer_groups_[static_cast<size_t>(g)] = true;
+  }
+  return status_;
+}
+
+void Worker::EvictColdKeys() {
+  struct Candidate {
+    uint64_t last_used;
+    PatternState* ps;
+    KeyMap::value_type* node;
+  };
+  std::vector<Candidate> all;
+  all.reserve(cached_keys_);
+  for (PatternState& ps : patterns_)
+    for (auto& kv : ps.keys) all.push_back(Candidate{kv.second.last_used, &ps, &kv});
+  const size_t target = state_.cache_keys - state_.cache_keys / 10;
+  if (all.size() <= target) return;
+  const size_t n = all.size() - target;
+  std::nth_element(
+      all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(),
+      [](const Candidate& a, const Candidate& b) { return a.last_used < b.last_used; });
+  for (size_t i = 0; i < n; ++i) {
+    PatternState& ps = *all[i].ps;
+    KeyEntry& e = all[i].node->second;
+    const std::string key = all[i].node->first;
+    WriteBack(ps, key, e);
+    const EventTime d = e.matcher.Idle() ? EventTime::Max() : e.matcher.NextDeadline(ps.env);
+    if (d != EventTime::Max()) ps.cold_timers.push(ColdTimer{d, key});
+    e.matcher.Clear(ps.env);
+    ps.keys.erase(key);
+    --cached_keys_;
+    ++stats_.keys_evicted;
+  }
+  lookup_backend_ = true;
+  for (PatternState& ps : patterns_) RebuildTimers(ps);
+}
+
+void Worker::EndStoredKeys(PatternState& ps) {
+  int begin, end;
+  state::GroupRange(index_, state::kDefaultKeyGroups, state_.parallelism, &begin, &end);
+  for (int g = begin; g < end; ++g) {
+    std::vector<std::string> keys;
+    Status s = state_.backend->ScanGroup(g, [&](std::string_view ns, std::string_view key,
+                                                std::string_view) {
+      if (ns == ps.ns && ps.keys.find(absl::string_view(key.data(), key.size())) == ps.keys.end())
+        keys.emplace_back(key);
+    });
+    if (!s.ok()) Fail(s);
+    for (const std::string& k : keys) {
+      KeyMap::value_type* node = FindOrLoad(ps, k);
+      ps.current_key_view = node->first;
+      node->second.matcher.AdvanceTime(ps.env, EventTime::Max());
+      node->second.matcher.Clear(ps.env);
+      ps.keys.erase(k);
+      --cached_keys_;
+      FlushOutput();
+    }
+  }
 }
 
 void Worker::Schedule(PatternState& ps, KeyMap::value_type& key) {
@@ -148,10 +377,11 @@ void Worker::ProcessEvent(const Pending& p) {
     if (!node) {
       // Debian's Abseil has its own string_view type.
       auto it = ps.keys.find(absl::string_view(key.data(), key.size()));
-      if (it == ps.keys.end()) it = ps.keys.emplace(std::string(key), KeyEntry{}).first;
-      node = &*it;
+      node = it != ps.keys.end() ? &*it : FindOrLoad(ps, key);
     }
     KeyEntry& e = node->second;
+    e.dirty = true;
+    e.last_used = batch_no_;
     ps.current_key_view = node->first;
     e.matcher.Process(ps.env, p.row, e.matcher.NextId(p.row->time()));
     if (!e.matcher.Idle()) Schedule(ps, *node);
@@ -163,29 +393,41 @@ void Worker::SweepIdleKeys() {
   events_since_sweep_ = 0;
   for (PatternState& ps : patterns_) {
     for (auto it = ps.keys.begin(); it != ps.keys.end();) {
-      if (it->second.matcher.Idle())
+      if (it->second.matcher.Idle()) {
+        if (it->second.stored) {
+          Status s = state_.backend->Delete(GroupOf(it->first), ps.ns, it->first);
+          if (!s.ok()) Fail(s);
+        }
         ps.keys.erase(it++);
-      else
+        --cached_keys_;
+      } else {
         ++it;
+      }
     }
-    // Timers may point at erased keys: rebuild them from the keys that remain.
-    std::vector<Timer> timers;
-    for (auto& kv : ps.keys)
-      if (kv.second.scheduled != EventTime::Max())
-        timers.push_back(Timer{kv.second.scheduled, &kv});
-    ps.timers = decltype(ps.timers)(std::greater<Timer>(), std::move(timers));
+    RebuildTimers(ps);
   }
+}
+
+void Worker::RebuildTimers(PatternState& ps) {
+  std::vector<Timer> timers;
+  for (auto& kv : ps.keys)
+    if (kv.second.scheduled != EventTime::Max()) timers.push_back(Timer{kv.second.scheduled, &kv});
+  ps.timers = decltype(ps.timers)(std::greater<Timer>(), std::move(timers));
 }
 
 void Worker::FireTimers(EventTime wm) {
   for (PatternState& ps : patterns_) {
     if (wm == EventTime::Max()) {
-      // End of input: every key ends, with or without a deadline.
+      // End of input: every key ends, with or without a deadline, including
+      // those that live only in the backend.
+      if (lookup_backend_) EndStoredKeys(ps);
+      while (!ps.cold_timers.empty()) ps.cold_timers.pop();
       for (auto& [key, e] : ps.keys) {
         ps.current_key_view = key;
         e.matcher.AdvanceTime(ps.env, wm);
         e.matcher.Clear(ps.env);
       }
+      cached_keys_ -= ps.keys.size();
       ps.keys.clear();
       while (!ps.timers.empty()) ps.timers.pop();
       continue;
@@ -196,9 +438,24 @@ void Worker::FireTimers(EventTime wm) {
       KeyEntry& e = t.key->second;
       if (e.scheduled != t.at) continue;  // superseded by an earlier timer
       e.scheduled = EventTime::Max();
+      e.dirty = true;
+      e.last_used = batch_no_;
       ps.current_key_view = t.key->first;
       e.matcher.AdvanceTime(ps.env, wm);
       Schedule(ps, *t.key);  // idle keys are left to SweepIdleKeys
+    }
+    // Deadlines of keys that were evicted: load them and let time pass.
+    while (!ps.cold_timers.empty() && ps.cold_timers.top().at <= wm) {
+      const std::string key = ps.cold_timers.top().key;
+      ps.cold_timers.pop();
+      if (ps.keys.find(key) != ps.keys.end()) continue;  // loaded since: has its own timer
+      KeyMap::value_type* node = FindOrLoad(ps, key);
+      KeyEntry& e = node->second;
+      e.dirty = true;
+      e.scheduled = EventTime::Max();
+      ps.current_key_view = node->first;
+      e.matcher.AdvanceTime(ps.env, wm);
+      Schedule(ps, *node);
     }
   }
 }

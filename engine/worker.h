@@ -13,11 +13,15 @@
 #include <thread>
 #include <vector>
 
+#include <condition_variable>
+#include <mutex>
+
 #include "common/blocking_queue.h"
 #include "engine/match_render.h"
 #include "engine/nfa_runtime.h"
 #include "engine/output.h"
 #include "engine/pipeline.h"
+#include "state/state_backend.h"
 
 namespace cepheus::engine {
 
@@ -26,17 +30,58 @@ struct RoutedEvent {
   uint32_t keying = 0;
 };
 
-// Events plus the watermark that holds after them. `final` ends the input.
+// The rendezvous of one checkpoint's synchronous phase. Each worker, having
+// processed everything before the barrier, writes its state back and
+// arrives; the coordinator waits for all, takes the snapshot, and releases
+// them. (Every worker has one input channel, fed by the single reader, so a
+// barrier needs no alignment across channels: it is in order by construction.)
+class SnapshotSync {
+ public:
+  explicit SnapshotSync(int parties) : waiting_(parties) {}
+  void Arrive(const Status& s);
+  Status WaitAllArrived();
+  void Release();
+  void WaitReleased();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_;
+  bool released_ = false;
+  Status status_;
+};
+
+// Events plus the watermark that holds after them. A Max watermark ends the input.
 struct EventBatch {
   std::vector<RoutedEvent> events;
   Watermark watermark;
   bool stop = false;  // stop without the final watermark (shutdown)
+  // Set: a checkpoint barrier after this batch's events.
+  std::shared_ptr<SnapshotSync> barrier;
 };
 
 struct WorkerStats {
   uint64_t events = 0;
   MatcherStats matcher;
   uint64_t peak_buffered = 0;
+  uint64_t keys_evicted = 0;  // written back and dropped from the cache
+  uint64_t keys_loaded = 0;   // read back from the state backend
+};
+
+// Where a worker keeps its state beyond memory (see docs/architecture.md).
+struct WorkerStateOptions {
+  state::StateBackend* backend = nullptr;  // shared by all workers
+  int parallelism = 1;                     // to know the worker's key groups
+  // At most this many keys (over all patterns) stay deserialized in memory;
+  // the least recently used ones beyond are written back and dropped. 0: no limit.
+  size_t cache_keys = 0;
+};
+
+// How the state of a checkpoint maps onto the current pipeline.
+struct RestoreMapping {
+  // Checkpoint keying index -> current keying index, or -1 (its events are dropped).
+  std::vector<int> keyings;
+  Watermark watermark;
 };
 
 class Worker {
@@ -46,6 +91,12 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
+  // Before Start(): keep state in `options.backend` (else only in memory).
+  void AttachState(const WorkerStateOptions& options);
+  // Before Start(), after AttachState: takes over the state of this worker's
+  // key groups from the backend (which holds a restored checkpoint): its
+  // pending events and the deadlines of its keys (keys load lazily).
+  Status Restore(const RestoreMapping& mapping);
   void Start();
   // Blocks while the worker's queue is full.
   void Push(EventBatch batch) { queue_.Push(std::move(batch)); }
@@ -62,6 +113,9 @@ class Worker {
   struct KeyEntry {
     KeyMatcher matcher;
     EventTime scheduled = EventTime::Max();  // earliest timer queued for this key
+    uint64_t last_used = 0;                  // batch number, for eviction
+    bool dirty = false;                      // changed since written to the backend
+    bool stored = false;                     // the backend has an entry for it
   };
   // Abseil's node map: power-of-two buckets (no division per lookup), lookup
   // by string_view without a copy, and stable node addresses (timers hold them).
@@ -73,12 +127,20 @@ class Worker {
     KeyMap::value_type* key;
     bool operator>(const Timer& o) const { return at > o.at; }
   };
+  // A deadline of a key that is not in memory.
+  struct ColdTimer {
+    EventTime at;
+    std::string key;
+    bool operator>(const ColdTimer& o) const { return at > o.at; }
+  };
   struct PatternState {
     const patterns::CompiledPattern* pattern = nullptr;
+    std::string ns;  // the backend namespace of its matchers
     const Keying* keying = nullptr;
     MatcherEnv env;
     KeyMap keys;
     std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers;
+    std::priority_queue<ColdTimer, std::vector<ColdTimer>, std::greater<ColdTimer>> cold_timers;
     std::string_view current_key_view;  // the key whose matcher is emitting (a map key)
     std::unique_ptr<MatchRenderer> renderer;
   };
@@ -102,6 +164,28 @@ class Worker {
   void Schedule(PatternState& ps, KeyMap::value_type& key);
   void FlushOutput();
   void SweepIdleKeys();
+  // Timers point at map nodes: rebuilt after keys are erased.
+  void RebuildTimers(PatternState& ps);
+  // The key's entry, loaded from the backend if it is there (else created).
+  KeyMap::value_type* FindOrLoad(PatternState& ps, std::string_view key);
+  void EvictColdKeys();
+  // Writes `e` to the backend if it changed (or deletes it if idle).
+  void WriteBack(PatternState& ps, const std::string& key, KeyEntry& e);
+  // Writes every changed key and the pending events (a checkpoint's sync phase).
+  Status WriteBackAll();
+  // End of input with keys in the backend: every stored key ends too.
+  void EndStoredKeys(PatternState& ps);
+  int GroupOf(std::string_view key) const;
+  void Fail(const Status& s) {
+    if (status_.ok()) status_ = s;
+  }
+
+  WorkerStateOptions state_;
+  bool lookup_backend_ = false;  // the backend may hold keys that are not in memory
+  size_t cached_keys_ = 0;
+  uint64_t batch_no_ = 0;
+  std::vector<bool> buffer_groups_;  // groups with pending events in the backend
+  std::string value_scratch_;
   static constexpr uint64_t kSweepEvery = 1 << 16;
   uint64_t events_since_sweep_ = 0;
 

@@ -1,7 +1,9 @@
 // Sinks: where output records go. stdout/stderr write through a buffer
 // (at-least-once: a crash can lose or, on restart, repeat records); file
-// sinks append JSON lines to a file, creating its directory. Each sink
-// serializes concurrent writers with a mutex.
+// sinks write JSON lines to a file, creating its directory. In a checkpointed
+// run (`exactly_once`) a file sink makes records visible only when the
+// checkpoint covering them completes, and a restart neither loses nor repeats
+// any (see engine/output.h). Each sink serializes concurrent writers.
 #pragma once
 
 #include <memory>
@@ -14,7 +16,8 @@
 
 namespace cepheus::sinks {
 
-Result<std::unique_ptr<engine::Output>> MakeOutput(const engine::OutputConfig& config);
+Result<std::unique_ptr<engine::Output>> MakeOutput(const engine::OutputConfig& config,
+                                                   bool exactly_once = false);
 
 // An output that keeps everything in memory (tests, benchmarks).
 class MemoryOutput final : public engine::Output {

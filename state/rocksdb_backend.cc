@@ -1,6 +1,8 @@
 // The RocksDB state backend. RocksDB headers stay in this file.
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
 
 #include "state/state_backend.h"
@@ -49,6 +51,17 @@ class RocksDbBackend final : public StateBackend {
     }
     return FromRocks(it->status(), "state scan");
   }
+  Status DeleteNamespace(int g, std::string_view ns) override {
+    const std::string lo = EncodeStateKey(g, ns, "");
+    // Every key with this prefix sorts below the prefix's successor (the
+    // prefix ends in the namespace's last byte, which is never 0xff for text).
+    std::string hi = lo;
+    while (!hi.empty() && static_cast<unsigned char>(hi.back()) == 0xff) hi.pop_back();
+    if (hi.empty()) return Status::InvalidArgument("namespace cannot be range-deleted");
+    hi.back() = static_cast<char>(static_cast<unsigned char>(hi.back()) + 1);
+    return FromRocks(db_->DeleteRange(write_, db_->DefaultColumnFamily(), lo, hi),
+                     "state delete range");
+  }
   Status Snapshot(const std::string& dir) override {
     rocksdb::Checkpoint* cp = nullptr;
     CEPHEUS_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &cp), "checkpoint"));
@@ -68,6 +81,11 @@ Result<std::unique_ptr<StateBackend>> OpenRocksDbBackend(const std::string& dir)
   rocksdb::Options options;
   options.create_if_missing = true;
   options.paranoid_checks = true;
+  // Workers look up keys that are mostly absent (a key seen for the first
+  // time): a Bloom filter answers those without reading table blocks.
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
   if (!s.ok()) return FromRocks(s, "opening state in '" + dir + "'");

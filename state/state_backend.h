@@ -3,7 +3,9 @@
 // Entries of one key group can be scanned together, so state moves between
 // workers by whole key groups when the parallelism changes. Two backends:
 // in memory, and RocksDB on local disk (with cheap hard-linked snapshots).
-// A backend is used by one thread at a time (each worker owns its own).
+// One backend is shared by all workers of a process: every method may be
+// called from several threads at once (each worker touches only the key
+// groups it owns).
 #pragma once
 
 #include <functional>
@@ -29,6 +31,8 @@ class StateBackend {
   using Visitor =
       std::function<void(std::string_view ns, std::string_view key, std::string_view value)>;
   virtual Status ScanGroup(int key_group, const Visitor& visit) = 0;
+  // Deletes every entry of (`key_group`, `ns`).
+  virtual Status DeleteNamespace(int key_group, std::string_view ns) = 0;
   // Writes a consistent, openable copy of the whole state to `dir` (which
   // must not exist). RocksDB hard-links its table files, so a snapshot costs
   // about what changed since the last one.
@@ -38,6 +42,20 @@ class StateBackend {
 std::unique_ptr<StateBackend> MakeMemoryBackend();
 // Opens (or creates) the RocksDB state in `dir`.
 Result<std::unique_ptr<StateBackend>> OpenRocksDbBackend(const std::string& dir);
+
+// Writes `data` to `path` atomically and durably: a temporary file, fsync,
+// rename, fsync of the directory.
+Status WriteFileDurably(const std::string& path, std::string_view data);
+Status SyncDirectory(const std::string& dir);
+
+enum class BackendKind { kMemory, kRocksDb };
+// The working state of a job. With an empty `snapshot_dir` it starts empty
+// (whatever was in `working_dir` is deleted); otherwise it starts as a copy of
+// that snapshot, which is left untouched (RocksDB table files are hard-linked,
+// the rest copied). The memory backend keeps nothing in `working_dir`.
+Result<std::unique_ptr<StateBackend>> OpenWorkingState(BackendKind kind,
+                                                       const std::string& working_dir,
+                                                       const std::string& snapshot_dir);
 
 // The storage key (docs/formats.md): big-endian u16 key group, varint
 // namespace length, namespace, key. Groups sort in numeric order.

@@ -42,6 +42,21 @@ class InputWatermark {
   // The watermark including wall-clock advance while idle.
   Watermark Current(int64_t wall_ms) const;
 
+  // What a checkpoint keeps of an input (its options come from the config).
+  struct Saved {
+    bool ended = false;
+    bool has_events = false;
+    EventTime max_ts = EventTime::Min();
+    int64_t last_event_wall_ms = 0;
+  };
+  Saved Save() const { return Saved{ended_, has_events_, max_ts_, last_event_wall_ms_}; }
+  void Restore(const Saved& s) {
+    ended_ = s.ended;
+    has_events_ = s.has_events;
+    max_ts_ = s.max_ts;
+    last_event_wall_ms_ = s.last_event_wall_ms;
+  }
+
  private:
   WatermarkOptions options_;
   bool bounded_;
@@ -58,10 +73,13 @@ class WatermarkCombiner {
  public:
   int AddInput(WatermarkOptions options, bool bounded);
   InputWatermark& input(int i) { return inputs_[static_cast<size_t>(i)]; }
+  const InputWatermark& input(int i) const { return inputs_[static_cast<size_t>(i)]; }
   size_t size() const { return inputs_.size(); }
   // Recomputes and returns the combined watermark.
   Watermark Update(int64_t wall_ms);
   Watermark current() const { return current_; }
+  // Restoring from a checkpoint: the combined watermark it had reached.
+  void RestoreCurrent(Watermark w) { current_ = w; }
   bool AllEnded() const;
 
  private:
