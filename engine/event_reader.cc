@@ -9,9 +9,6 @@
 #include "engine/match_render.h"
 
 namespace cepheus::engine {
-namespace {
-constexpr size_t kLinesPerTurn = 512;
-}
 
 struct EventReader::Input {
   const StreamConfig* config = nullptr;
@@ -123,7 +120,7 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
     if (in.ended) continue;
     all_ended = false;
     lines_.clear();
-    LineReader::Result r = in.reader->NextLines(kLinesPerTurn, 0, &lines_);
+    LineReader::Result r = in.reader->NextLines(options_.lines_per_turn, 0, &lines_);
     if (r == LineReader::Result::kTimeout) continue;
     if (r == LineReader::Result::kError) return in.reader->error();
     if (r == LineReader::Result::kEnd) {

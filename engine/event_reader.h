@@ -22,6 +22,9 @@ struct ReaderOptions {
   const Clock* clock = nullptr;  // default: the system clock
   // False for the batch "complete" mode: no watermark, no late events.
   bool judge_lateness = true;
+  // Records read from each input per turn (smaller: finer interleaving of
+  // inputs, more turns; results do not depend on it).
+  size_t lines_per_turn = 512;
   // Keep only events with from <= event time < to.
   std::optional<EventTime> from, to;
   // Per stream (by index): files read one after the other. Empty: the

@@ -88,6 +88,7 @@ Result<RunSummary> PipelineRunner::Run() {
 
   ReaderOptions ropts;
   ropts.clock = options_.clock;
+  ropts.lines_per_turn = std::max<size_t>(1, options_.lines_per_turn);
   EventReader reader(pipeline_, ropts);
   // Every input is opened first: a missing file fails the run before it starts.
   CEPHEUS_RETURN_IF_ERROR(reader.Open());
@@ -311,8 +312,13 @@ Result<RunSummary> PipelineRunner::Run() {
     }
     publish_counters();
     if (*turn == EventReader::Turn::kEnd) break;
+    if (options_.stop_after_records && reader.counts().records_read >= options_.stop_after_records)
+      Stop();
     const bool progress = *turn == EventReader::Turn::kProgress;
+    // The end of every input (a Max watermark) is sent only after the loop,
+    // with the final checkpoint: workers end their run when they see it.
     Watermark wm = reader.UpdateWatermark();
+    if (wm.is_max()) wm = sent_wm;
     if (pending_events >= kBatchEvents || (wm > sent_wm && (pending_events > 0 || !progress)) ||
         (!progress && pending_events > 0)) {
       send(wm);
@@ -366,6 +372,7 @@ Result<RunSummary> PipelineRunner::Run() {
     summary.runs_dropped += w->stats().matcher.runs_dropped;
     summary.keys_evicted += w->stats().keys_evicted;
     summary.keys_loaded += w->stats().keys_loaded;
+    summary.peak_cached_keys = std::max(summary.peak_cached_keys, w->stats().peak_cached_keys);
     if (failure.ok() && !w->status().ok()) failure = w->status();
   }
   reg.GetCounter("cepheus_matches_total", "Matches emitted").Add(summary.matches);

@@ -40,6 +40,10 @@ struct RunOptions {
   // the clock (and idle watermarks).
   int poll_ms = 100;
   CheckpointOptions checkpoint;
+  // Testing aids: records per input per turn, and Stop() once this many
+  // records were read (0: never).
+  size_t lines_per_turn = 512;
+  uint64_t stop_after_records = 0;
 };
 
 struct RunSummary {
@@ -51,6 +55,7 @@ struct RunSummary {
   uint64_t checkpoints = 0;
   uint64_t restored_from = 0;  // checkpoint id, 0: a fresh start
   uint64_t keys_evicted = 0, keys_loaded = 0;
+  uint64_t peak_cached_keys = 0;  // the most keys one worker held in memory
 };
 
 struct RunOutputs {

@@ -235,7 +235,7 @@ Worker::KeyMap::value_type* Worker::FindOrLoad(PatternState& ps, std::string_vie
     }
   }
   entry.last_used = batch_no_;
-  ++cached_keys_;
+  stats_.peak_cached_keys = std::max<uint64_t>(stats_.peak_cached_keys, ++cached_keys_);
   auto* node = &*ps.keys.emplace(std::string(key), std::move(entry)).first;
   if (!node->second.matcher.Idle()) Schedule(ps, *node);
   return node;

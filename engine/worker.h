@@ -66,6 +66,7 @@ struct WorkerStats {
   uint64_t peak_buffered = 0;
   uint64_t keys_evicted = 0;  // written back and dropped from the cache
   uint64_t keys_loaded = 0;   // read back from the state backend
+  uint64_t peak_cached_keys = 0;
 };
 
 // Where a worker keeps its state beyond memory (see docs/architecture.md).

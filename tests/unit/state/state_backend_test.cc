@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 
@@ -58,7 +59,8 @@ TEST_P(Backend, PutGetDeleteAndScanByKeyGroup) {
     int g = std::uniform_int_distribution<int>(0, 127)(rng);
     std::string ns =
         std::string("ns") + std::to_string(std::uniform_int_distribution<int>(0, 2)(rng));
-    std::string key = "k" + std::to_string(std::uniform_int_distribution<int>(0, 200)(rng));
+    std::string key = "k";
+    key += std::to_string(std::uniform_int_distribution<int>(0, 200)(rng));
     if (std::uniform_int_distribution<int>(0, 4)(rng) == 0) {
       ASSERT_TRUE(backend_->Delete(g, ns, key).ok());
       model.erase({g, ns, key});
@@ -99,7 +101,72 @@ TEST_P(Backend, NamespacesAndKeysDoNotBleedIntoEachOther) {
   EXPECT_EQ(Scan(259).size(), 1u);
 }
 
+TEST_P(Backend, DeleteNamespaceRemovesExactlyThatNamespaceOfThatGroup) {
+  ASSERT_TRUE(backend_);
+  for (int g : {4, 5})
+    for (const char* ns : {"b", "m/p", "m/pq"})
+      for (int k = 0; k < 20; ++k)
+        ASSERT_TRUE(backend_->Put(g, ns, "key" + std::to_string(k), "v").ok());
+  ASSERT_TRUE(backend_->DeleteNamespace(4, "m/p").ok());
+  auto g4 = Scan(4);
+  EXPECT_EQ(g4.size(), 40u);
+  for (const auto& [k, v] : g4) EXPECT_FALSE(k.starts_with("m/p/")) << k;
+  EXPECT_EQ(Scan(5).size(), 60u) << "other groups keep theirs";
+}
+
+// A working state restored from a snapshot holds exactly the snapshot's
+// entries, and later writes to it never reach the snapshot.
+TEST_P(Backend, WorkingStateFromASnapshotIsACopy) {
+  const BackendKind kind = GetParam() == "memory" ? BackendKind::kMemory : BackendKind::kRocksDb;
+  auto work = OpenWorkingState(kind, (dir_ / "work").string(), "");
+  ASSERT_TRUE(work.ok()) << work.status().message();
+  for (int i = 0; i < 300; ++i)
+    ASSERT_TRUE((*work)->Put(i % 128, "ns", "k" + std::to_string(i), std::to_string(i)).ok());
+  ASSERT_TRUE((*work)->Snapshot((dir_ / "snap").string()).ok());
+  ASSERT_TRUE((*work)->Put(1, "ns", "k1", "later").ok());
+  work.value().reset();
+
+  for (int round = 0; round < 2; ++round) {
+    auto restored = OpenWorkingState(kind, (dir_ / "work").string(), (dir_ / "snap").string());
+    ASSERT_TRUE(restored.ok()) << restored.status().message();
+    EXPECT_EQ(**(*restored)->Get(1, "ns", "k1"), "1");
+    EXPECT_EQ(**(*restored)->Get(299 % 128, "ns", "k299"), "299");
+    ASSERT_TRUE((*restored)->Put(1, "ns", "k1", "changed after restore").ok());
+    ASSERT_TRUE((*restored)->Delete(2, "ns", "k2").ok());
+  }
+  auto fresh = OpenWorkingState(kind, (dir_ / "work").string(), "");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_FALSE((*fresh)->Get(1, "ns", "k1")->has_value()) << "a fresh start is empty";
+  auto missing = OpenWorkingState(kind, (dir_ / "work2").string(), (dir_ / "nope").string());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("is missing"), std::string::npos);
+}
+
 INSTANTIATE_TEST_SUITE_P(All, Backend, ::testing::Values("memory", "rocksdb"));
+
+TEST(MemoryBackend, DamagedSnapshotIsRefused) {
+  fs::path dir = fs::temp_directory_path() / ("cepheus-memsnap-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  auto b = MakeMemoryBackend();
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(b->Put(i, "ns", "k", std::string(i, 'x')).ok());
+  ASSERT_TRUE(b->Snapshot((dir / "snap").string()).ok());
+  const fs::path file = dir / "snap" / "state.bin";
+  std::string data;
+  {
+    std::ifstream in(file, std::ios::binary);
+    data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  for (size_t cut : {size_t{0}, data.size() / 2, data.size() - 1}) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << data.substr(0, cut);
+    auto r = OpenWorkingState(BackendKind::kMemory, "", (dir / "snap").string());
+    EXPECT_FALSE(r.ok()) << "truncated at " << cut;
+  }
+  std::string flipped = data;
+  flipped[flipped.size() / 2] ^= 0x20;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << flipped;
+  EXPECT_FALSE(OpenWorkingState(BackendKind::kMemory, "", (dir / "snap").string()).ok());
+  fs::remove_all(dir);
+}
 
 TEST(RocksDbBackend, StateSurvivesReopenAndSnapshotsAreIndependent) {
   fs::path dir = fs::temp_directory_path() / ("cepheus-rocks-" + std::to_string(::getpid()));
