@@ -181,9 +181,10 @@ uint64_t CheckpointStore::NextId() const {
   return ids.empty() ? 1 : ids.back() + 1;
 }
 
-Result<std::optional<CheckpointStore::Found>> CheckpointStore::FindLatest() const {
+Result<std::vector<CheckpointStore::Found>> CheckpointStore::Usable() const {
   auto ids = Ids();
   std::vector<std::string> problems;
+  std::vector<Found> usable;
   for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
     const std::string dir = DirOf(*it);
     const std::string path = dir + "/" + kMetadataFile;
@@ -205,21 +206,31 @@ Result<std::optional<CheckpointStore::Found>> CheckpointStore::FindLatest() cons
       problem = "its state directory '" + dir + "/" + meta->state_location + "' is missing";
     }
     if (problem.empty()) {
-      if (!problems.empty())
+      if (usable.empty() && !problems.empty())
         spdlog::warn("falling back to checkpoint {} (newer ones are unusable)", *it);
-      return std::optional<Found>(Found{std::move(meta.value()), dir});
+      usable.push_back(Found{std::move(meta.value()), dir});
+      continue;
     }
-    spdlog::warn("checkpoint {} is unusable: {}", *it, problem);
-    problems.push_back("checkpoint " + std::to_string(*it) + ": " + problem);
+    if (usable.empty()) {
+      spdlog::warn("checkpoint {} is unusable: {}", *it, problem);
+      problems.push_back("checkpoint " + std::to_string(*it) + ": " + problem);
+    }
   }
-  if (!problems.empty()) {
+  if (usable.empty() && !problems.empty()) {
     std::string msg = "no usable checkpoint in '" + state_dir_ +
                       "/checkpoints' (refusing to start from empty state; move the state "
                       "directory away to start over):";
     for (const auto& p : problems) msg += "\n  " + p;
     return Status::Corruption(msg);
   }
-  return std::optional<Found>();
+  return usable;
+}
+
+Result<std::optional<CheckpointStore::Found>> CheckpointStore::FindLatest() const {
+  auto usable = Usable();
+  if (!usable.ok()) return usable.status();
+  if (usable->empty()) return std::optional<Found>();
+  return std::optional<Found>(std::move(usable->front()));
 }
 
 Status CheckpointStore::Complete(const CheckpointMetadata& meta) const {
@@ -240,7 +251,10 @@ void CheckpointStore::Retain(int retain) const {
     } else {
       drop = newer_complete;
     }
-    if (drop) fs::remove_all(DirOf(*it), ec);
+    if (!drop) continue;
+    fs::remove(DirOf(*it) + "/" + kMetadataFile, ec);
+    if (!ec) state::SyncDirectory(DirOf(*it));
+    fs::remove_all(DirOf(*it), ec);
   }
 }
 

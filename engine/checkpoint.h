@@ -64,12 +64,17 @@ class CheckpointStore {
   // log; if checkpoints exist but none is usable, that is an error (a job
   // never starts silently from empty state). nullopt: there are none.
   Result<std::optional<Found>> FindLatest() const;
+  // Every checkpoint that passes the same checks, newest first (a restore
+  // whose state then fails to open falls back to the next). Same errors.
+  Result<std::vector<Found>> Usable() const;
   // An id above every checkpoint directory present (complete or not).
   uint64_t NextId() const;
   // Makes checkpoint `meta.id` complete: writes its _metadata atomically.
   Status Complete(const CheckpointMetadata& meta) const;
   // Deletes complete checkpoints beyond the newest `retain`, and incomplete
-  // ones older than the newest complete one.
+  // ones older than the newest complete one. The metadata goes first, so a
+  // deletion cut short leaves an incomplete checkpoint, never a complete one
+  // with missing files.
   void Retain(int retain) const;
   // Deletes checkpoint directories newer than `id` (left by a crash during a
   // snapshot, or damaged ones that a restore skipped).

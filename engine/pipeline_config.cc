@@ -185,6 +185,20 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
       else
         return Err(path, kv.first, "unknown output '" + k + "' (matches, late, dead_letter)");
     }
+    // Two outputs appending to one file would interleave (and the
+    // exactly-once file sink stages each output's records on its own).
+    std::map<std::string, std::string> files;
+    for (const auto& kv : outs) {
+      const std::string k = kv.first.as<std::string>();
+      const OutputConfig& o = k == "matches" ? cfg.matches
+                              : k == "late"  ? *cfg.late
+                                             : *cfg.dead_letter;
+      if (o.type != "file") continue;
+      auto [it, fresh] = files.emplace(o.path, k);
+      if (!fresh)
+        return Err(path, kv.second,
+                   "outputs '" + it->second + "' and '" + k + "' write the same file " + o.path);
+    }
   }
   if (root["parallelism"]) {
     cfg.parallelism = root["parallelism"].as<int>();

@@ -110,26 +110,52 @@ Result<RunSummary> PipelineRunner::Run() {
   uint64_t next_checkpoint = 0;
   if (ck.enabled) {
     store = std::make_unique<CheckpointStore>(ck.state_dir);
-    auto found = store->FindLatest();
-    if (!found.ok()) return found.status();
-    if (found->has_value() && (*found)->metadata.finished) {
+    auto usable = store->Usable();
+    if (!usable.ok()) return usable.status();
+    std::optional<CheckpointStore::Found> found;
+    if (!usable->empty() && usable->front().metadata.finished) {
       spdlog::info(
           "state: the previous run of this pipeline finished (checkpoint {}); starting from the "
           "beginning",
-          (*found)->metadata.id);
+          usable->front().metadata.id);
       store->DeleteAll();
-      found->reset();
+      usable->clear();
     }
-    const CheckpointMetadata* meta = found->has_value() ? &(*found)->metadata : nullptr;
-    if (meta && meta->state_backend != BackendName(ck.backend))
-      return Status::InvalidArgument("checkpoint " + std::to_string(meta->id) + " holds " +
-                                     meta->state_backend + " state; the pipeline now uses " +
-                                     BackendName(ck.backend));
-    auto opened =
-        state::OpenWorkingState(ck.backend, store->working_dir(),
-                                meta ? (*found)->dir + "/" + meta->state_location : std::string());
-    if (!opened.ok()) return opened.status();
-    backend = std::move(opened.value());
+    // The newest usable checkpoint whose state opens; a state that does not
+    // open (damaged table files) falls back to the previous checkpoint.
+    std::vector<std::string> failures;
+    for (auto& candidate : *usable) {
+      const CheckpointMetadata& m = candidate.metadata;
+      if (m.state_backend != BackendName(ck.backend))
+        return Status::InvalidArgument("checkpoint " + std::to_string(m.id) + " holds " +
+                                       m.state_backend + " state; the pipeline now uses " +
+                                       BackendName(ck.backend));
+      auto opened = state::OpenWorkingState(ck.backend, store->working_dir(),
+                                            candidate.dir + "/" + m.state_location);
+      if (opened.ok()) {
+        if (!failures.empty())
+          spdlog::warn("falling back to checkpoint {} (newer ones could not be restored)", m.id);
+        backend = std::move(opened.value());
+        found = std::move(candidate);
+        break;
+      }
+      spdlog::warn("checkpoint {}: its state cannot be restored: {}", m.id,
+                   opened.status().message());
+      failures.push_back("checkpoint " + std::to_string(m.id) + ": " + opened.status().message());
+    }
+    if (!failures.empty() && !found) {
+      std::string msg = "no checkpoint in '" + ck.state_dir +
+                        "' could be restored (refusing to start from empty state; move the "
+                        "state directory away to start over):";
+      for (const auto& f : failures) msg += "\n  " + f;
+      return Status::Corruption(msg);
+    }
+    const CheckpointMetadata* meta = found ? &found->metadata : nullptr;
+    if (!backend) {
+      auto opened = state::OpenWorkingState(ck.backend, store->working_dir(), "");
+      if (!opened.ok()) return opened.status();
+      backend = std::move(opened.value());
+    }
     for (auto [slot, out] : slots) {
       std::string record;
       if (meta)

@@ -97,5 +97,42 @@ TEST(PipelineConfig, ErrorsNameTheLineAndTheProblem) {
       << "YAML syntax errors have a position";
 }
 
+TEST(PipelineConfig, StateAndCheckpointSettings) {
+  const std::string base =
+      "streams:\n  s:\n    source: { path: e.jsonl }\n    schema: { a: string, ts: timestamp }\n"
+      "    event_time: ts\npatterns: [x]\n";
+  auto d = ParsePipelineConfig(base, "/p/p.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->state_backend, "rocksdb");
+  EXPECT_EQ(d->state_dir, "/p/state");
+  EXPECT_TRUE(d->checkpoints_enabled);
+  EXPECT_EQ(d->checkpoint_interval.millis(), 10000);
+  EXPECT_EQ(d->checkpoint_retain, 3);
+  auto c = ParsePipelineConfig(base +
+                                   "state: { backend: memory, dir: /var/lib/x, cache_keys: 5 }\n"
+                                   "checkpoint: { interval: 30s, retain: 5 }\n",
+                               "/p/p.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->state_backend, "memory");
+  EXPECT_EQ(c->state_dir, "/var/lib/x");
+  EXPECT_EQ(c->state_cache_keys, 5u);
+  EXPECT_EQ(c->checkpoint_interval.millis(), 30000);
+  EXPECT_EQ(c->checkpoint_retain, 5);
+  auto off = ParsePipelineConfig(base + "checkpoint: { interval: off }\n", "p.yaml");
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->checkpoint_interval.millis(), 0);
+  EXPECT_NE(Error(base + "state: { backend: leveldb }\n").find("rocksdb or memory"),
+            std::string::npos);
+  EXPECT_NE(Error(base + "state: { bakend: memory }\n").find("unknown state setting 'bakend'"),
+            std::string::npos);
+  EXPECT_NE(Error(base + "checkpoint: { retain: 0 }\n").find("at least 1"), std::string::npos);
+  EXPECT_NE(Error(base + "checkpoint: { interval: often }\n").find("'often' is not a duration"),
+            std::string::npos);
+  EXPECT_NE(Error(base + "outputs: { matches: { type: file, path: o.jsonl }, late: { type: file, "
+                         "path: o.jsonl } }\n")
+                .find("outputs 'matches' and 'late' write the same file"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace cepheus::engine
