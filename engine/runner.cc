@@ -268,15 +268,16 @@ Result<RunSummary> PipelineRunner::Run() {
     meta.parallelism = parallelism;
     meta.reader_state = reader.SavePosition();
     meta.watermark = wm;
+    // The directory exists from the start: a crash at any point of the
+    // checkpoint leaves it without metadata, i.e. visibly incomplete.
+    std::error_code ec;
+    std::filesystem::create_directories(store->DirOf(id), ec);
     auto sync = std::make_shared<SnapshotSync>(parallelism);
     for (auto& b : batches) b.barrier = sync;
     send(wm);
     Status s = sync->WaitAllArrived();
-    std::error_code ec;
-    if (s.ok()) {
-      std::filesystem::create_directories(store->DirOf(id), ec);
-      if (ec) s = Status::IoError("cannot create '" + store->DirOf(id) + "': " + ec.message());
-    }
+    if (s.ok() && ec)
+      s = Status::IoError("cannot create '" + store->DirOf(id) + "': " + ec.message());
     for (auto [slot, out] : slots) {
       if (!s.ok() || !out) continue;
       auto rec = out->PrepareCommit(id);

@@ -94,7 +94,7 @@ class Checkpoints : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    WriteFile(dir_ / "events.jsonl", GenerateInput(150000, 7));
+    WriteFile(dir_ / "events.jsonl", GenerateInput(300000, 7));
     WriteFile(dir_ / "patterns.cep", kPatterns);
   }
   void TearDown() override {
@@ -189,6 +189,18 @@ class Checkpoints : public ::testing::Test {
     return false;
   }
 
+  // Waits until the run has emitted some matches (it is running, with its
+  // signal handlers installed), then a little longer.
+  void WaitUntilMatching(const std::string& name) {
+    const fs::path staged = dir_ / name / "out" / ".matches.jsonl.inprogress";
+    for (int i = 0; i < 4000; ++i) {
+      std::error_code ec;
+      if (fs::file_size(staged, ec) > 0 && !ec) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+
   fs::path dir_;
 };
 
@@ -200,24 +212,35 @@ TEST_F(Checkpoints, SigkillAtRandomMomentsLosesAndRepeatsNothing) {
   ASSERT_FALSE(want.late.empty());
   ASSERT_FALSE(want.dead.empty());
 
-  // Measure an uninterrupted run with the same checkpoint delays, to pick
-  // kill moments that leave work for the next run.
+  // Each crash run is killed a random 0-150 ms after it completed one new
+  // checkpoint (so every run makes progress), which lands kills in every
+  // phase: while reading and matching, while workers write state back, while
+  // the snapshot is taken, between the metadata and the output commit. The
+  // delay stretches the last two, and the parallelism changes every restart.
   const int delay_ms = 15;
   const fs::path timing = WritePipeline("timing");
-  auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(Wait(Start(timing, 2, dir_ / "timing.log", delay_ms)), 0);
-  const double full_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  auto count = [](const std::string& text, const std::string& what) {
+    int n = 0;
+    for (size_t pos = 0; (pos = text.find(what, pos)) != std::string::npos; ++pos) ++n;
+    return n;
+  };
+  const int full_checkpoints = count(ReadFile(dir_ / "timing.log"), " complete in ");
 
   const fs::path crash = WritePipeline("crash");
   std::mt19937_64 rng(42);
   int kills = 0, in_checkpoint = 0, restores = 0, finished_early = 0;
   const int parallelisms[] = {1, 2, 3};
-  for (int attempt = 0; attempt < 60 && (kills < 12 || in_checkpoint < 3); ++attempt) {
+  for (int attempt = 0; attempt < 40 && (kills < 12 || in_checkpoint < 3); ++attempt) {
     const int p = parallelisms[attempt % 3];
+    const int before = count(ReadFile(dir_ / "crash.log"), " complete in ");
     const pid_t pid = Start(crash, p, dir_ / "crash.log", delay_ms);
-    const double wait_ms = std::uniform_real_distribution<double>(full_ms / 30, full_ms / 8)(rng);
-    std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(wait_ms * 1000)));
+    for (int i = 0; i < 10000; ++i) {
+      if (count(ReadFile(dir_ / "crash.log"), " complete in ") > before) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 150)(rng)));
     if (::kill(pid, SIGKILL) == 0) {
       const int st = Wait(pid);
       if (st == -SIGKILL) {
@@ -244,7 +267,7 @@ TEST_F(Checkpoints, SigkillAtRandomMomentsLosesAndRepeatsNothing) {
   EXPECT_EQ(log.find("error"), std::string::npos) << log;
   ExpectSame(Read("crash"), want);
   std::cerr << "kills " << kills << " (in a checkpoint " << in_checkpoint << "), restores "
-            << restores << ", uninterrupted run " << full_ms << " ms\n";
+            << restores << "; an uninterrupted run takes " << full_checkpoints << " checkpoints\n";
 }
 
 TEST_F(Checkpoints, SigtermStopsAtACheckpointAndTheNextRunContinues) {
@@ -256,7 +279,7 @@ TEST_F(Checkpoints, SigtermStopsAtACheckpointAndTheNextRunContinues) {
   // checkpoint SIGTERM takes.
   const fs::path p = WritePipeline("term", "1h");
   const pid_t pid = Start(p, 2, dir_ / "term.log", 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  WaitUntilMatching("term");
   ::kill(pid, SIGTERM);
   ASSERT_EQ(Wait(pid), 0) << ReadFile(dir_ / "term.log");
   const std::string log1 = ReadFile(dir_ / "term.log");
@@ -279,7 +302,12 @@ TEST_F(Checkpoints, DamagedCheckpointsFallBackOrRefuseNeverStartEmpty) {
   const fs::path p = WritePipeline("dmg");
   // Stop somewhere in the middle, with several checkpoints on disk.
   const pid_t pid = Start(p, 2, dir_ / "dmg.log", 10);
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  // Kill it once three checkpoints are complete (waiting on the log, not a
+  // fixed time: the machine may be busy).
+  for (int i = 0; i < 4000; ++i) {
+    if (ReadFile(dir_ / "dmg.log").find("checkpoint 3 complete") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   ::kill(pid, SIGKILL);
   Wait(pid);
   std::vector<fs::path> chks;
@@ -341,7 +369,7 @@ TEST_F(Checkpoints, DamagedCheckpointsFallBackOrRefuseNeverStartEmpty) {
 TEST_F(Checkpoints, ChangedPatternSetKeepsDropsAndStartsStateByPattern) {
   const fs::path p = WritePipeline("chg", "1h");
   const pid_t pid = Start(p, 2, dir_ / "chg.log", 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  WaitUntilMatching("chg");
   ::kill(pid, SIGTERM);
   ASSERT_EQ(Wait(pid), 0);
   // `rising` changes (a different window), `quiet` stays, `fresh` is new.
