@@ -244,23 +244,29 @@ Worker::KeyMap::value_type* Worker::FindOrLoad(PatternState& ps, std::string_vie
 void Worker::WriteBack(PatternState& ps, const std::string& key, KeyEntry& e) {
   if (!e.dirty || !state_.backend) return;
   e.dirty = false;
-  Status s;
   if (e.matcher.Idle()) {
-    if (e.stored) s = state_.backend->Delete(GroupOf(key), ps.ns, key);
+    if (e.stored) writes_.Delete(GroupOf(key), ps.ns, key);
     e.stored = false;
   } else {
     value_scratch_.clear();
     PutSigned(&value_scratch_, e.matcher.NextDeadline(ps.env).millis());
     e.matcher.Serialize(ps.env, &value_scratch_);
-    s = state_.backend->Put(GroupOf(key), ps.ns, key, value_scratch_);
+    writes_.Put(GroupOf(key), ps.ns, key, value_scratch_);
     e.stored = true;
   }
+  if (writes_.bytes() >= kMaxBatchBytes) FlushWrites();
+}
+
+void Worker::FlushWrites() {
+  if (writes_.count() == 0) return;
+  Status s = state_.backend->Write(writes_);
   if (!s.ok()) Fail(s);
 }
 
 Status Worker::WriteBackAll() {
   for (PatternState& ps : patterns_)
     for (auto& [key, e] : ps.keys) WriteBack(ps, key, e);
+  FlushWrites();
   // Pending events: the backend holds exactly those of this checkpoint.
   for (size_t g = 0; g < buffer_groups_.size(); ++g) {
     if (!buffer_groups_[g]) continue;
@@ -278,9 +284,11 @@ Status Worker::WriteBackAll() {
     PutVarint(&key, p.keying);
     value.clear();
     p.row->AppendEncoded(&value);
-    CEPHEUS_RETURN_IF_ERROR(state_.backend->Put(g, kBufferNs, key, value));
+    writes_.Put(g, kBufferNs, key, value);
+    if (writes_.bytes() >= kMaxBatchBytes) FlushWrites();
     buffer_groups_[static_cast<size_t>(g)] = true;
   }
+  FlushWrites();
   return status_;
 }
 
@@ -312,6 +320,7 @@ void Worker::EvictColdKeys() {
     --cached_keys_;
     ++stats_.keys_evicted;
   }
+  FlushWrites();  // before any read: a key may be loaded again in the next batch
   lookup_backend_ = true;
   for (PatternState& ps : patterns_) RebuildTimers(ps);
 }
@@ -394,10 +403,7 @@ void Worker::SweepIdleKeys() {
   for (PatternState& ps : patterns_) {
     for (auto it = ps.keys.begin(); it != ps.keys.end();) {
       if (it->second.matcher.Idle()) {
-        if (it->second.stored) {
-          Status s = state_.backend->Delete(GroupOf(it->first), ps.ns, it->first);
-          if (!s.ok()) Fail(s);
-        }
+        if (it->second.stored) writes_.Delete(GroupOf(it->first), ps.ns, it->first);
         ps.keys.erase(it++);
         --cached_keys_;
       } else {
@@ -406,6 +412,7 @@ void Worker::SweepIdleKeys() {
     }
     RebuildTimers(ps);
   }
+  if (state_.backend) FlushWrites();
 }
 
 void Worker::RebuildTimers(PatternState& ps) {

@@ -172,6 +172,10 @@ class Worker {
   void EvictColdKeys();
   // Writes `e` to the backend if it changed (or deletes it if idle).
   void WriteBack(PatternState& ps, const std::string& key, KeyEntry& e);
+  // Applies the collected writes (before anything reads the backend again).
+  void FlushWrites();
+  static constexpr size_t kMaxBatchBytes = 4 << 20;
+  state::StateWriteBatch writes_;
   // Writes every changed key and the pending events (a checkpoint's sync phase).
   Status WriteBackAll();
   // End of input with keys in the backend: every stored key ends too.

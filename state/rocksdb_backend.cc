@@ -4,6 +4,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
+#include <rocksdb/write_batch.h>
 
 #include "state/state_backend.h"
 
@@ -41,6 +42,19 @@ class RocksDbBackend final : public StateBackend {
   }
   Status Delete(int g, std::string_view ns, std::string_view key) override {
     return FromRocks(db_->Delete(write_, EncodeStateKey(g, ns, key)), "state delete");
+  }
+  Status Write(StateWriteBatch& batch) override {
+    if (batch.count() == 0) return Status::Ok();
+    rocksdb::WriteBatch wb(batch.bytes() + 64);
+    rocksdb::Status s;
+    batch.ForEach([&](bool del, std::string_view k, std::string_view v) {
+      if (!s.ok()) return;
+      const rocksdb::Slice key(k.data(), k.size());
+      s = del ? wb.Delete(key) : wb.Put(key, rocksdb::Slice(v.data(), v.size()));
+    });
+    if (s.ok()) s = db_->Write(write_, &wb);
+    batch.Clear();
+    return FromRocks(s, "state write");
   }
   Status ScanGroup(int g, const Visitor& visit) override {
     const std::string prefix = EncodeStateKey(g, "", "").substr(0, 2);

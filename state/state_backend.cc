@@ -24,6 +24,30 @@ std::string EncodeStateKey(int key_group, std::string_view ns, std::string_view 
   return out;
 }
 
+namespace {
+void PutStateKey(std::string* out, int key_group, std::string_view ns, std::string_view key) {
+  std::string k = EncodeStateKey(key_group, ns, key);
+  PutVarint(out, k.size());
+  out->append(k);
+}
+}  // namespace
+
+void StateWriteBatch::Put(int g, std::string_view ns, std::string_view key,
+                          std::string_view value) {
+  data_.push_back('P');
+  PutStateKey(&data_, g, ns, key);
+  PutVarint(&data_, value.size());
+  data_.append(value);
+  ++count_;
+}
+
+void StateWriteBatch::Delete(int g, std::string_view ns, std::string_view key) {
+  data_.push_back('D');
+  PutStateKey(&data_, g, ns, key);
+  PutVarint(&data_, 0);
+  ++count_;
+}
+
 bool DecodeStateKey(std::string_view encoded, int* key_group, std::string_view* ns,
                     std::string_view* key) {
   if (encoded.size() < 3) return false;
@@ -64,6 +88,19 @@ class MemoryBackend final : public StateBackend {
   Status Delete(int g, std::string_view ns, std::string_view key) override {
     std::lock_guard<std::mutex> l(mu_);
     map_.erase(EncodeStateKey(g, ns, key));
+    return Status::Ok();
+  }
+  Status Write(StateWriteBatch& batch) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      batch.ForEach([&](bool del, std::string_view k, std::string_view v) {
+        if (del)
+          map_.erase(std::string(k));
+        else
+          map_[std::string(k)] = std::string(v);
+      });
+    }
+    batch.Clear();
     return Status::Ok();
   }
   Status ScanGroup(int g, const Visitor& visit) override {

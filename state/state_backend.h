@@ -15,8 +15,30 @@
 #include <string_view>
 
 #include "common/status.h"
+#include "common/varint.h"
 
 namespace cepheus::state {
+
+// Writes collected to be applied together (RocksDB: one WriteBatch), which
+// is much cheaper than one call per entry when a worker writes back many keys.
+class StateWriteBatch {
+ public:
+  void Put(int key_group, std::string_view ns, std::string_view key, std::string_view value);
+  void Delete(int key_group, std::string_view ns, std::string_view key);
+  size_t count() const { return count_; }
+  size_t bytes() const { return data_.size(); }
+  void Clear() {
+    data_.clear();
+    count_ = 0;
+  }
+  // Visits the writes in order: (is_delete, encoded state key, value).
+  template <typename F>
+  void ForEach(F&& f) const;
+
+ private:
+  std::string data_;  // per write: kind byte, varint key length, key, varint value length, value
+  size_t count_ = 0;
+};
 
 class StateBackend {
  public:
@@ -27,6 +49,8 @@ class StateBackend {
   virtual Result<std::optional<std::string>> Get(int key_group, std::string_view ns,
                                                  std::string_view key) = 0;
   virtual Status Delete(int key_group, std::string_view ns, std::string_view key) = 0;
+  // Applies every write of `batch` (then clears it).
+  virtual Status Write(StateWriteBatch& batch) = 0;
   // Visits every entry of `key_group`, ordered by (namespace, key).
   using Visitor =
       std::function<void(std::string_view ns, std::string_view key, std::string_view value)>;
@@ -42,6 +66,23 @@ class StateBackend {
 std::unique_ptr<StateBackend> MakeMemoryBackend();
 // Opens (or creates) the RocksDB state in `dir`.
 Result<std::unique_ptr<StateBackend>> OpenRocksDbBackend(const std::string& dir);
+
+template <typename F>
+void StateWriteBatch::ForEach(F&& f) const {
+  std::string_view in(data_);
+  while (!in.empty()) {
+    const bool del = in.front() == 'D';
+    in.remove_prefix(1);
+    uint64_t kl = 0, vl = 0;
+    GetVarint(&in, &kl);
+    const std::string_view key = in.substr(0, kl);
+    in.remove_prefix(key.size());
+    GetVarint(&in, &vl);
+    const std::string_view value = in.substr(0, vl);
+    in.remove_prefix(value.size());
+    f(del, key, value);
+  }
+}
 
 // Writes `data` to `path` atomically and durably: a temporary file, fsync,
 // rename, fsync of the directory.
