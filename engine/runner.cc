@@ -222,6 +222,12 @@ Result<RunSummary> PipelineRunner::Run() {
   auto& c_dead = reg.GetCounter("cepheus_dead_letters_total", "Records that could not be decoded");
   auto& c_late = reg.GetCounter("cepheus_late_events_total", "Events at or behind the watermark");
   auto& c_checkpoints = reg.GetCounter("cepheus_checkpoints_total", "Checkpoints completed");
+  auto& g_ckpt_ms = reg.GetGauge("cepheus_last_checkpoint_duration_ms",
+                                 "Duration of the last completed checkpoint");
+  auto& g_ckpt_pause_ms = reg.GetGauge("cepheus_last_checkpoint_pause_ms",
+                                       "How long workers were paused in the last checkpoint");
+  auto& g_ckpt_id =
+      reg.GetGauge("cepheus_last_checkpoint_id", "Id of the last completed checkpoint");
   std::string dead_out, late_out;
   // Counters are published once per turn, not per record.
   ReaderCounts published;
@@ -307,7 +313,10 @@ Result<RunSummary> PipelineRunner::Run() {
     store->Retain(ck.retain);
     ++summary.checkpoints;
     c_checkpoints.Add(1);
+    g_ckpt_id.Set(static_cast<int64_t>(id));
     const int64_t t1 = MonotonicMillis();
+    g_ckpt_ms.Set(t1 - t0);
+    g_ckpt_pause_ms.Set(t_sync - t0);
     spdlog::info("checkpoint {} complete in {} ms (workers paused {} ms){}", id, t1 - t0,
                  t_sync - t0, finished ? ", run finished" : "");
     last_checkpoint_ms = t1;
@@ -406,6 +415,10 @@ Result<RunSummary> PipelineRunner::Run() {
   reg.GetCounter("cepheus_timeouts_total", "Partial matches that timed out").Add(summary.timeouts);
   reg.GetCounter("cepheus_runs_dropped_total", "Partial matches cut by max_runs_per_key")
       .Add(summary.runs_dropped);
+  reg.GetCounter("cepheus_state_keys_evicted_total", "Keys written back and dropped from the cache")
+      .Add(summary.keys_evicted);
+  reg.GetCounter("cepheus_state_keys_loaded_total", "Keys read back from the state backend")
+      .Add(summary.keys_loaded);
   // A failed flush (full disk, closed pipe) fails the run: output was lost.
   for (Output* o : {outputs_.matches, outputs_.late, outputs_.dead_letter}) {
     if (!o) continue;
