@@ -5,6 +5,7 @@
 # cache (nearly every event misses the cache: its key is read from and later
 # written back to RocksDB). Prints events/s, wall/CPU seconds,
 # peak RSS and checkpoints taken. Usage: bench/run_state.sh [N=10000000] [build-dir]
+# (MODES="none rocksdb" runs only those modes.)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 n="${1:-10000000}"
@@ -20,7 +21,7 @@ variant() {  # name, extra YAML
   echo "$y"
 }
 printf "%-22s %11s %7s %7s %8s %6s\n" mode events/s wall_s cpu_s peak_MB ckpts
-for mode in none memory rocksdb rocksdb_1s rocksdb_cache100; do
+for mode in ${MODES:-none memory rocksdb rocksdb_1s rocksdb_cache100}; do
   case "$mode" in
     none) y=$(variant none "checkpoint: { enabled: false }") ;;
     memory) y=$(variant memory "state: { backend: memory, dir: state_memory }
