@@ -161,6 +161,8 @@ TEST_F(Recovery, StopRestoreContinueEqualsOneUninterruptedRun) {
     if (HasFailure()) break;
     fs::remove_all(state_dir);
   }
+  std::cerr << cases << " cases (" << with_matches << " with matches), " << restores
+            << " restores, " << evictions << " evictions, " << loads << " loads\n";
   EXPECT_GE(cases, 150);
   EXPECT_GT(with_matches, 40);
   EXPECT_GT(restores, 300);
