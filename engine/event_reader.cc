@@ -40,7 +40,7 @@ Status EventReader::OpenFile(Input& in) {
     reader = r.end == UINT64_MAX && r.begin == 0 ? LineReader::Open(r.path)
                                                  : LineReader::OpenRange(r.path, r.begin, r.end);
   } else {
-    reader = LineReader::Open(in.files[in.next_file++]);
+    reader = LineReader::Open(in.files[in.next_file++], options_.read_buffer_bytes);
   }
   if (!reader.ok())
     return Status::IoError("stream '" + in.config->name + "': " + reader.status().message());

@@ -25,6 +25,7 @@ struct ReaderOptions {
   // Records read from each input per turn (smaller: finer interleaving of
   // inputs, more turns; results do not depend on it).
   size_t lines_per_turn = 512;
+  size_t read_buffer_bytes = 1 << 20;  // per input (tests use small ones)
   // Keep only events with from <= event time < to.
   std::optional<EventTime> from, to;
   // Per stream (by index): files read one after the other. Empty: the

@@ -14,7 +14,6 @@
 namespace cepheus::engine {
 
 namespace {
-constexpr size_t kBufferSize = 1 << 20;
 constexpr size_t kInputChunk = 1 << 18;
 }  // namespace
 
@@ -30,7 +29,8 @@ struct LineReader::Decoder {
   }
 };
 
-cepheus::Result<std::unique_ptr<LineReader>> LineReader::Open(const std::string& path) {
+cepheus::Result<std::unique_ptr<LineReader>> LineReader::Open(const std::string& path,
+                                                              size_t buffer_bytes) {
   std::unique_ptr<LineReader> r(new LineReader());
   r->name_ = path == "-" ? "<stdin>" : path;
   if (path == "-") {
@@ -44,7 +44,7 @@ cepheus::Result<std::unique_ptr<LineReader>> LineReader::Open(const std::string&
   if (::fstat(r->fd_, &st) == 0) r->bounded_ = S_ISREG(st.st_mode);
   if (path != "-" && ::fstat(r->fd_, &st) == 0 && S_ISDIR(st.st_mode))
     return Status::IoError("'" + path + "' is a directory, not a file");
-  r->buf_.resize(kBufferSize);
+  r->buf_.resize(std::max<size_t>(buffer_bytes, 4 * kSlack));
   if (r->bounded_) {
     // Sniff the format: gzip 1f 8b, zstd 28 b5 2f fd.
     unsigned char magic[4] = {0, 0, 0, 0};
@@ -267,6 +267,34 @@ bool LineReader::Fill(int timeout_ms, bool* timed_out) {
 
 LineReader::Result LineReader::NextLines(size_t max_lines, int timeout_ms,
                                          std::vector<Line>* lines) {
+  // A bounded input first buffers `max_lines` complete records (or all that
+  // are left), so the number of records per call never depends on where
+  // earlier reads happened to stop (a reader restored at an offset then reads
+  // in exactly the same steps as one that was never stopped).
+  if (bounded_ && max_lines > 1) {
+    size_t have = 0;
+    const char* scan = buf_.data() + begin_;
+    while (!eof_) {
+      const char* end = buf_.data() + end_;
+      while (have < max_lines && scan < end) {
+        const char* nl = static_cast<const char*>(std::memchr(scan, '\n', end - scan));
+        if (!nl) {
+          scan = end;
+          break;
+        }
+        ++have;
+        scan = nl + 1;
+      }
+      if (have >= max_lines || consumed_ + (scan - buf_.data()) >= range_end_) break;
+      const size_t scanned = static_cast<size_t>(scan - (buf_.data() + begin_));
+      bool timed_out;
+      if (!Fill(0, &timed_out)) {
+        if (!error_.ok()) return Result::kError;
+        break;  // end of the data
+      }
+      scan = buf_.data() + begin_ + scanned;
+    }
+  }
   // The first record may need a read (which moves the buffer); the others are
   // taken from what is already buffered, so no view is invalidated.
   std::string_view first;

@@ -20,7 +20,9 @@ class LineReader {
  public:
   enum class Result { kLine, kEnd, kTimeout, kError };
 
-  static cepheus::Result<std::unique_ptr<LineReader>> Open(const std::string& path);
+  // `buffer_bytes`: the initial read buffer (it grows for longer lines).
+  static cepheus::Result<std::unique_ptr<LineReader>> Open(const std::string& path,
+                                                           size_t buffer_bytes = 1 << 20);
   // The lines of an uncompressed regular file that start in [begin, end):
   // a line that straddles `end` is read whole, one that straddles `begin`
   // belongs to the range before. Line numbers are then unknown (0).

@@ -89,6 +89,7 @@ Result<RunSummary> PipelineRunner::Run() {
   ReaderOptions ropts;
   ropts.clock = options_.clock;
   ropts.lines_per_turn = std::max<size_t>(1, options_.lines_per_turn);
+  ropts.read_buffer_bytes = options_.read_buffer_bytes;
   EventReader reader(pipeline_, ropts);
   // Every input is opened first: a missing file fails the run before it starts.
   CEPHEUS_RETURN_IF_ERROR(reader.Open());

@@ -40,9 +40,10 @@ struct RunOptions {
   // the clock (and idle watermarks).
   int poll_ms = 100;
   CheckpointOptions checkpoint;
-  // Testing aids: records per input per turn, and Stop() once this many
-  // records were read (0: never).
+  // Testing aids: records per input per turn, the read buffer per input, and
+  // Stop() once this many records were read (0: never).
   size_t lines_per_turn = 512;
+  size_t read_buffer_bytes = 1 << 20;
   uint64_t stop_after_records = 0;
 };
 

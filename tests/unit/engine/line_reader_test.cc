@@ -156,7 +156,9 @@ TEST_F(LineReaderTest, ByteRangesSplitTheLinesExactly) {
           for (const auto& l : batch) {
             lines.emplace_back(l.text);
             offsets.push_back(l.offset);
-            if (b > 0) EXPECT_EQ(l.number, 0u) << "line numbers are unknown past the first range";
+            if (b > 0) {
+              EXPECT_EQ(l.number, 0u) << "line numbers are unknown past the first range";
+            }
           }
           batch.clear();
         }
