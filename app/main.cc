@@ -335,7 +335,10 @@ int main(int argc, char** argv) {
       app.add_subcommand("check", "Validate a pipeline and its patterns; print the compiled NFA");
   check->add_option("pipeline", path, "Pipeline YAML file")->required();
   check->add_flag("--dot", dot, "Print the NFA as Graphviz DOT");
-  auto* run = app.add_subcommand("run", "Run a pipeline until its inputs end (or SIGINT/SIGTERM)");
+  auto* run = app.add_subcommand(
+      "run",
+      "Run a pipeline until its inputs end, continuing from its latest checkpoint (SIGINT/SIGTERM "
+      "stop at a checkpoint)");
   run->add_option("pipeline", path, "Pipeline YAML file")->required();
   run->add_option("-p,--parallelism", parallelism,
                   "Worker threads (default: pipeline setting, else all cores)")
