@@ -14,48 +14,12 @@
 #include "sinks/outputs.h"
 #include "tests/golden/golden_format.h"
 #include "tests/support/random_pattern.h"
+#include "tests/support/test_io.h"
 
 namespace cepheus::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string l;
-  while (std::getline(ss, l))
-    if (!l.empty()) out.push_back(l);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-Result<engine::CompiledPipeline> Pipeline(const std::string& pattern, const std::string& input,
-                                          int64_t lateness, const std::string& schema_spec) {
-  engine::PipelineConfig cfg;
-  engine::StreamConfig s;
-  s.name = "s";
-  s.source.path = input;
-  std::vector<Field> fields;
-  std::stringstream ss(schema_spec);
-  std::string part;
-  while (std::getline(ss, part, ',')) {
-    std::stringstream ps(part);
-    std::string name, type;
-    ps >> name >> type;
-    fields.push_back(Field{name, *ParseFieldType(type)});
-  }
-  s.schema = Schema::Create(fields).value();
-  if (s.schema.IndexOf("key") >= 0) s.key = {"key"};
-  s.time_field = "ts";
-  s.watermark.max_out_of_orderness = Duration::Millis(lateness);
-  cfg.streams.push_back(s);
-  engine::PatternSource ps;
-  ps.inline_text = pattern;
-  cfg.patterns.push_back(ps);
-  cfg.max_runs_per_key = 100000;
-  return engine::CompilePipeline(std::move(cfg));
-}
 
 struct Outputs {
   std::string matches, late, dead;
@@ -108,24 +72,25 @@ void CheckContracts(const std::string& name, const std::string& pattern,
     std::ofstream out2(sorted);
     for (const auto& e : by_time) out2 << e << "\n";
   }
-  auto live = Pipeline(pattern, input.string(), lateness, schema);
+  auto live = OneStreamPipeline(pattern, input.string(), lateness, schema);
   ASSERT_TRUE(live.ok()) << live.status().message();
-  auto presorted = Pipeline(pattern, sorted.string(), lateness, schema);
+  auto presorted = OneStreamPipeline(pattern, sorted.string(), lateness, schema);
   ASSERT_TRUE(presorted.ok());
 
   auto run = Run(live.value(), 2);
   ASSERT_TRUE(run.ok()) << run.status().message();
   auto as_live = Backtest(live.value(), 2, true);
   ASSERT_TRUE(as_live.ok()) << as_live.status().message();
-  EXPECT_EQ(Lines(as_live->matches), Lines(run->matches)) << "backtest --as-live vs run";
-  EXPECT_EQ(Lines(as_live->late), Lines(run->late)) << "the same events are late";
-  EXPECT_EQ(Lines(as_live->dead), Lines(run->dead));
+  EXPECT_EQ(SortedLines(as_live->matches), SortedLines(run->matches))
+      << "backtest --as-live vs run";
+  EXPECT_EQ(SortedLines(as_live->late), SortedLines(run->late)) << "the same events are late";
+  EXPECT_EQ(SortedLines(as_live->dead), SortedLines(run->dead));
 
   auto run_sorted = Run(presorted.value(), 1);
   ASSERT_TRUE(run_sorted.ok());
   auto complete = Backtest(live.value(), 3, false);
   ASSERT_TRUE(complete.ok());
-  EXPECT_EQ(Lines(complete->matches), Lines(run_sorted->matches))
+  EXPECT_EQ(SortedLines(complete->matches), SortedLines(run_sorted->matches))
       << "complete vs run on sorted input";
   EXPECT_EQ(complete->late, "") << "complete mode has no late events";
 
@@ -140,15 +105,13 @@ void CheckContracts(const std::string& name, const std::string& pattern,
   EXPECT_EQ(spilled->matches, complete->matches) << "spilling to disk";
   EXPECT_EQ(split->matches, complete->matches) << "input split across reader threads";
   EXPECT_EQ(split_spilled->matches, complete->matches) << "split and spilled";
-  EXPECT_EQ(Lines(split->dead).size(), Lines(complete->dead).size()) << "dead letters all reported";
+  EXPECT_EQ(SortedLines(split->dead).size(), SortedLines(complete->dead).size())
+      << "dead letters all reported";
 }
 
 class BacktestContract : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("cepheus-bt-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = ScratchDir("cepheus-bt"); }
   void TearDown() override { fs::remove_all(dir_); }
   fs::path dir_;
 };
@@ -174,7 +137,8 @@ TEST_F(BacktestContract, RandomStreamsWithDisorderBeyondTheLateness) {
   for (int c = 0; c < 200; ++c) {
     RandomCase rc = MakeRandomCase(rng, catalog, 1);  // the pattern; events made below
     std::string pattern = rc.pattern_text;
-    if (!Pipeline(pattern, "unused", 0, "key string, type string, v int, ts timestamp").ok())
+    if (!OneStreamPipeline(pattern, "unused", 0, "key string, type string, v int, ts timestamp")
+             .ok())
       continue;  // a pattern the checker rejects
     // Several keys, some idle for long stretches; arrival = time + jitter of
     // up to twice the allowed lateness, so some events are late.
@@ -200,8 +164,8 @@ TEST_F(BacktestContract, RandomStreamsWithDisorderBeyondTheLateness) {
     CheckContracts("random case " + std::to_string(c), pattern, events, lateness,
                    "key string, type string, v int, ts timestamp", dir_);
     if (HasFailure()) break;
-    auto p = Pipeline(pattern, (dir_ / "input.jsonl").string(), lateness,
-                      "key string, type string, v int, ts timestamp");
+    auto p = OneStreamPipeline(pattern, (dir_ / "input.jsonl").string(), lateness,
+                               "key string, type string, v int, ts timestamp");
     auto out = Backtest(p.value(), 1, true);
     if (out.ok() && !out->matches.empty()) ++with_matches;
   }
@@ -220,7 +184,7 @@ TEST_F(BacktestContract, KeysSharingAHashAreStillMatchedApart) {
           << "ABC"[std::uniform_int_distribution<int>(0, 2)(rng)] << "\",\"v\":1,\"ts\":" << i
           << "}\n";
   }
-  auto p = Pipeline(
+  auto p = OneStreamPipeline(
       "PATTERN p FROM s MATCH a -> b+ -> c WITHIN 500 MILLISECONDS "
       "DEFINE a AS type = 'A', b AS type = 'B', c AS type = 'C'",
       input.string(), 0, "key string, type string, v int, ts timestamp");
@@ -237,7 +201,7 @@ TEST_F(BacktestContract, KeysSharingAHashAreStillMatchedApart) {
     auto s = b.Run();
     ASSERT_TRUE(s.ok()) << s.status().message();
     EXPECT_GT(s->matches, 100u);
-    EXPECT_EQ(Lines(m.contents()), Lines(run->matches)) << "budget " << budget;
+    EXPECT_EQ(SortedLines(m.contents()), SortedLines(run->matches)) << "budget " << budget;
   }
 }
 
@@ -245,8 +209,9 @@ TEST_F(BacktestContract, BadInputIsReportedNotSkipped) {
   fs::path input = dir_ / "in.jsonl";
   std::ofstream(input) << "{\"key\":\"k\",\"type\":\"A\",\"v\":1,\"ts\":1}\nnot json\n"
                           "{\"key\":\"k\",\"type\":\"B\",\"v\":1,\"ts\":2}\n";
-  auto p = Pipeline("PATTERN p FROM s MATCH a -> b DEFINE a AS type = 'A', b AS type = 'B'",
-                    input.string(), 0, "key string, type string, v int, ts timestamp");
+  auto p =
+      OneStreamPipeline("PATTERN p FROM s MATCH a -> b DEFINE a AS type = 'A', b AS type = 'B'",
+                        input.string(), 0, "key string, type string, v int, ts timestamp");
   ASSERT_TRUE(p.ok());
   engine::BacktestSummary summary;
   auto out = Backtest(p.value(), 2, false, size_t{1} << 30, &summary);
@@ -259,8 +224,8 @@ TEST_F(BacktestContract, BadInputIsReportedNotSkipped) {
   // A compressed file cut short: a clear error, not a silently shorter history.
   std::string gz = "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03";  // a gzip header, no data
   std::ofstream(dir_ / "cut.jsonl.gz", std::ios::binary) << gz;
-  auto cut = Pipeline("PATTERN p FROM s MATCH a", (dir_ / "cut.jsonl.gz").string(), 0,
-                      "key string, type string, v int, ts timestamp");
+  auto cut = OneStreamPipeline("PATTERN p FROM s MATCH a", (dir_ / "cut.jsonl.gz").string(), 0,
+                               "key string, type string, v int, ts timestamp");
   ASSERT_TRUE(cut.ok());
   auto cut_result = Backtest(cut.value(), 1, false);
   ASSERT_FALSE(cut_result.ok());
@@ -268,8 +233,8 @@ TEST_F(BacktestContract, BadInputIsReportedNotSkipped) {
             std::string::npos)
       << cut_result.status().message();
 
-  auto missing = Pipeline("PATTERN p FROM s MATCH a", (dir_ / "nope.jsonl").string(), 0,
-                          "key string, type string, v int, ts timestamp");
+  auto missing = OneStreamPipeline("PATTERN p FROM s MATCH a", (dir_ / "nope.jsonl").string(), 0,
+                                   "key string, type string, v int, ts timestamp");
   ASSERT_TRUE(missing.ok());
   auto err = Backtest(missing.value(), 1, false);
   ASSERT_FALSE(err.ok());

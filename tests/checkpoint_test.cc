@@ -19,31 +19,15 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/test_io.h"
+
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const fs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary);
-  out << s;
-}
-
-std::vector<std::string> SortedLines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::stringstream ss(text);
-  std::string l;
-  while (std::getline(ss, l))
-    if (!l.empty()) lines.push_back(l);
-  std::sort(lines.begin(), lines.end());
-  return lines;
-}
+using cepheus::testing::ReadFile;
+using cepheus::testing::ScratchDir;
+using cepheus::testing::SortedLines;
+using cepheus::testing::WriteFile;
 
 // Events of a few hundred users, slightly out of order (within the allowed
 // lateness), with some late events and some malformed lines.
@@ -89,11 +73,7 @@ EMIT user, d.v AS dv
 class Checkpoints : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("cepheus-ckpt-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = ScratchDir("cepheus-ckpt");
     WriteFile(dir_ / "events.jsonl", GenerateInput(300000, 7));
     WriteFile(dir_ / "patterns.cep", kPatterns);
   }

@@ -11,26 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/test_io.h"
+
 namespace {
 
 namespace fs = std::filesystem;
-
-std::vector<std::string> SortedLines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::stringstream ss(text);
-  std::string l;
-  while (std::getline(ss, l))
-    if (!l.empty()) lines.push_back(l);
-  std::sort(lines.begin(), lines.end());
-  return lines;
-}
-
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using cepheus::testing::ReadFile;
+using cepheus::testing::SortedLines;
 
 // Runs a command, returns its stdout and exit status.
 std::string RunCommand(const std::string& cmd, int* status) {

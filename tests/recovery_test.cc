@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 
@@ -20,57 +21,69 @@
 #include "engine/runner.h"
 #include "sinks/outputs.h"
 #include "tests/support/random_pattern.h"
+#include "tests/support/test_io.h"
 
 namespace cepheus::testing {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string l;
-  while (std::getline(ss, l))
-    if (!l.empty()) out.push_back(l);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-Result<engine::CompiledPipeline> Pipeline(const std::string& pattern, const std::string& input,
-                                          int64_t lateness) {
-  engine::PipelineConfig cfg;
-  engine::StreamConfig s;
-  s.name = "s";
-  s.source.path = input;
-  s.schema = Schema::Create({{"key", FieldType::kString},
-                             {"type", FieldType::kString},
-                             {"v", FieldType::kInt},
-                             {"ts", FieldType::kTimestamp}})
-                 .value();
-  s.key = {"key"};
-  s.time_field = "ts";
-  s.watermark.max_out_of_orderness = Duration::Millis(lateness);
-  cfg.streams.push_back(s);
-  engine::PatternSource ps;
-  ps.inline_text = pattern;
-  cfg.patterns.push_back(ps);
-  cfg.max_runs_per_key = 100000;
-  return engine::CompilePipeline(std::move(cfg));
-}
+constexpr const char* kSchema = "key string, type string, v int, ts timestamp";
 
 struct Outputs {
   std::string matches, late, dead;
 };
 
+// One run of `p`: its outputs (and its summary in *summary).
+Outputs RunOnce(const engine::CompiledPipeline& p, const engine::RunOptions& o,
+                engine::RunSummary* summary = nullptr) {
+  sinks::MemoryOutput m, l, d;
+  engine::PipelineRunner r(p, engine::RunOutputs{&m, &l, &d}, o);
+  auto s = r.Run();
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  if (s.ok() && summary) *summary = s.value();
+  return Outputs{m.contents(), l.contents(), d.contents()};
+}
+
+// Runs `p` again and again until a run reaches the end of the input (the
+// last allowed run always does): run `attempt` uses `options(attempt)`,
+// which sets where it stops. Returns what all runs wrote, in order.
+struct Restarted {
+  Outputs out;
+  int restores = 0;
+  uint64_t evictions = 0, loads = 0;
+};
+Restarted RunWithRestarts(const engine::CompiledPipeline& p, int max_runs,
+                          const std::function<engine::RunOptions(int)>& options) {
+  Restarted r;
+  for (int attempt = 0; attempt < max_runs; ++attempt) {
+    engine::RunOptions o = options(attempt);
+    if (attempt == max_runs - 1) o.stop_after_records = 0;
+    engine::RunSummary s;
+    const Outputs out = RunOnce(p, o, &s);
+    r.out.matches += out.matches;
+    r.out.late += out.late;
+    r.out.dead += out.dead;
+    if (s.restored_from) ++r.restores;
+    r.evictions += s.keys_evicted;
+    r.loads += s.keys_loaded;
+    if (!s.stopped) break;
+  }
+  return r;
+}
+
+// Checkpoints only at the stops, state in `dir`.
+engine::RunOptions Checkpointed(const fs::path& dir) {
+  engine::RunOptions o;
+  o.checkpoint.enabled = true;
+  o.checkpoint.state_dir = dir.string();
+  o.checkpoint.interval_ms = 0;
+  return o;
+}
+
 class Recovery : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("cepheus-recovery-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = ScratchDir("cepheus-recovery"); }
   void TearDown() override { fs::remove_all(dir_); }
 
   // Keyed events in arrival order: time + jitter up to twice the lateness.
@@ -109,54 +122,36 @@ TEST_F(Recovery, StopRestoreContinueEqualsOneUninterruptedRun) {
     const int n = std::uniform_int_distribution<int>(20, 200)(rng);
     const int keys = std::uniform_int_distribution<int>(1, 12)(rng);
     std::ofstream(input) << RandomInput(rng, lateness, n, keys);
-    auto p = Pipeline(rc.pattern_text, input.string(), lateness);
+    auto p = OneStreamPipeline(rc.pattern_text, input.string(), lateness, kSchema);
     if (!p.ok()) continue;  // a pattern the checker rejects
     ++cases;
     SCOPED_TRACE(rc.pattern_text + "\ncase " + std::to_string(c));
 
-    Outputs want;
-    {
-      sinks::MemoryOutput m, l, d;
-      engine::RunOptions o;
-      o.parallelism = 2;
-      engine::PipelineRunner r(p.value(), engine::RunOutputs{&m, &l, &d}, o);
-      auto s = r.Run();
-      ASSERT_TRUE(s.ok()) << s.status().message();
-      want = Outputs{m.contents(), l.contents(), d.contents()};
-      if (!want.matches.empty()) ++with_matches;
-    }
+    engine::RunOptions plain;
+    plain.parallelism = 2;
+    const Outputs want = RunOnce(p.value(), plain);
+    if (!want.matches.empty()) ++with_matches;
 
     // The same input in several stopped-and-restored runs.
     const fs::path state_dir = dir_ / ("state-" + std::to_string(c));
     const bool rocks = c % 2 == 0;
-    Outputs got;
     uint64_t stop_at = 0;
-    for (int attempt = 0; attempt < 20; ++attempt) {
-      sinks::MemoryOutput m, l, d;
-      engine::RunOptions o;
+    const Restarted r = RunWithRestarts(p.value(), 20, [&](int) {
+      engine::RunOptions o = Checkpointed(state_dir);
       o.parallelism = std::uniform_int_distribution<int>(1, 3)(rng);
       o.lines_per_turn = std::uniform_int_distribution<size_t>(1, 9)(rng);
-      o.checkpoint.enabled = true;
       o.checkpoint.backend = rocks ? state::BackendKind::kRocksDb : state::BackendKind::kMemory;
-      o.checkpoint.state_dir = state_dir.string();
-      o.checkpoint.interval_ms = 0;  // checkpoints at the stops
       const size_t cache_choices[] = {0, 1, 2, 5};
       o.checkpoint.cache_keys = cache_choices[std::uniform_int_distribution<int>(0, 3)(rng)];
-      const bool last = attempt == 19;
       stop_at += std::uniform_int_distribution<uint64_t>(1, static_cast<uint64_t>(n) / 3 + 1)(rng);
-      o.stop_after_records = last ? 0 : stop_at;
-      engine::PipelineRunner r(p.value(), engine::RunOutputs{&m, &l, &d}, o);
-      auto s = r.Run();
-      ASSERT_TRUE(s.ok()) << s.status().message();
-      got.matches += m.contents();
-      got.late += l.contents();
-      got.dead += d.contents();
-      if (s->restored_from) ++restores;
-      evictions += static_cast<int>(s->keys_evicted);
-      loads += static_cast<int>(s->keys_loaded);
-      if (!s->stopped) break;
-    }
-    EXPECT_EQ(Lines(got.matches), Lines(want.matches));
+      o.stop_after_records = stop_at;
+      return o;
+    });
+    const Outputs& got = r.out;
+    restores += r.restores;
+    evictions += static_cast<int>(r.evictions);
+    loads += static_cast<int>(r.loads);
+    EXPECT_EQ(SortedLines(got.matches), SortedLines(want.matches));
     EXPECT_EQ(got.late, want.late);
     EXPECT_EQ(got.dead, want.dead);
     if (HasFailure()) break;
@@ -184,38 +179,27 @@ TEST_F(Recovery, StateLargerThanTheCacheLivesInRocksDb) {
           << "ABC"[std::uniform_int_distribution<int>(0, 2)(rng)] << "\",\"v\":" << i % 7
           << ",\"ts\":" << i << "}\n";
   }
-  auto p = Pipeline(
+  auto p = OneStreamPipeline(
       "PATTERN p FROM s MATCH a -> b+ -> c WITHIN 20 SECONDS "
       "DEFINE a AS type = 'A', b AS type = 'B', c AS type = 'C' "
       "EMIT key, COUNT(b) AS nb, SUM(b.v) AS sb ON TIMEOUT EMIT key, COUNT(b) AS nb",
-      input.string(), 0);
+      input.string(), 0, kSchema);
   ASSERT_TRUE(p.ok()) << p.status().message();
-  std::string want;
-  {
-    sinks::MemoryOutput m, l, d;
-    engine::RunOptions o;
-    o.parallelism = 2;
-    engine::PipelineRunner r(p.value(), engine::RunOutputs{&m, &l, &d}, o);
-    ASSERT_TRUE(r.Run().ok());
-    want = m.contents();
-  }
-  sinks::MemoryOutput m, l, d;
-  engine::RunOptions o;
+  engine::RunOptions plain;
+  plain.parallelism = 2;
+  const std::string want = RunOnce(p.value(), plain).matches;
+  engine::RunOptions o = Checkpointed(dir_ / "state");
   o.parallelism = 2;
-  o.checkpoint.enabled = true;
-  o.checkpoint.state_dir = (dir_ / "state").string();
-  o.checkpoint.interval_ms = 0;
   o.checkpoint.cache_keys = 16;
-  engine::PipelineRunner r(p.value(), engine::RunOutputs{&m, &l, &d}, o);
-  auto s = r.Run();
-  ASSERT_TRUE(s.ok()) << s.status().message();
-  EXPECT_GT(s->keys_evicted, 10000u);
-  EXPECT_GT(s->keys_loaded, 10000u);
+  engine::RunSummary summary;
+  const std::string got = RunOnce(p.value(), o, &summary).matches;
+  EXPECT_GT(summary.keys_evicted, 10000u);
+  EXPECT_GT(summary.keys_loaded, 10000u);
   // Eviction runs between batches (2048 events): a worker never held more
   // than the cache plus one batch's keys, of the 5000.
-  EXPECT_LT(s->peak_cached_keys, 16u + 2048u);
-  EXPECT_GT(Lines(want).size(), 1000u);
-  EXPECT_EQ(Lines(m.contents()), Lines(want));
+  EXPECT_LT(summary.peak_cached_keys, 16u + 2048u);
+  EXPECT_GT(SortedLines(want).size(), 1000u);
+  EXPECT_EQ(SortedLines(got), SortedLines(want));
 }
 
 // Two streams read in turns: which events are late depends on how the
@@ -254,43 +238,26 @@ TEST_F(Recovery, TwoStreamsRestoreToTheSameInterleaving) {
     auto p = engine::CompilePipeline(std::move(cfg));
     ASSERT_TRUE(p.ok()) << p.status().message();
     const size_t per_turn = std::uniform_int_distribution<size_t>(2, 9)(rng);
-    Outputs want;
-    {
-      sinks::MemoryOutput m, l, d;
-      engine::RunOptions o;
-      o.parallelism = 2;
-      o.lines_per_turn = per_turn;
-      o.read_buffer_bytes = 700;  // reads stop mid-turn: turn sizes must not depend on it
-      engine::PipelineRunner r(p.value(), engine::RunOutputs{&m, &l, &d}, o);
-      ASSERT_TRUE(r.Run().ok());
-      want = Outputs{m.contents(), l.contents(), d.contents()};
-    }
-    const fs::path state_dir = dir_ / ("state2-" + std::to_string(c));
-    Outputs got;
+    engine::RunOptions plain;
+    plain.parallelism = 2;
+    plain.lines_per_turn = per_turn;
+    plain.read_buffer_bytes = 700;  // reads stop mid-turn: turn sizes must not depend on it
+    const Outputs want = RunOnce(p.value(), plain);
     uint64_t stop_at = 0;
-    for (int attempt = 0; attempt < 30; ++attempt) {
-      sinks::MemoryOutput m, l, d;
-      engine::RunOptions o;
-      o.parallelism = std::uniform_int_distribution<int>(1, 3)(rng);
-      o.lines_per_turn = per_turn;
-      o.read_buffer_bytes = 700;
-      o.checkpoint.enabled = true;
-      o.checkpoint.state_dir = state_dir.string();
-      o.checkpoint.interval_ms = 0;
-      stop_at += std::uniform_int_distribution<uint64_t>(1, 60)(rng);
-      o.stop_after_records = attempt == 29 ? 0 : stop_at;
-      engine::PipelineRunner r(p.value(), engine::RunOutputs{&m, &l, &d}, o);
-      auto sm = r.Run();
-      ASSERT_TRUE(sm.ok()) << sm.status().message();
-      got.matches += m.contents();
-      got.late += l.contents();
-      got.dead += d.contents();
-      if (!sm->stopped) break;
-    }
+    const Outputs got = RunWithRestarts(p.value(), 30, [&](int) {
+                          engine::RunOptions o =
+                              Checkpointed(dir_ / ("state2-" + std::to_string(c)));
+                          o.parallelism = std::uniform_int_distribution<int>(1, 3)(rng);
+                          o.lines_per_turn = per_turn;
+                          o.read_buffer_bytes = 700;
+                          stop_at += std::uniform_int_distribution<uint64_t>(1, 60)(rng);
+                          o.stop_after_records = stop_at;
+                          return o;
+                        }).out;
     EXPECT_FALSE(want.late.empty());
     EXPECT_EQ(got.late, want.late);
     EXPECT_EQ(got.dead, want.dead);
-    EXPECT_EQ(Lines(got.matches), Lines(want.matches));
+    EXPECT_EQ(SortedLines(got.matches), SortedLines(want.matches));
     if (HasFailure()) break;
   }
 }
@@ -302,45 +269,27 @@ TEST_F(Recovery, CompressedInputsResumeAtTheirOffsets) {
   const fs::path plain = dir_ / "in.jsonl";
   std::ofstream(plain) << RandomInput(rng, 2, 3000, 6);
   ASSERT_EQ(std::system(("gzip -k -f " + plain.string()).c_str()), 0);
-  auto p = Pipeline(
+  auto p = OneStreamPipeline(
       "PATTERN p FROM s MATCH a -> b+ -> c WITHIN 30 MILLISECONDS DEFINE a AS type = 'A', b AS "
       "type = 'B', c AS type = 'C' EMIT key, COUNT(b) AS nb ON TIMEOUT EMIT key",
-      plain.string() + ".gz", 2);
+      plain.string() + ".gz", 2, kSchema);
   ASSERT_TRUE(p.ok()) << p.status().message();
-  Outputs want;
-  {
-    sinks::MemoryOutput m, l, d;
-    engine::RunOptions o;
-    engine::PipelineRunner r(p.value(), engine::RunOutputs{&m, &l, &d}, o);
-    ASSERT_TRUE(r.Run().ok());
-    want = Outputs{m.contents(), l.contents(), d.contents()};
-  }
-  Outputs got;
+  const Outputs want = RunOnce(p.value(), engine::RunOptions{});
   uint64_t stop_at = 0;
-  int restores = 0;
-  for (int attempt = 0; attempt < 12; ++attempt) {
-    sinks::MemoryOutput m, l, d;
-    engine::RunOptions o;
+  const Restarted r = RunWithRestarts(p.value(), 12, [&](int attempt) {
+    engine::RunOptions o = Checkpointed(dir_ / "state");
     o.parallelism = 1 + attempt % 2;
     o.lines_per_turn = 64;
     o.read_buffer_bytes = 4096;
-    o.checkpoint.enabled = true;
-    o.checkpoint.state_dir = (dir_ / "state").string();
-    o.checkpoint.interval_ms = 0;
     stop_at += std::uniform_int_distribution<uint64_t>(100, 400)(rng);
-    o.stop_after_records = attempt == 11 ? 0 : stop_at;
-    engine::PipelineRunner r(p.value(), engine::RunOutputs{&m, &l, &d}, o);
-    auto s = r.Run();
-    ASSERT_TRUE(s.ok()) << s.status().message();
-    got.matches += m.contents();
-    got.late += l.contents();
-    got.dead += d.contents();
-    if (s->restored_from) ++restores;
-    if (!s->stopped) break;
-  }
+    o.stop_after_records = stop_at;
+    return o;
+  });
+  const Outputs& got = r.out;
+  const int restores = r.restores;
   EXPECT_GE(restores, 5);
   EXPECT_FALSE(want.matches.empty());
-  EXPECT_EQ(Lines(got.matches), Lines(want.matches));
+  EXPECT_EQ(SortedLines(got.matches), SortedLines(want.matches));
   EXPECT_EQ(got.late, want.late);
   EXPECT_EQ(got.dead, want.dead);
 }
@@ -358,31 +307,21 @@ TEST_F(Recovery, EvictedKeysFireTheirDeadlinesOnTime) {
       out << "{\"key\":\"filler\",\"type\":\"C\",\"v\":1,\"ts\":" << t << "}\n";
     }
   }
-  auto p = Pipeline(
+  auto p = OneStreamPipeline(
       "PATTERN absent FROM s MATCH a -> !b WITHIN 10 SECONDS "
       "DEFINE a AS type = 'A', b AS type = 'B' EMIT key",
-      input.string(), 0);
+      input.string(), 0, kSchema);
   ASSERT_TRUE(p.ok()) << p.status().message();
-  auto run = [&](bool with_state, engine::RunSummary* summary) {
-    sinks::MemoryOutput m, l, d;
-    engine::RunOptions o;
-    o.parallelism = 1;
-    o.lines_per_turn = 1;
-    if (with_state) {
-      o.checkpoint.enabled = true;
-      o.checkpoint.state_dir = (dir_ / "state").string();
-      o.checkpoint.interval_ms = 0;
-      o.checkpoint.cache_keys = 1;
-    }
-    engine::PipelineRunner r(p.value(), engine::RunOutputs{&m, &l, &d}, o);
-    auto s = r.Run();
-    EXPECT_TRUE(s.ok()) << s.status().message();
-    if (s.ok() && summary) *summary = s.value();
-    return m.contents();
-  };
-  const std::string want = run(false, nullptr);
+  engine::RunOptions plain;
+  plain.parallelism = 1;
+  plain.lines_per_turn = 1;
+  const std::string want = RunOnce(p.value(), plain).matches;
+  engine::RunOptions o = Checkpointed(dir_ / "state");
+  o.parallelism = 1;
+  o.lines_per_turn = 1;
+  o.checkpoint.cache_keys = 1;
   engine::RunSummary summary;
-  const std::string got = run(true, &summary);
+  const std::string got = RunOnce(p.value(), o, &summary).matches;
   EXPECT_EQ(std::count(want.begin(), want.end(), '\n'), 10);
   EXPECT_GT(summary.keys_evicted, 5u);
   EXPECT_EQ(got, want) << "same matches in the same (deadline) order";

@@ -10,27 +10,18 @@
 #include "engine/checkpoint.h"
 #include "sinks/outputs.h"
 
+#include "tests/support/test_io.h"
+
 namespace cepheus::engine {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using cepheus::testing::ReadFile;
+using cepheus::testing::ScratchDir;
 
 class CheckpointFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("cepheus-ckfiles-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = ScratchDir("cepheus-ckfiles"); }
   void TearDown() override { fs::remove_all(dir_); }
   std::unique_ptr<Output> Sink() {
     auto o = sinks::MakeOutput(OutputConfig{"file", (dir_ / "out" / "m.jsonl").string()}, true);

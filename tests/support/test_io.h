@@ -1,0 +1,30 @@
+// Small helpers shared by tests: whole-file I/O, sorted output lines, a
+// one-stream pipeline built in code, and a scratch directory per test.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/pipeline.h"
+
+namespace cepheus::testing {
+
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& contents);
+// The non-empty lines of `text`, sorted (outputs of several workers interleave).
+std::vector<std::string> SortedLines(const std::string& text);
+
+// A pipeline with one stream "s" read from `input`, its fields from
+// `schema_spec` ("key string, type string, v int, ts timestamp"), keyed by
+// "key" if there is one, event time "ts" with `lateness_ms` of allowed
+// disorder, and `pattern` inline.
+Result<engine::CompiledPipeline> OneStreamPipeline(const std::string& pattern,
+                                                   const std::string& input, int64_t lateness_ms,
+                                                   const std::string& schema_spec);
+
+// A fresh, empty directory under the system temp directory, named after the
+// running test (and this process).
+std::string ScratchDir(const std::string& prefix);
+
+}  // namespace cepheus::testing
