@@ -294,6 +294,48 @@ TEST_F(Recovery, CompressedInputsResumeAtTheirOffsets) {
   EXPECT_EQ(got.dead, want.dead);
 }
 
+// An input that no longer matches the checkpoint is a clear error, not a
+// silent restart: a file cut shorter than the recorded offset, or a stream
+// that now reads another file.
+TEST_F(Recovery, InputsThatChangedSinceTheCheckpointAreRefused) {
+  std::mt19937_64 rng(8);
+  const fs::path input = dir_ / "in.jsonl";
+  const std::string text = RandomInput(rng, 0, 500, 3);
+  WriteFile(input.string(), text);
+  const std::string pattern =
+      "PATTERN p FROM s MATCH a -> b DEFINE a AS type = 'A', b AS type = 'B'";
+  auto p = OneStreamPipeline(pattern, input.string(), 0, kSchema);
+  ASSERT_TRUE(p.ok());
+  engine::RunOptions o = Checkpointed(dir_ / "state");
+  o.lines_per_turn = 10;
+  o.stop_after_records = 300;
+  engine::RunSummary summary;
+  RunOnce(p.value(), o, &summary);
+  ASSERT_TRUE(summary.stopped);
+
+  o.stop_after_records = 0;
+  WriteFile(input.string(), text.substr(0, 100));
+  {
+    sinks::MemoryOutput m, l, d;
+    engine::PipelineRunner r(p.value(), engine::RunOutputs{&m, &l, &d}, o);
+    auto s = r.Run();
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.status().message().find("is shorter than the checkpoint's position"),
+              std::string::npos)
+        << s.status().message();
+  }
+  WriteFile((dir_ / "other.jsonl").string(), text);
+  auto other = OneStreamPipeline(pattern, (dir_ / "other.jsonl").string(), 0, kSchema);
+  ASSERT_TRUE(other.ok());
+  sinks::MemoryOutput m, l, d;
+  engine::PipelineRunner r(other.value(), engine::RunOutputs{&m, &l, &d}, o);
+  auto s = r.Run();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("which is not among the stream's inputs now"),
+            std::string::npos)
+      << s.status().message();
+}
+
 // A key evicted from the cache still fires its deadline when the watermark
 // passes it, not only when its next event comes or the input ends: with one
 // event per batch the matches come out in deadline order, as without state.
