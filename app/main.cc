@@ -13,10 +13,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/paths.h"
 #include "engine/backtest.h"
+#include "engine/checkpoint.h"
 #include "engine/pipeline.h"
 #include "engine/runner.h"
 #include "sinks/outputs.h"
+#include "state/dir_lock.h"
 
 namespace {
 
@@ -70,7 +73,43 @@ int Check(const std::string& path, bool dot) {
   return 0;
 }
 
-int Run(const std::string& path, int parallelism) {
+// How `run` may start without destroying what an earlier run left: it
+// resumes from an unfinished checkpoint; otherwise (a fresh start, or the
+// previous run finished) it would begin again from the first record and
+// replace the output files, which it only does when asked (--restart).
+// Returns whether the run resumes.
+cepheus::Result<bool> CheckStart(const cepheus::engine::PipelineConfig& cfg, bool restart) {
+  namespace fs = std::filesystem;
+  if (cfg.checkpoints_enabled && !restart) {
+    cepheus::engine::CheckpointStore store(cfg.state_dir);
+    auto usable = store.Usable();
+    if (!usable.ok()) return usable.status();
+    if (!usable->empty()) {
+      const auto& m = usable->front().metadata;
+      if (!m.finished) return true;
+      return cepheus::Status::InvalidArgument(
+          "the previous run of this pipeline finished (checkpoint " + std::to_string(m.id) +
+          " in '" + cfg.state_dir +
+          "'): its outputs are complete. Run with --restart to process the inputs again from "
+          "the beginning (this replaces the output files).");
+    }
+  }
+  if (restart) return false;
+  for (const auto* o : {&cfg.matches, cfg.late ? &*cfg.late : nullptr,
+                        cfg.dead_letter ? &*cfg.dead_letter : nullptr}) {
+    if (!o || o->type != "file") continue;
+    std::error_code ec;
+    const auto size = fs::file_size(o->path, ec);
+    if (!ec && size > 0)
+      return cepheus::Status::InvalidArgument(
+          "output file '" + o->path + "' already holds " + std::to_string(size) +
+          " bytes from an earlier run, and this run starts from the beginning: run with "
+          "--restart to replace it, or move it away");
+  }
+  return false;
+}
+
+int Run(const std::string& path, int parallelism, bool restart) {
   auto p = Load(path);
   if (!p.ok()) {
     std::cerr << p.status().message() << (p.status().message().ends_with("\n") ? "" : "\n");
@@ -78,6 +117,25 @@ int Run(const std::string& path, int parallelism) {
   }
   std::cerr << p->warnings;
   const auto& cfg = p->config;
+  // One process owns the state directory; taking the lock also proves it is
+  // writable before any work is done.
+  std::unique_ptr<cepheus::state::DirLock> lock;
+  if (cfg.checkpoints_enabled) {
+    auto l = cepheus::state::DirLock::Acquire(cfg.state_dir);
+    if (!l.ok()) {
+      std::cerr << "error: " << l.status().message() << "\n";
+      return 1;
+    }
+    lock = std::move(l.value());
+  }
+  auto start = CheckStart(cfg, restart);
+  if (!start.ok()) {
+    std::cerr << "error: " << start.status().message() << "\n";
+    // A refusal to destroy earlier output is the user's call (1); state that
+    // cannot be read is a failure (2).
+    return start.status().code() == cepheus::Status::Code::kInvalidArgument ? 1 : 2;
+  }
+  if (restart) spdlog::info("--restart: starting from the beginning; output files are replaced");
   auto outputs = OpenOutputs(cfg, "", cfg.checkpoints_enabled);
   if (!outputs.ok()) {
     std::cerr << "error: " << outputs.status().message() << "\n";
@@ -101,6 +159,7 @@ int Run(const std::string& path, int parallelism) {
     ck.interval_ms = cfg.checkpoint_interval.millis();
     ck.retain = cfg.checkpoint_retain;
     ck.cache_keys = ck.backend == cepheus::state::BackendKind::kMemory ? 0 : cfg.state_cache_keys;
+    ck.restart = restart;
   }
   cepheus::engine::RunOutputs outs = outputs->Get();
   cepheus::engine::PipelineRunner runner(*p, outs, opts);
@@ -241,6 +300,23 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
     }
     opts.files = std::move(files.value());
   }
+  // An output that is also an input would be truncated before it is read.
+  {
+    const auto& c = p->config;
+    std::vector<std::string> outs;
+    if (!a.output.empty()) outs.push_back(a.output);
+    if (a.output.empty() && c.matches.type == "file") outs.push_back(c.matches.path);
+    if (c.late && c.late->type == "file") outs.push_back(c.late->path);
+    if (c.dead_letter && c.dead_letter->type == "file") outs.push_back(c.dead_letter->path);
+    for (const auto& stream_files : opts.files)
+      for (const auto& f : stream_files)
+        for (const auto& o : outs)
+          if (cepheus::SameFile(f, o)) {
+            std::cerr << "error: output " << o
+                      << " is also an input (it would be truncated before it is read)\n";
+            return 1;
+          }
+  }
   opts.memory_budget = cepheus::engine::DefaultMemoryBudget();
   if (!a.memory_budget.empty()) {
     auto b = ParseBytes(a.memory_budget);
@@ -331,6 +407,7 @@ int main(int argc, char** argv) {
   std::string path;
   bool dot = false;
   int parallelism = 0;
+  bool restart = false;
   auto* check =
       app.add_subcommand("check", "Validate a pipeline and its patterns; print the compiled NFA");
   check->add_option("pipeline", path, "Pipeline YAML file")->required();
@@ -343,6 +420,9 @@ int main(int argc, char** argv) {
   run->add_option("-p,--parallelism", parallelism,
                   "Worker threads (default: pipeline setting, else all cores)")
       ->check(CLI::Range(1, 256));
+  run->add_flag("--restart", restart,
+                "Start from the beginning: discard checkpoints and replace output files (needed "
+                "to run a finished pipeline again or to replace earlier output)");
   BacktestArgs bargs;
   auto* backtest =
       app.add_subcommand("backtest", "Run the patterns over bounded history as a batch job");
@@ -369,7 +449,7 @@ int main(int argc, char** argv) {
   });
   CLI11_PARSE(app, argc, argv);
   if (check->parsed()) return Check(path, dot);
-  if (run->parsed()) return Run(path, parallelism);
+  if (run->parsed()) return Run(path, parallelism, restart);
   if (backtest->parsed()) return Backtest(path, parallelism, bargs);
   return 0;
 }

@@ -17,8 +17,8 @@ measure() {  # label, command...
     "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}')" "$((kb / 1024))"
 }
 printf "%-34s %11s %7s %7s %8s\n" mode events/s wall_s cpu_s peak_MB
-measure "run -p 1" "$build/app/cepheus" run -p 1 "$p"
-measure "run -p 2" "$build/app/cepheus" run -p 2 "$p"
+measure "run -p 1" "$build/app/cepheus" run --restart -p 1 "$p"
+measure "run -p 2" "$build/app/cepheus" run --restart -p 2 "$p"
 measure "backtest -p 1" "$build/app/cepheus" backtest -p 1 "$p" -o "$data/out/bt.jsonl"
 measure "backtest -p 2" "$build/app/cepheus" backtest -p 2 "$p" -o "$data/out/bt.jsonl"
 measure "backtest -p 2 --as-live" "$build/app/cepheus" backtest -p 2 --as-live "$p" -o "$data/out/bt.jsonl"

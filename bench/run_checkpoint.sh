@@ -40,7 +40,7 @@ state: { backend: rocksdb, dir: state }
 checkpoint: { interval: 5s, retain: 100 }
 YAML
 mkfifo "$dir/in.fifo"
-/usr/bin/time -f "%e %M" -o "$dir/time.txt" "$build/app/cepheus" run -p 2 "$dir/pipeline.yaml" 2> "$dir/log.txt" &
+/usr/bin/time -f "%e %M" -o "$dir/time.txt" "$build/app/cepheus" run --restart -p 2 "$dir/pipeline.yaml" 2> "$dir/log.txt" &
 pid=$!
 exec 3> "$dir/in.fifo"
 cat "$dir/part1.jsonl" >&3

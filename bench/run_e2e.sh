@@ -10,7 +10,7 @@ build="${2:-$root/build}"
 printf "%-18s %7s %11s %7s %7s %13s %8s\n" pipeline workers events/s wall_s cpu_s events/cpu_s peak_MB
 for p in "$root"/bench/pipelines/*.yaml; do
   for w in 1 2; do
-    /usr/bin/time -f "%e %U %S %M" -o "$data/time.txt" "$build/app/cepheus" run -p "$w" "$p" 2>/dev/null
+    /usr/bin/time -f "%e %U %S %M" -o "$data/time.txt" "$build/app/cepheus" run --restart -p "$w" "$p" 2>/dev/null
     read -r wall user sys kb < "$data/time.txt"
     rate=$(awk -v n="$n" -v t="$wall" 'BEGIN { printf "%.0f", n / t }')
     cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')

@@ -33,7 +33,7 @@ checkpoint: { interval: 1s }") ;;
     rocksdb_cache100) y=$(variant rocksdb_cache100 "state: { backend: rocksdb, dir: state_rocksdb_cache100, cache_keys: 100 }
 checkpoint: { interval: 10s }") ;;
   esac
-  /usr/bin/time -f "%e %U %S %M" -o "$data/time.txt" "$build/app/cepheus" run -p 1 "$y" 2> "$data/state_$mode.log"
+  /usr/bin/time -f "%e %U %S %M" -o "$data/time.txt" "$build/app/cepheus" run --restart -p 1 "$y" 2> "$data/state_$mode.log"
   read -r wall user sys kb < "$data/time.txt"
   rate=$(awk -v n="$n" -v t="$wall" 'BEGIN { printf "%.0f", n / t }')
   cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')

@@ -1,5 +1,7 @@
 #include "engine/pipeline_config.h"
 
+#include "common/paths.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
@@ -194,10 +196,18 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
                               : k == "late"  ? *cfg.late
                                              : *cfg.dead_letter;
       if (o.type != "file") continue;
-      auto [it, fresh] = files.emplace(o.path, k);
-      if (!fresh)
-        return Err(path, kv.second,
-                   "outputs '" + it->second + "' and '" + k + "' write the same file " + o.path);
+      for (const auto& [other_path, other] : files)
+        if (SameFile(other_path, o.path))
+          return Err(path, kv.second,
+                     "outputs '" + other + "' and '" + k + "' write the same file " + o.path);
+      files.emplace(o.path, k);
+      // Opening an output truncates it: one that is also an input would be
+      // destroyed before a record is read.
+      for (const StreamConfig& s : cfg.streams)
+        if (s.source.path != "-" && SameFile(s.source.path, o.path))
+          return Err(path, kv.second,
+                     "output '" + k + "' writes " + o.path + ", the input of stream '" + s.name +
+                         "' (it would be truncated before it is read)");
     }
   }
   if (root["parallelism"]) {

@@ -111,6 +111,7 @@ Result<RunSummary> PipelineRunner::Run() {
   uint64_t next_checkpoint = 0;
   if (ck.enabled) {
     store = std::make_unique<CheckpointStore>(ck.state_dir);
+    if (ck.restart) store->DeleteAll();
     auto usable = store->Usable();
     if (!usable.ok()) return usable.status();
     std::optional<CheckpointStore::Found> found;

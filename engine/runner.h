@@ -30,6 +30,8 @@ struct CheckpointOptions {
   int64_t interval_ms = 10000;
   int retain = 3;         // complete checkpoints kept
   size_t cache_keys = 0;  // deserialized keys per worker; 0: no limit
+  // Ignore (and delete) existing checkpoints: start from the beginning.
+  bool restart = false;
 };
 
 struct RunOptions {

@@ -7,4 +7,4 @@ bash "$root/scripts/install-deps.sh"
 bash "$root/scripts/build.sh" "$root/build" Release
 cd "$root"
 ./build/app/cepheus check samples/fraud/pipeline.yaml
-./build/app/cepheus run samples/fraud/pipeline.yaml
+./build/app/cepheus run --restart samples/fraud/pipeline.yaml

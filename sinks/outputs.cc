@@ -24,9 +24,12 @@ class FileOutput final : public engine::Output {
     std::fflush(f_);
     if (owned_) std::fclose(f_);
   }
+  // Each Write is one worker batch (or one reader turn): it is flushed at
+  // once, so a live pipeline's records leave as soon as the watermark
+  // releases them instead of sitting in a stdio buffer until exit.
   Status Write(std::string_view lines) override {
     std::lock_guard<std::mutex> l(mu_);
-    if (std::fwrite(lines.data(), 1, lines.size(), f_) != lines.size())
+    if (std::fwrite(lines.data(), 1, lines.size(), f_) != lines.size() || std::fflush(f_) != 0)
       return Status::IoError("writing " + name_ + ": " + std::strerror(errno));
     return Status::Ok();
   }

@@ -1,6 +1,8 @@
-// Sinks: where output records go. stdout/stderr write through a buffer
-// (at-least-once: a crash can lose or, on restart, repeat records); file
-// sinks write JSON lines to a file, creating its directory. In a checkpointed
+// Sinks: where output records go. stdout/stderr and plain file sinks hand
+// each batch to the operating system as it is written, so live records leave
+// at once (at-least-once: after a crash, records since the last checkpoint
+// are written again); file sinks write JSON lines to a file, creating its
+// directory. In a checkpointed
 // run (`exactly_once`) a file sink makes records visible only when the
 // checkpoint covering them completes, and a restart neither loses nor repeats
 // any (see engine/output.h). Each sink serializes concurrent writers.

@@ -46,9 +46,9 @@ TEST_P(Sample, OutputsMatchExpectedFiles) {
   RunCommand(cd + CEPHEUS_BINARY + " check " + pipeline + " >/dev/null 2>&1", &status);
   ASSERT_EQ(status, 0) << "cepheus check failed for " << GetParam();
   for (int p : {1, 4}) {
-    std::string out = RunCommand(
-        cd + CEPHEUS_BINARY + " run -p " + std::to_string(p) + " " + pipeline + " 2>/dev/null",
-        &status);
+    std::string out = RunCommand(cd + CEPHEUS_BINARY + " run --restart -p " + std::to_string(p) +
+                                     " " + pipeline + " 2>/dev/null",
+                                 &status);
     ASSERT_EQ(status, 0) << GetParam() << " with " << p << " workers";
     EXPECT_EQ(SortedLines(out), SortedLines(ReadFile(dir / "expected_matches.jsonl")))
         << GetParam() << " matches with " << p << " workers";

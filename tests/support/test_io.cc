@@ -1,6 +1,8 @@
 #include "tests/support/test_io.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -58,6 +60,59 @@ Result<engine::CompiledPipeline> OneStreamPipeline(const std::string& pattern,
   cfg.patterns.push_back(ps);
   cfg.max_runs_per_key = 100000;
   return engine::CompilePipeline(std::move(cfg));
+}
+
+int SpawnCli(const std::vector<std::string>& args, int out_fd, const std::string& err_path,
+             const std::string& stdin_path) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    int in = ::open(stdin_path.empty() ? "/dev/null" : stdin_path.c_str(), O_RDONLY);
+    if (in >= 0) ::dup2(in, 0);
+    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (err >= 0) ::dup2(err, 2);
+    ::dup2(out_fd, 1);
+    std::vector<char*> argv;
+    std::string bin = CEPHEUS_BINARY;
+    argv.push_back(bin.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(bin.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int SpawnCli(const std::vector<std::string>& args, int out_fd, const std::string& err_path) {
+  return SpawnCli(args, out_fd, err_path, "");
+}
+
+int WaitPid(int pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status)) return -WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+CliResult RunCli(const std::vector<std::string>& args, const std::string& stdin_path) {
+  namespace fs = std::filesystem;
+  static int counter = 0;
+  const std::string base =
+      (fs::temp_directory_path() /
+       ("cepheus-cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)))
+          .string();
+  const std::string out_path = base + ".out", err_path = base + ".err";
+  int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ::unlink(err_path.c_str());
+  CliResult r;
+  r.code = WaitPid(SpawnCli(args, out, err_path, stdin_path));
+  ::close(out);
+  r.out = ReadFile(out_path);
+  r.err = ReadFile(err_path);
+  ::unlink(out_path.c_str());
+  ::unlink(err_path.c_str());
+  return r;
 }
 
 std::string ScratchDir(const std::string& prefix) {

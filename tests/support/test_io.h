@@ -23,6 +23,19 @@ Result<engine::CompiledPipeline> OneStreamPipeline(const std::string& pattern,
                                                    const std::string& input, int64_t lateness_ms,
                                                    const std::string& schema_spec);
 
+// The `cepheus` binary run to completion with `args`; standard input is
+// /dev/null unless `stdin_path` is given.
+struct CliResult {
+  int code = -1;  // exit status, or -signal
+  std::string out, err;
+};
+CliResult RunCli(const std::vector<std::string>& args, const std::string& stdin_path = "");
+// Starts `cepheus` with `args`, its standard output on `out_fd` and standard
+// error appended to `err_path`; returns the pid (see WaitPid).
+int SpawnCli(const std::vector<std::string>& args, int out_fd, const std::string& err_path);
+// Waits for `pid`: its exit status, or -signal.
+int WaitPid(int pid);
+
 // A fresh, empty directory under the system temp directory, named after the
 // running test (and this process).
 std::string ScratchDir(const std::string& prefix);

@@ -1,0 +1,237 @@
+// The real `cepheus` binary as an operator meets it: live alerts leave while
+// the input is still open, one process per state directory, and nothing an
+// earlier run produced (or an input) is destroyed by starting again.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "tests/support/test_io.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using cepheus::testing::ReadFile;
+using cepheus::testing::RunCli;
+using cepheus::testing::ScratchDir;
+using cepheus::testing::SortedLines;
+using cepheus::testing::SpawnCli;
+using cepheus::testing::WaitPid;
+using cepheus::testing::WriteFile;
+
+constexpr const char* kSchema = "    schema: { user: string, kind: string, ts: timestamp }\n";
+constexpr const char* kPattern =
+    "patterns: [ { inline: \"PATTERN ab FROM s MATCH a -> b DEFINE a AS kind = 'a', b AS kind "
+    "= 'b' EMIT user\" } ]\n";
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = ScratchDir("cepheus-cli"); }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  // A pipeline over `input` (relative to dir_) with `rest` appended.
+  std::string Pipeline(const std::string& name, const std::string& input, const std::string& rest,
+                       const std::string& event_time = "{ field: ts, max_out_of_orderness: 0s }") {
+    const std::string p = (dir_ / name).string();
+    WriteFile(p, "streams:\n  s:\n    source: { type: file, path: " + input + " }\n" + kSchema +
+                     "    key: user\n    event_time: " + event_time + "\n" + kPattern + rest);
+    return p;
+  }
+  static std::string Events(int n) {
+    std::string s;
+    for (int i = 0; i < n; ++i)
+      s += "{\"user\":\"u" + std::to_string(i % 7) + "\",\"kind\":\"" + (i % 2 ? "b" : "a") +
+           "\",\"ts\":" + std::to_string(1000 + i) + "}\n";
+    return s;
+  }
+  fs::path dir_;
+};
+
+// Reads one line from `fd` within `ms`, or returns "" on timeout or EOF.
+std::string ReadLineWithin(int fd, int ms, std::string* pending) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (pending->find('\n') == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) return "";
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    char buf[4096];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) return "";
+    pending->append(buf, static_cast<size_t>(n));
+  }
+  const size_t nl = pending->find('\n');
+  std::string line = pending->substr(0, nl);
+  pending->erase(0, nl + 1);
+  return line;
+}
+
+TEST_F(Cli, LiveMatchOnStdoutLeavesWhileTheInputIsStillOpen) {
+  const std::string fifo = (dir_ / "in.fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const int writer = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);  // keeps the FIFO open, never blocks
+  ASSERT_GE(writer, 0);
+  const std::string pipeline =
+      Pipeline("p.yaml", "in.fifo", "outputs: { matches: { type: stdout } }\n",
+               "{ field: ts, max_out_of_orderness: 0s, follow_wall_clock_when_idle: false }");
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  const int pid = SpawnCli({"run", pipeline, "-p", "2"}, out[1], (dir_ / "err.log").string());
+  ::close(out[1]);
+  auto write = [&](const std::string& s) {
+    ASSERT_EQ(::write(writer, s.data(), s.size()), static_cast<ssize_t>(s.size()));
+  };
+  std::string pending;
+  // One event at a time; the match a@1000 b@2000 is released when a later
+  // event moves the watermark past 2000.
+  write("{\"user\":\"u1\",\"kind\":\"a\",\"ts\":1000}\n");
+  write("{\"user\":\"u1\",\"kind\":\"b\",\"ts\":2000}\n");
+  EXPECT_EQ(ReadLineWithin(out[0], 300, &pending), "") << "released before the watermark passed";
+  const auto t0 = std::chrono::steady_clock::now();
+  write("{\"user\":\"u2\",\"kind\":\"x\",\"ts\":3000}\n");
+  const std::string line = ReadLineWithin(out[0], 10000, &pending);
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  EXPECT_NE(line.find("\"pattern\":\"ab\""), std::string::npos)
+      << "no match on stdout while the input is open: " << line;
+  EXPECT_NE(line.find("\"user\":\"u1\""), std::string::npos) << line;
+  EXPECT_LT(ms, 5000) << "the alert took " << ms << " ms";
+  // A second match, later: each one leaves on its own.
+  write(
+      "{\"user\":\"u3\",\"kind\":\"a\",\"ts\":4000}\n{\"user\":\"u3\",\"kind\":\"b\",\"ts\":5000}"
+      "\n");
+  write("{\"user\":\"u2\",\"kind\":\"x\",\"ts\":6000}\n");
+  const std::string second = ReadLineWithin(out[0], 10000, &pending);
+  EXPECT_NE(second.find("\"user\":\"u3\""), std::string::npos) << second;
+  ::close(writer);  // end of input: the run finishes
+  EXPECT_EQ(WaitPid(pid), 0) << ReadFile(dir_ / "err.log");
+  ::close(out[0]);
+}
+
+TEST_F(Cli, SecondRunOnTheSameStateDirectoryIsRefusedWithTheHoldersPid) {
+  const std::string fifo = (dir_ / "in.fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const int writer = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(writer, 0);
+  const std::string pipeline =
+      Pipeline("p.yaml", "in.fifo", "outputs: { matches: { type: file, path: out/m.jsonl } }\n");
+  const int devnull = ::open("/dev/null", O_WRONLY);
+  const int first = SpawnCli({"run", pipeline}, devnull, (dir_ / "first.log").string());
+  // The first run holds the lock once its lock file names it.
+  for (int i = 0; i < 500; ++i) {
+    if (ReadFile(dir_ / "state" / "cepheus.lock") == std::to_string(first) + "\n") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(ReadFile(dir_ / "state" / "cepheus.lock"), std::to_string(first) + "\n");
+  auto second = RunCli({"run", pipeline});
+  EXPECT_EQ(second.code, 1);
+  EXPECT_NE(second.err.find("in use by another cepheus process (pid " + std::to_string(first)),
+            std::string::npos)
+      << second.err;
+  // The first run was not disturbed: it still takes input and finishes cleanly.
+  const std::string events = Events(20);
+  ASSERT_EQ(::write(writer, events.data(), events.size()), static_cast<ssize_t>(events.size()));
+  ::close(writer);
+  EXPECT_EQ(WaitPid(first), 0) << ReadFile(dir_ / "first.log");
+  EXPECT_EQ(ReadFile(dir_ / "first.log").find("checkpoint failed"), std::string::npos);
+  EXPECT_FALSE(ReadFile(dir_ / "out" / "m.jsonl").empty());
+  ::close(devnull);
+}
+
+TEST_F(Cli, UnwritableStateDirectoryIsRefusedBeforeAnyWork) {
+  WriteFile(dir_ / "in.jsonl", Events(10));
+  WriteFile(dir_ / "blocker", "a file where the state directory's parent should be");
+  for (const char* backend : {"memory", "rocksdb"}) {
+    const std::string pipeline =
+        Pipeline("p.yaml", "in.jsonl",
+                 std::string("state: { backend: ") + backend + ", dir: blocker/state }\n");
+    auto r = RunCli({"run", pipeline});
+    EXPECT_EQ(r.code, 1) << backend;
+    EXPECT_NE(r.err.find("cannot create state directory"), std::string::npos)
+        << backend << ": " << r.err;
+    EXPECT_TRUE(r.out.empty()) << backend << ": nothing may run: " << r.out;
+  }
+}
+
+TEST_F(Cli, OutputThatIsAnInputIsRefusedAtCheck) {
+  const std::string events = Events(10);
+  WriteFile(dir_ / "in.jsonl", events);
+  fs::create_hard_link(dir_ / "in.jsonl", dir_ / "alias.jsonl");
+  for (const char* out : {"in.jsonl", "./sub/../in.jsonl", "alias.jsonl"}) {
+    const std::string pipeline =
+        Pipeline("p.yaml", "in.jsonl",
+                 std::string("outputs: { late: { type: file, path: ") + out + " } }\n");
+    for (const char* cmd : {"check", "run"}) {
+      auto r = RunCli({cmd, pipeline});
+      EXPECT_EQ(r.code, 1) << cmd << " " << out;
+      EXPECT_NE(r.err.find("the input of stream 's'"), std::string::npos) << r.err;
+    }
+  }
+  EXPECT_EQ(ReadFile(dir_ / "in.jsonl"), events) << "the input was touched";
+  // Backtest: -o naming an input.
+  const std::string pipeline = Pipeline("p.yaml", "in.jsonl", "");
+  auto r = RunCli({"backtest", pipeline, "--input", (dir_ / "alias.jsonl").string(), "-o",
+                   (dir_ / "in.jsonl").string()});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("is also an input"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(dir_ / "in.jsonl"), events) << "the input was touched";
+  // Two outputs on one file, through a hard link.
+  WriteFile(dir_ / "o1.jsonl", "");
+  fs::create_hard_link(dir_ / "o1.jsonl", dir_ / "o2.jsonl");
+  r = RunCli({"check", Pipeline("q.yaml", "in.jsonl",
+                                "outputs: { late: { type: file, path: o1.jsonl }, dead_letter: { "
+                                "type: file, path: o2.jsonl } }\n")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("write the same file"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, FinishedPipelineIsNotRunAgainWithoutRestartAndKeepsItsOutput) {
+  WriteFile(dir_ / "in.jsonl", Events(40));
+  for (const char* ck : {"checkpoint: { interval: 10s }\n", "checkpoint: { enabled: false }\n"}) {
+    fs::remove_all(dir_ / "state");
+    fs::remove_all(dir_ / "out");
+    const std::string pipeline =
+        Pipeline("p.yaml", "in.jsonl",
+                 std::string("outputs: { matches: { type: file, path: out/m.jsonl } }\n") + ck);
+    auto first = RunCli({"run", pipeline});
+    ASSERT_EQ(first.code, 0) << first.err;
+    const std::string out = ReadFile(dir_ / "out" / "m.jsonl");
+    ASSERT_FALSE(out.empty());
+    auto again = RunCli({"run", pipeline});
+    EXPECT_EQ(again.code, 1) << ck;
+    EXPECT_NE(again.err.find("--restart"), std::string::npos) << again.err;
+    EXPECT_EQ(ReadFile(dir_ / "out" / "m.jsonl"), out) << ck << "the earlier output was touched";
+    auto restart = RunCli({"run", pipeline, "--restart"});
+    EXPECT_EQ(restart.code, 0) << restart.err;
+    EXPECT_EQ(SortedLines(ReadFile(dir_ / "out" / "m.jsonl")), SortedLines(out))
+        << ck << "--restart reproduces the output";
+  }
+}
+
+TEST_F(Cli, StdinSourceDoesNotLoseEarlierAlertsOnARerun) {
+  // Standard input cannot be replayed, so a finished stdin pipeline asked to
+  // run again must not replace the alerts of the first run.
+  WriteFile(dir_ / "in.jsonl", Events(40));
+  const std::string pipeline =
+      Pipeline("p.yaml", "\"-\"", "outputs: { matches: { type: file, path: out/m.jsonl } }\n");
+  ASSERT_EQ(RunCli({"run", pipeline}, (dir_ / "in.jsonl").string()).code, 0);
+  const std::string out = ReadFile(dir_ / "out" / "m.jsonl");
+  ASSERT_FALSE(out.empty());
+  WriteFile(dir_ / "other.jsonl", "");
+  auto again = RunCli({"run", pipeline}, (dir_ / "other.jsonl").string());
+  EXPECT_EQ(again.code, 1);
+  EXPECT_EQ(ReadFile(dir_ / "out" / "m.jsonl"), out);
+}
+
+}  // namespace
