@@ -8,8 +8,18 @@
 
 namespace cepheus {
 
-// Appends `s` as a quoted JSON string.
+// Appends `s` as a quoted JSON string. The output is always valid JSON and
+// UTF-8: a byte that does not start a well-formed UTF-8 sequence (RFC 3629:
+// no overlong forms, surrogates or code points above U+10FFFF) becomes
+// U+FFFD, the replacement character.
 void AppendJsonString(std::string& out, std::string_view s);
+// The length of the well-formed UTF-8 sequence at the start of `s`, or 0.
+size_t Utf8SequenceLength(std::string_view s);
+// Whether `s` is well-formed UTF-8; if not, `*bad_offset` (if given) is the
+// offset of the first byte that is not.
+bool IsValidUtf8(std::string_view s, size_t* bad_offset = nullptr);
+// Appends `bytes` in base64 (RFC 4648, with padding).
+void AppendBase64(std::string& out, std::string_view bytes);
 // Appends a finite double in shortest round-trip form; NaN/inf become null.
 void AppendJsonDouble(std::string& out, double d);
 

@@ -356,9 +356,19 @@ Result<BacktestSummary> Backtester::Run() {
         const std::string& f = stream_files[st][fi];
         uint64_t size = 0;
         if (LineReader::Splittable(f, &size) && size >= options_.split_above) {
+          std::vector<uint64_t> cuts;  // shard t reads [cuts[t], cuts[t + 1])
+          for (int t = 0; t <= shards; ++t)
+            cuts.push_back(size * static_cast<uint64_t>(t) / static_cast<uint64_t>(shards));
+          if (pipeline_.config.streams[st].source.format == "csv") {
+            // A CSV record may span lines (quoted newlines): cut only where
+            // a record starts.
+            auto starts = LineReader::CsvRecordStarts(f, cuts);
+            if (!starts.ok()) return starts.status();
+            cuts = std::move(starts.value());
+          }
           for (int t = 0; t < shards; ++t) {
-            uint64_t b = size * static_cast<uint64_t>(t) / static_cast<uint64_t>(shards);
-            uint64_t e = size * static_cast<uint64_t>(t + 1) / static_cast<uint64_t>(shards);
+            const uint64_t b = cuts[static_cast<size_t>(t)];
+            const uint64_t e = cuts[static_cast<size_t>(t) + 1];
             if (b < e)
               shard_opts[static_cast<size_t>(t)].ranges[st].push_back(
                   ReaderOptions::Range{f, static_cast<uint32_t>(fi), b, e});

@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include "common/json.h"
+
 #include <charconv>
 #include <cstring>
 
@@ -32,8 +34,51 @@ bool Finish(const DecoderOptions& o, RowBuilder& b, uint64_t seq, RowPtr* out, s
     }
   }
   // The time slot holds epoch ms for both timestamp and int fields.
-  *out = b.Build(EventTime::FromMillis(b.GetInt(static_cast<size_t>(o.time_field))), seq);
+  const EventTime t = EventTime::FromMillis(b.GetInt(static_cast<size_t>(o.time_field)));
+  if (t < o.min_time || t >= o.max_time) {
+    // (Years 1 to 9999 print as RFC 3339; others only as milliseconds.)
+    const bool printable = t.millis() >= -62135596800000 && t.millis() < 253402300800000;
+    *error = "event time " + std::to_string(t.millis()) +
+             (printable ? " (" + FormatRfc3339(t) + ")" : std::string()) +
+             " is outside the accepted range [" + FormatRfc3339(o.min_time) + ", " +
+             FormatRfc3339(o.max_time) + ") (event_time.min_time / max_time)";
+    return false;
+  }
+  *out = b.Build(t, seq);
   return true;
+}
+
+// Where a JSON record goes wrong, for records simdjson rejects as incomplete:
+// an object that closes before the end of the line is followed by junk; one
+// that never closes is cut short. Scans strings and nesting only.
+std::string IncompleteJsonReason(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (--depth == 0) {
+        const size_t rest = text.find_first_not_of(" \t\r", i + 1);
+        if (rest != std::string_view::npos)
+          return "invalid JSON: unexpected text after the object (at byte " + std::to_string(rest) +
+                 ")";
+        break;
+      }
+    }
+  }
+  if (in_string) return "invalid JSON: the record ends inside a string (missing '\"')";
+  if (depth > 0)
+    return "invalid JSON: the record ends before its object closes (missing '}' or ']')";
+  return "invalid JSON: malformed object";
 }
 
 const char* JsonTypeName(simdjson::ondemand::json_type t) {
@@ -69,6 +114,7 @@ class JsonlDecoder final : public RecordDecoder {
       view = simdjson::padded_string_view(buf_.data(), text.size(), buf_.size());
     }
     builder_.Reset();
+    text_ = text;
     simdjson::ondemand::document doc;
     if (auto err = parser_.iterate(view).get(doc)) return Fail(error, err);
     if (!ReadObject(doc, error)) return false;
@@ -120,7 +166,12 @@ class JsonlDecoder final : public RecordDecoder {
 
  private:
   bool Fail(std::string* error, simdjson::error_code err) {
-    *error = std::string("invalid JSON: ") + simdjson::error_message(err);
+    if (err == simdjson::INCOMPLETE_ARRAY_OR_OBJECT || err == simdjson::TAPE_ERROR)
+      *error = IncompleteJsonReason(text_);
+    else if (err == simdjson::UTF8_ERROR)
+      *error = "invalid JSON: the record is not valid UTF-8";
+    else
+      *error = std::string("invalid JSON: ") + simdjson::error_message(err);
     return false;
   }
 
@@ -156,10 +207,37 @@ class JsonlDecoder final : public RecordDecoder {
     return true;
   }
 
-  bool TypeError(size_t i, const char* want, simdjson::ondemand::value& v, std::string* error) {
+  // Why field i's value `v` could not be read as `want` (`err`: the error
+  // of that read): a value of the wrong type, or one of the right type that
+  // does not fit (a number out of range, a string with a bad escape).
+  bool TypeError(size_t i, const char* want, simdjson::ondemand::value& v, std::string* error,
+                 simdjson::error_code err = simdjson::INCORRECT_TYPE) {
+    const std::string& name = o_.schema->field(i).name;
     simdjson::ondemand::json_type t;
-    const char* got = v.type().get(t) ? "invalid JSON" : JsonTypeName(t);
-    *error = "field '" + o_.schema->field(i).name + "': expected " + want + ", got " + got;
+    if (v.type().get(t)) {
+      *error = "field '" + name + "': expected " + want + ", got invalid JSON";
+      return false;
+    }
+    std::string_view raw = v.raw_json_token();
+    while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\t')) raw.remove_suffix(1);
+    if (raw.size() > 40) raw = raw.substr(0, 40);
+    if (t == simdjson::ondemand::json_type::number) {
+      // An integer too big for 64 bits reads as a wrong type in simdjson.
+      const bool integer_syntax = raw.find_first_not_of("-0123456789") == std::string_view::npos;
+      if (err == simdjson::NUMBER_OUT_OF_RANGE || err == simdjson::NUMBER_ERROR ||
+          (integer_syntax && std::string_view(want).find("integer") != std::string_view::npos))
+        *error =
+            "field '" + name + "': the number " + std::string(raw) + " is out of range for " + want;
+      else
+        *error = "field '" + name + "': expected " + want + ", got the number " + std::string(raw);
+      return false;
+    }
+    if (t == simdjson::ondemand::json_type::string && err != simdjson::INCORRECT_TYPE) {
+      *error = "field '" + name + "': the string " + std::string(raw) +
+               " has an invalid escape or is not valid UTF-8";
+      return false;
+    }
+    *error = "field '" + name + "': expected " + want + ", got " + JsonTypeName(t);
     return false;
   }
 
@@ -169,19 +247,19 @@ class JsonlDecoder final : public RecordDecoder {
     switch (o_.schema->field(i).type) {
       case FieldType::kInt: {
         int64_t x;
-        if (v.get_int64().get(x)) return TypeError(i, "an integer", v, error);
+        if (auto err = v.get_int64().get(x)) return TypeError(i, "an integer", v, error, err);
         builder_.SetInt(i, x);
         return true;
       }
       case FieldType::kDouble: {
         double x;
-        if (v.get_double().get(x)) return TypeError(i, "a number", v, error);
+        if (auto err = v.get_double().get(x)) return TypeError(i, "a number", v, error, err);
         builder_.SetDouble(i, x);
         return true;
       }
       case FieldType::kString: {
         std::string_view x;
-        if (v.get_string().get(x)) return TypeError(i, "a string", v, error);
+        if (auto err = v.get_string().get(x)) return TypeError(i, "a string", v, error, err);
         builder_.SetString(i, x);
         return true;
       }
@@ -198,7 +276,12 @@ class JsonlDecoder final : public RecordDecoder {
           int64_t x;
           if (v.get_int64().get(x)) {
             double d;
-            if (v.get_double().get(d)) return TypeError(i, "epoch milliseconds", v, error);
+            if (auto err = v.get_double().get(d))
+              return TypeError(i, "epoch milliseconds", v, error, err);
+            // Converting a double outside int64's range is undefined: such
+            // a time is refused here (the range check refuses the rest).
+            if (!(d > -9.2e18 && d < 9.2e18))
+              return TypeError(i, "epoch milliseconds", v, error, simdjson::NUMBER_OUT_OF_RANGE);
             x = static_cast<int64_t>(d);
           }
           builder_.SetInt(i, x);
@@ -222,6 +305,7 @@ class JsonlDecoder final : public RecordDecoder {
 
   DecoderOptions o_;
   RowBuilder builder_;
+  std::string_view text_;  // the record being decoded, for error reasons
   simdjson::ondemand::parser parser_;
   simdjson::ondemand::parser many_;  // for DecodeFast's document streams
   std::string buf_;
@@ -253,6 +337,12 @@ class CsvDecoder final : public RecordDecoder {
 
   bool Decode(std::string_view text, uint64_t seq, RowPtr* out, std::string* error,
               size_t) override {
+    // Records are UTF-8, as in JSON lines (outputs are JSON).
+    size_t bad = 0;
+    if (!IsValidUtf8(text, &bad)) {
+      *error = "CSV record is not valid UTF-8 (byte " + std::to_string(bad) + ")";
+      return false;
+    }
     if (!Split(text, &cols_, error)) return false;
     if (cols_.size() != column_field_.size()) {
       *error = "CSV record has " + std::to_string(cols_.size()) + " columns, the header has " +

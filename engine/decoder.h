@@ -12,6 +12,7 @@
 #include "common/row.h"
 #include "common/schema.h"
 #include "common/status.h"
+#include "common/time_types.h"
 
 namespace cepheus::engine {
 
@@ -21,6 +22,14 @@ struct DecoderOptions {
   // Fields a record must carry (key and event-time fields). Others may be
   // absent or null.
   std::vector<int> required;
+  // Event times outside [min_time, max_time) are rejected: a time far off
+  // (a unit mix-up, a corrupt value) would otherwise poison the watermark.
+  EventTime min_time = kDefaultMinEventTime;
+  EventTime max_time = kDefaultMaxEventTime;
+
+  // 1900-01-01T00:00:00Z and 2400-01-01T00:00:00Z.
+  static constexpr EventTime kDefaultMinEventTime = EventTime::FromMillis(-2208988800000);
+  static constexpr EventTime kDefaultMaxEventTime = EventTime::FromMillis(13569465600000);
 };
 
 // One record's outcome in DecodeBatch: a row, or the reason it was rejected.

@@ -46,7 +46,27 @@ Status EventReader::OpenFile(Input& in) {
     return Status::IoError("stream '" + in.config->name + "': " + reader.status().message());
   if (in.reader) finished_bytes_ += in.reader->raw_bytes_read();
   in.reader = std::move(reader.value());
+  in.reader->set_quoted_records(in.config->source.format == "csv");
   in.header_done = !in.decoder->wants_header();  // every CSV file has its header
+  if (!in.header_done && !in.ranges.empty() && in.ranges[in.next_file - 1].begin > 0) {
+    // A range after the first: the header is the file's first record.
+    const std::string& path = in.ranges[in.next_file - 1].path;
+    auto head = LineReader::Open(path);
+    if (!head.ok()) return head.status();
+    head.value()->set_quoted_records(true);
+    std::string_view line;
+    while (head.value()->Next(&line, 0) == LineReader::Result::kLine) {
+      if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+      in.header.assign(line);
+      Status hs = in.decoder->SetHeader(line);
+      if (!hs.ok())
+        return Status::InvalidArgument(path + ":" + std::to_string(head.value()->line_number()) +
+                                       ": " + hs.message());
+      in.header_done = true;
+      break;
+    }
+    if (!head.value()->error().ok()) return head.value()->error();
+  }
   return Status::Ok();
 }
 
@@ -87,6 +107,8 @@ Status EventReader::Open() {
     dopt.schema = &sc.schema;
     dopt.time_field = sc.schema.IndexOf(sc.time_field);
     dopt.required.push_back(dopt.time_field);
+    dopt.min_time = sc.min_time;
+    dopt.max_time = sc.max_time;
     for (const auto& k : sc.key) dopt.required.push_back(sc.schema.IndexOf(k));
     for (const Keying& keying : pipeline_.keyings) {
       if (keying.stream != in->index) continue;
@@ -161,25 +183,22 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
       ++counts_.records_read;
       const LineReader::Line& meta = *metas_[i];
       if (!decoded_[i].row) {
-        ++counts_.dead_letters;
-        JsonObject o(*dead);
-        o.String("stream", in.config->name);
-        o.String("source", in.reader->name());
-        if (meta.number)
-          o.Int("line", static_cast<int64_t>(meta.number));
-        else
-          o.Raw("line", "null");  // unknown when a file is read in ranges
-        o.Int("offset", static_cast<int64_t>(meta.offset));
-        o.String("reason", decoded_[i].error);
-        o.String("record", texts_[i]);
-        o.End();
-        dead->push_back('\n');
+        AppendDeadLetter(in, meta, decoded_[i].error, texts_[i], dead);
         continue;
       }
       RowPtr row = std::move(decoded_[i].row);
       const EventTime ts = row->time();
       if ((options_.from && ts < *options_.from) || (options_.to && ts >= *options_.to)) {
         ++counts_.out_of_range;
+        continue;
+      }
+      if (options_.judge_lateness && in.config->max_future_skew.millis() > 0 &&
+          ts > EventTime::FromMillis(now) + in.config->max_future_skew) {
+        AppendDeadLetter(in, meta,
+                         "event time " + FormatRfc3339(ts) + " is more than " +
+                             FormatDuration(in.config->max_future_skew) +
+                             " ahead of the wall clock (event_time.max_future_skew)",
+                         texts_[i], dead);
         continue;
       }
       if (options_.judge_lateness) {
@@ -208,6 +227,32 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
   }
   if (all_ended) return Turn::kEnd;
   return progress ? Turn::kProgress : Turn::kIdle;
+}
+
+void EventReader::AppendDeadLetter(const Input& in, const LineReader::Line& meta,
+                                   const std::string& reason, std::string_view record,
+                                   std::string* dead) {
+  ++counts_.dead_letters;
+  JsonObject o(*dead);
+  o.String("stream", in.config->name);
+  o.String("source", in.reader->name());
+  if (meta.number)
+    o.Int("line", static_cast<int64_t>(meta.number));
+  else
+    o.Raw("line", "null");  // unknown when a file is read in ranges
+  o.Int("offset", static_cast<int64_t>(meta.offset));
+  o.String("reason", reason);
+  // JSON output is UTF-8: invalid bytes show as U+FFFD in `record`, and the
+  // exact bytes are kept in `record_base64`.
+  o.String("record", record);
+  if (!IsValidUtf8(record)) {
+    o.Key("record_base64");
+    dead->push_back('"');
+    AppendBase64(*dead, record);
+    dead->push_back('"');
+  }
+  o.End();
+  dead->push_back('\n');
 }
 
 size_t EventReader::NumFiles(const Input& in) const {

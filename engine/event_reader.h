@@ -97,6 +97,9 @@ class EventReader {
  private:
   struct Input;
   Status OpenFile(Input& in);
+  // Appends one dead-letter record for `record` (of `in`, at `meta`).
+  void AppendDeadLetter(const Input& in, const LineReader::Line& meta, const std::string& reason,
+                        std::string_view record, std::string* dead);
   size_t NumFiles(const Input& in) const;
 
   const CompiledPipeline& pipeline_;

@@ -8,6 +8,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -265,6 +266,57 @@ bool LineReader::Fill(int timeout_ms, bool* timed_out) {
   }
 }
 
+const char* LineReader::FindRecordEnd(const char* p, const char* end) const {
+  if (!quoted_records_) return static_cast<const char*>(std::memchr(p, '\n', end - p));
+  // The decoder's quoting rule: a quote opens a quoted field only at the
+  // start of a field; inside one, "" is a quote and " closes it.
+  bool in_quotes = false, field_start = true;
+  for (; p < end; ++p) {
+    const char c = *p;
+    if (in_quotes) {
+      if (c == '"') {
+        if (p + 1 == end) return nullptr;  // "" or a closing quote: needs the next byte
+        if (p[1] == '"')
+          ++p;
+        else
+          in_quotes = false;
+      }
+    } else if (c == '\n') {
+      return p;
+    } else if (c == ',') {
+      field_start = true;
+    } else {
+      in_quotes = c == '"' && field_start;
+      field_start = false;
+    }
+  }
+  return nullptr;
+}
+
+std::string_view LineReader::TakeRecord(const char* start, const char* nl, bool terminated) {
+  const size_t len = static_cast<size_t>(nl - start);
+  std::string_view line(start, len);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  line_offset_ = consumed_ + begin_;
+  record_line_ = ++line_number_;
+  if (quoted_records_)  // the next record's line number counts embedded newlines
+    line_number_ += static_cast<uint64_t>(std::count(line.begin(), line.end(), '\n'));
+  begin_ += len + (terminated ? 1 : 0);
+  return line;
+}
+
+void LineReader::SkipByteOrderMark() {
+  if (bom_checked_) return;
+  if (consumed_ + begin_ != 0 || range_begin_ != 0) {
+    bom_checked_ = true;
+    return;
+  }
+  const size_t have = end_ - begin_;
+  if (have < 3 && !eof_ && !std::memchr(buf_.data() + begin_, '\n', have)) return;  // read more
+  bom_checked_ = true;
+  if (have >= 3 && std::memcmp(buf_.data() + begin_, "\xEF\xBB\xBF", 3) == 0) begin_ += 3;
+}
+
 LineReader::Result LineReader::NextLines(size_t max_lines, int timeout_ms,
                                          std::vector<Line>* lines) {
   // A bounded input first buffers `max_lines` complete records (or all that
@@ -277,11 +329,8 @@ LineReader::Result LineReader::NextLines(size_t max_lines, int timeout_ms,
     while (!eof_) {
       const char* end = buf_.data() + end_;
       while (have < max_lines && scan < end) {
-        const char* nl = static_cast<const char*>(std::memchr(scan, '\n', end - scan));
-        if (!nl) {
-          scan = end;
-          break;
-        }
+        const char* nl = FindRecordEnd(scan, end);
+        if (!nl) break;
         ++have;
         scan = nl + 1;
       }
@@ -300,19 +349,14 @@ LineReader::Result LineReader::NextLines(size_t max_lines, int timeout_ms,
   std::string_view first;
   Result r = Next(&first, timeout_ms);
   if (r != Result::kLine) return r;
-  lines->push_back(Line{first, numbered_ ? line_number_ : 0, line_offset_});
+  lines->push_back(Line{first, numbered_ ? record_line_ : 0, line_offset_});
   while (lines->size() < max_lines) {
     const char* start = buf_.data() + begin_;
-    const char* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - begin_));
+    const char* nl = FindRecordEnd(start, buf_.data() + end_);
     if (!nl) break;  // the rest is not complete yet (or needs EOF handling by Next)
-    size_t len = static_cast<size_t>(nl - start);
-    std::string_view line(start, len);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (consumed_ + begin_ >= range_end_) break;  // starts in the next range
-    line_offset_ = consumed_ + begin_;
-    ++line_number_;
-    begin_ += len + 1;
-    lines->push_back(Line{line, numbered_ ? line_number_ : 0, line_offset_});
+    std::string_view line = TakeRecord(start, nl, true);
+    lines->push_back(Line{line, numbered_ ? record_line_ : 0, line_offset_});
   }
   return Result::kLine;
 }
@@ -320,25 +364,18 @@ LineReader::Result LineReader::NextLines(size_t max_lines, int timeout_ms,
 LineReader::Result LineReader::Next(std::string_view* line, int timeout_ms) {
   if (consumed_ + begin_ >= range_end_) return Result::kEnd;
   while (true) {
+    SkipByteOrderMark();
     const char* start = buf_.data() + begin_;
-    const char* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - begin_));
-    if (nl) {
-      size_t len = static_cast<size_t>(nl - start);
-      *line = std::string_view(start, len);
-      if (!line->empty() && line->back() == '\r') line->remove_suffix(1);
-      line_offset_ = consumed_ + begin_;
-      ++line_number_;
-      begin_ += len + 1;
-      return Result::kLine;
-    }
-    if (eof_) {
-      if (begin_ == end_) return Result::kEnd;
-      *line = std::string_view(start, end_ - begin_);
-      if (!line->empty() && line->back() == '\r') line->remove_suffix(1);
-      line_offset_ = consumed_ + begin_;
-      ++line_number_;
-      begin_ = end_;
-      return Result::kLine;
+    if (bom_checked_) {
+      if (const char* nl = FindRecordEnd(start, buf_.data() + end_)) {
+        *line = TakeRecord(start, nl, true);
+        return Result::kLine;
+      }
+      if (eof_) {
+        if (begin_ == end_) return Result::kEnd;
+        *line = TakeRecord(start, buf_.data() + end_, false);
+        return Result::kLine;
+      }
     }
     bool timed_out;
     if (!Fill(timeout_ms, &timed_out)) {
@@ -346,6 +383,31 @@ LineReader::Result LineReader::Next(std::string_view* line, int timeout_ms) {
       if (!error_.ok()) return Result::kError;
     }
   }
+}
+
+cepheus::Result<std::vector<uint64_t>> LineReader::CsvRecordStarts(
+    const std::string& path, const std::vector<uint64_t>& targets) {
+  auto opened = Open(path);
+  if (!opened.ok()) return opened.status();
+  LineReader& r = *opened.value();
+  r.set_quoted_records(true);
+  std::vector<uint64_t> starts;
+  std::string_view line;
+  size_t t = 0;
+  while (t < targets.size()) {
+    const uint64_t at = r.position();
+    if (at >= targets[t]) {
+      starts.push_back(at);
+      ++t;
+      continue;
+    }
+    Result res = r.Next(&line, 0);
+    if (res == Result::kError) return r.error();
+    if (res != Result::kLine) break;
+  }
+  const uint64_t end = r.position();
+  while (starts.size() < targets.size()) starts.push_back(end);
+  return starts;
 }
 
 }  // namespace cepheus::engine

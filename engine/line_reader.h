@@ -28,6 +28,16 @@ class LineReader {
   // belongs to the range before. Line numbers are then unknown (0).
   static cepheus::Result<std::unique_ptr<LineReader>> OpenRange(const std::string& path,
                                                                 uint64_t begin, uint64_t end);
+  // CSV records (RFC 4180): a newline inside a quoted field belongs to the
+  // field, so a record may span several lines (its number is that of its
+  // first line). Set before the first read.
+  void set_quoted_records(bool on) { quoted_records_ = on; }
+  // The offsets in `path` where the first CSV record starting at or after
+  // each of `targets` (ascending) begins, found by one pass over the file
+  // that follows quotes (so no split lands inside a quoted field); the file
+  // size where none does.
+  static cepheus::Result<std::vector<uint64_t>> CsvRecordStarts(
+      const std::string& path, const std::vector<uint64_t>& targets);
   // Size and compression of a file, for splitting work (false: compressed or
   // not a regular file, so it cannot be split).
   static bool Splittable(const std::string& path, uint64_t* size);
@@ -76,6 +86,13 @@ class LineReader {
  private:
   LineReader() = default;
   bool Fill(int timeout_ms, bool* timed_out);
+  // The newline that ends the record starting at `p`, or nullptr if it is
+  // not in [p, end).
+  const char* FindRecordEnd(const char* p, const char* end) const;
+  // Takes the record [start, nl) (nl: its terminator, or the end of the data).
+  std::string_view TakeRecord(const char* start, const char* nl, bool terminated);
+  // Skips a UTF-8 byte order mark at the very start of the input.
+  void SkipByteOrderMark();
   bool FillDecompressed();
   ssize_t ReadRaw(char* dst, size_t n);
 
@@ -90,6 +107,8 @@ class LineReader {
   uint64_t range_end_ = UINT64_MAX;  // stop after the line starting before this
   uint64_t range_begin_ = 0;
   bool numbered_ = true;
+  bool quoted_records_ = false;
+  bool bom_checked_ = false;
 
   std::string name_;
   int fd_ = -1;
@@ -101,6 +120,7 @@ class LineReader {
   uint64_t consumed_ = 0;  // bytes before buf_[begin_]
   uint64_t line_number_ = 0;
   uint64_t line_offset_ = 0;
+  uint64_t record_line_ = 0;  // the first line of the record returned last
   Status error_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -27,6 +28,11 @@ Status Err(const std::string& path, const YAML::Node& n, const std::string& msg)
 std::string Resolve(const std::string& base, const std::string& p) {
   if (p.empty() || p == "-" || fs::path(p).is_absolute()) return p;
   return (fs::path(base) / p).lexically_normal().string();
+}
+
+bool ParseInt64(const std::string& text, int64_t* out) {
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && p == text.data() + text.size();
 }
 
 Result<Duration> ReadDuration(const std::string& path, const YAML::Node& n, const char* what) {
@@ -145,6 +151,27 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
       }
       if (et["follow_wall_clock_when_idle"])
         s.watermark.follow_wall_clock_when_idle = et["follow_wall_clock_when_idle"].as<bool>();
+      for (auto [key, dst] : {std::pair{"min_time", &s.min_time}, {"max_time", &s.max_time}}) {
+        if (!et[key]) continue;
+        const std::string text = et[key].as<std::string>();
+        int64_t ms;
+        auto t = ParseRfc3339(text);
+        if (t)
+          *dst = *t;
+        else if (ParseInt64(text, &ms))
+          *dst = EventTime::FromMillis(ms);
+        else
+          return Err(path, et[key],
+                     std::string("event_time.") + key + ": '" + text +
+                         "' is not a date, an RFC 3339 time or epoch milliseconds");
+      }
+      if (s.min_time >= s.max_time)
+        return Err(path, et, "event_time.min_time must be before event_time.max_time");
+      if (et["max_future_skew"]) {
+        auto d = ReadDuration(path, et["max_future_skew"], "max_future_skew");
+        if (!d.ok()) return d.status();
+        s.max_future_skew = *d;
+      }
     }
     int tf = s.schema.IndexOf(s.time_field);
     if (tf < 0)

@@ -28,6 +28,14 @@ struct StreamConfig {
   std::vector<std::string> key;
   std::string time_field;
   timing::WatermarkOptions watermark;
+  // Event times outside [min_time, max_time) are dead letters (default years
+  // 1900 to 2400): a corrupt or mis-scaled time must not move the watermark.
+  EventTime min_time = EventTime::FromMillis(-2208988800000);
+  EventTime max_time = EventTime::FromMillis(13569465600000);
+  // Live guard: an event more than this ahead of the wall clock is a dead
+  // letter (one far-future event would otherwise make every later event
+  // late). Zero: off (the default; backfills of old data never trip it).
+  Duration max_future_skew = Duration::Millis(0);
 };
 
 struct PatternSource {

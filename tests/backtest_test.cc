@@ -205,6 +205,51 @@ TEST_F(BacktestContract, KeysSharingAHashAreStillMatchedApart) {
   }
 }
 
+// A CSV input split into byte ranges across reader threads: every range uses
+// the file's header, and no split lands inside a quoted field that spans
+// lines (the file is full of them).
+TEST_F(BacktestContract, CsvSplitAcrossReadersUsesTheHeaderAndKeepsQuotedNewlines) {
+  std::mt19937_64 rng(11);
+  std::string csv = "\xEF\xBB\xBFkey,type,note,ts\r\n";  // a BOM and CRLF, as spreadsheets write
+  const char* types[] = {"A", "B", "C"};
+  for (int i = 0; i < 6000; ++i) {
+    std::string note = "\"n" + std::to_string(i);
+    for (uint64_t k = rng() % 3; k > 0; --k) note += "\nmore, \"\"quoted\"\"";
+    note += "\"";
+    if (i % 997 == 5) {
+      csv += "k1,A,broken,notatime\n";  // a dead letter
+      continue;
+    }
+    csv += "k" + std::to_string(rng() % 40) + "," + types[rng() % 3] + "," + note + "," +
+           std::to_string(1000 + i) + "\n";
+  }
+  const fs::path input = dir_ / "input.csv";
+  WriteFile(input.string(), csv);
+  const std::string pattern =
+      "PATTERN p FROM s MATCH a -> b -> c WITHIN 50 MILLISECONDS "
+      "DEFINE a AS type = 'A', b AS type = 'B' AND note != a.note, c AS type = 'C' "
+      "EMIT a.note AS an, c.note AS cn";
+  auto p = OneStreamPipeline(pattern, input.string(), 0,
+                             "key string, type string, note string, ts int", "csv");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  auto run = testing::Run(p.value(), 1);
+  ASSERT_TRUE(run.ok()) << run.status().message();
+  ASSERT_GT(SortedLines(run->matches).size(), 100u);
+  EXPECT_NE(run->matches.find("more, \\\"quoted\\\""), std::string::npos)
+      << "quoted newlines and quotes reach the match";
+  EXPECT_EQ(SortedLines(run->dead).size(), 7u) << run->dead;
+  auto one = Backtest(p.value(), 1, false);
+  ASSERT_TRUE(one.ok()) << one.status().message();
+  EXPECT_EQ(SortedLines(one->matches), SortedLines(run->matches));
+  for (int parallelism : {2, 3, 5}) {
+    auto split =
+        Backtest(p.value(), parallelism, false, size_t{1} << 30, nullptr, /*split_above=*/1);
+    ASSERT_TRUE(split.ok()) << parallelism << ": " << split.status().message();
+    EXPECT_EQ(split->matches, one->matches) << "split across " << parallelism << " readers";
+    EXPECT_EQ(SortedLines(split->dead).size(), 7u) << split->dead;
+  }
+}
+
 TEST_F(BacktestContract, BadInputIsReportedNotSkipped) {
   fs::path input = dir_ / "in.jsonl";
   std::ofstream(input) << "{\"key\":\"k\",\"type\":\"A\",\"v\":1,\"ts\":1}\nnot json\n"

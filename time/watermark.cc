@@ -1,6 +1,9 @@
 #include "time/watermark.h"
 
 #include <algorithm>
+#include <limits>
+
+#include <algorithm>
 
 namespace cepheus::timing {
 
@@ -19,15 +22,20 @@ bool InputWatermark::IsIdle(int64_t wall_ms) const {
 Watermark InputWatermark::FromEvents() const {
   if (ended_) return Watermark::Max();
   if (!has_events_) return Watermark::Min();
-  return Watermark::At(
-      EventTime::FromMillis(max_ts_.millis() - options_.max_out_of_orderness.millis() - 1));
+  // Saturating: an event time near the minimum (decoders refuse those, but
+  // this class does not rely on it) must not wrap around to +infinity.
+  const int64_t delay = options_.max_out_of_orderness.millis();
+  if (max_ts_.millis() < std::numeric_limits<int64_t>::min() + delay + 1) return Watermark::Min();
+  return Watermark::At(EventTime::FromMillis(max_ts_.millis() - delay - 1));
 }
 
 Watermark InputWatermark::Current(int64_t wall_ms) const {
   Watermark w = FromEvents();
   if (!ended_ && has_events_ && options_.follow_wall_clock_when_idle && IsIdle(wall_ms)) {
-    int64_t advanced = w.time().millis() + (wall_ms - last_event_wall_ms_);
-    w = std::max(w, Watermark::At(EventTime::FromMillis(advanced)));
+    const EventTime advanced = w.time() + Duration::Millis(wall_ms - last_event_wall_ms_);
+    // (Never +infinity: that means "every input ended".)
+    w = std::max(w, Watermark::At(std::min(
+                        advanced, EventTime::FromMillis(std::numeric_limits<int64_t>::max() - 1))));
   }
   return w;
 }

@@ -36,11 +36,13 @@ std::vector<std::string> SortedLines(const std::string& text) {
 
 Result<engine::CompiledPipeline> OneStreamPipeline(const std::string& pattern,
                                                    const std::string& input, int64_t lateness_ms,
-                                                   const std::string& schema_spec) {
+                                                   const std::string& schema_spec,
+                                                   const std::string& format) {
   engine::PipelineConfig cfg;
   engine::StreamConfig s;
   s.name = "s";
   s.source.path = input;
+  s.source.format = format;
   std::vector<Field> fields;
   std::stringstream ss(schema_spec);
   std::string part;

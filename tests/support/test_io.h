@@ -18,10 +18,11 @@ std::vector<std::string> SortedLines(const std::string& text);
 // A pipeline with one stream "s" read from `input`, its fields from
 // `schema_spec` ("key string, type string, v int, ts timestamp"), keyed by
 // "key" if there is one, event time "ts" with `lateness_ms` of allowed
-// disorder, and `pattern` inline.
+// disorder, and `pattern` inline; `format` jsonl or csv.
 Result<engine::CompiledPipeline> OneStreamPipeline(const std::string& pattern,
                                                    const std::string& input, int64_t lateness_ms,
-                                                   const std::string& schema_spec);
+                                                   const std::string& schema_spec,
+                                                   const std::string& format = "jsonl");
 
 // The `cepheus` binary run to completion with `args`; standard input is
 // /dev/null unless `stdin_path` is given.

@@ -81,8 +81,8 @@ TEST_F(DecoderTest, JsonRejectsWithReasons) {
       {R"({"id":"k","ts":1,"n":"3"})", "field 'n': expected an integer, got a string"},
       {R"({"id":"k","ts":1,"n":1.5})", "field 'n': expected an integer"},
       {R"({"id":"k","ts":1,"x":"big"})", "field 'x': expected a number, got a string"},
-      {R"({"id":"k","ts":1,"ok":1})", "field 'ok': expected true or false, got a number"},
-      {R"({"id":7,"ts":1})", "field 'id': expected a string, got a number"},
+      {R"({"id":"k","ts":1,"ok":1})", "field 'ok': expected true or false, got the number 1"},
+      {R"({"id":7,"ts":1})", "field 'id': expected a string, got the number 7"},
       {R"({"id":"k","ts":"soon"})",
        "field 'ts': 'soon' is not an RFC 3339 time or epoch milliseconds"},
       {R"({"id":"k","ts":{"ms":1}})",
@@ -100,6 +100,70 @@ TEST_F(DecoderTest, JsonRejectsWithReasons) {
     auto d = Json(c.line);
     EXPECT_FALSE(d.ok) << c.line;
     EXPECT_NE(d.error.find(c.reason), std::string::npos) << c.line << " -> " << d.error;
+  }
+}
+
+// Values of the right JSON type that do not fit, and records that go wrong
+// in particular ways, say exactly that.
+TEST_F(DecoderTest, JsonReasonsSayWhatIsWrong) {
+  struct Case {
+    std::string line;
+    const char* reason;
+  } cases[] = {
+      {R"({"id":"k","ts":1,"x":1e400})",
+       "field 'x': the number 1e400 is out of range for a number"},
+      {R"({"id":"k","ts":1,"n":99999999999999999999})",
+       "field 'n': the number 99999999999999999999 is out of range for an integer"},
+      {R"({"id":"k","ts":1,"n":1.5})", "field 'n': expected an integer, got the number 1.5"},
+      {R"({"id":"k","ts":1} trailing)", "unexpected text after the object (at byte 18)"},
+      {R"({"id":"k","ts":1)", "the record ends before its object closes"},
+      {R"({"id":"k","ts":1,"z":"open)", "A string is opened, but never closed"},
+      {R"({"id":"k\x","ts":1})", "field 'id': the string \"k\\x\" has an invalid escape"},
+      {"{\"id\":\"k\xC3\",\"ts\":1}", "invalid JSON: the record is not valid UTF-8"},
+  };
+  for (const Case& c : cases) {
+    auto d = Json(c.line);
+    EXPECT_FALSE(d.ok) << c.line;
+    EXPECT_NE(d.error.find(c.reason), std::string::npos) << c.line << " -> " << d.error;
+  }
+}
+
+// Times that cannot be real poison the watermark (one far-future event makes
+// every later event late); they are refused, never converted with overflow.
+TEST_F(DecoderTest, EventTimesOutsideTheAcceptedRangeAreRejected) {
+  for (const char* ts :
+       {"1e23", "18446744073709551615", "-9223372036854775807", "9223372036854775807", "-1e300",
+        "\"5000-01-01T00:00:00Z\"", "\"1800-06-01T00:00:00Z\""}) {
+    auto d = Json(std::string(R"({"id":"k","ts":)") + ts + "}");
+    EXPECT_FALSE(d.ok) << ts;
+    const bool range = d.error.find("outside the accepted range") != std::string::npos ||
+                       d.error.find("is out of range for epoch milliseconds") != std::string::npos;
+    EXPECT_TRUE(range) << ts << " -> " << d.error;
+  }
+  EXPECT_TRUE(Json(R"({"id":"k","ts":1.5e12})").ok) << "a double in range is fine";
+  EXPECT_TRUE(Json(R"({"id":"k","ts":-2208988800000})").ok) << "the lower bound is included";
+  EXPECT_FALSE(Json(R"({"id":"k","ts":13569465600000})").ok) << "the upper bound is not";
+  ASSERT_TRUE(csv_->SetHeader("id,ts").ok());
+  EXPECT_FALSE(Csv("k,99999999999999").ok);
+  // A configured range.
+  DecoderOptions narrow = opts_;
+  narrow.min_time = EventTime::FromMillis(0);
+  narrow.max_time = EventTime::FromMillis(100);
+  auto dec = MakeJsonlDecoder(narrow);
+  RowPtr row;
+  std::string error;
+  EXPECT_TRUE(dec->Decode(R"({"id":"k","ts":99})", 1, &row, &error)) << error;
+  EXPECT_FALSE(dec->Decode(R"({"id":"k","ts":100})", 1, &row, &error));
+  EXPECT_FALSE(dec->Decode(R"({"id":"k","ts":-1})", 1, &row, &error));
+}
+
+TEST_F(DecoderTest, CsvRecordsMustBeUtf8) {
+  ASSERT_TRUE(csv_->SetHeader("id,ts").ok());
+  EXPECT_TRUE(Csv("caf\xC3\xA9,5").ok) << "well-formed UTF-8";
+  for (const char* bad : {"caf\xE9,5", "\xC0\xAF,5", "\xED\xA0\x80,5", "\xF5\x80\x80\x80,5"}) {
+    auto d = Csv(bad);
+    EXPECT_FALSE(d.ok);
+    EXPECT_NE(d.error.find("not valid UTF-8"), std::string::npos) << d.error;
   }
 }
 

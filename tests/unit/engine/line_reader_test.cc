@@ -6,6 +6,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 
@@ -169,6 +170,78 @@ TEST_F(LineReaderTest, ByteRangesSplitTheLinesExactly) {
         ASSERT_EQ(text_.substr(offsets[i], lines[i].size()), lines[i]);
     }
   }
+}
+
+TEST_F(LineReaderTest, CsvRecordsKeepQuotedNewlinesAndNumberTheirFirstLine) {
+  const std::string csv =
+      "id,note,ts\r\n1,\"two\nlines\",5\r\n2,plain,6\n3,\"a \"\"quoted\"\"\n\n\",7\n"
+      "4,x\"y,8\n5,\"open";
+  const std::string path = Write("q.csv", csv);
+  for (size_t buffer : {size_t{1} << 20, size_t{256}}) {
+    auto r = LineReader::Open(path, buffer);
+    ASSERT_TRUE(r.ok());
+    r.value()->set_quoted_records(true);
+    std::vector<LineReader::Line> lines, batch;
+    std::vector<std::string> texts;  // views live until the next call: copied
+    while (r.value()->NextLines(2, 0, &batch) == LineReader::Result::kLine) {
+      for (const auto& l : batch) texts.emplace_back(l.text);
+      lines.insert(lines.end(), batch.begin(), batch.end());
+      batch.clear();
+    }
+    ASSERT_EQ(lines.size(), 6u);
+    EXPECT_EQ(texts[1], "1,\"two\nlines\",5");
+    EXPECT_EQ(texts[3], "3,\"a \"\"quoted\"\"\n\n\",7");
+    EXPECT_EQ(texts[4], "4,x\"y,8") << "a quote inside a field does not open a quoted field";
+    EXPECT_EQ(texts[5], "5,\"open") << "an unterminated quote ends at the end of the data";
+    const uint64_t numbers[] = {1, 2, 4, 5, 8, 9};
+    for (size_t i = 0; i < lines.size(); ++i) {
+      EXPECT_EQ(lines[i].number, numbers[i]) << texts[i];
+      EXPECT_EQ(csv.substr(lines[i].offset, texts[i].size()), texts[i]);
+    }
+  }
+  // Without quoted records (JSON lines) a newline always ends a record.
+  auto plain = ReadAll(path);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->size(), 9u);
+}
+
+TEST_F(LineReaderTest, ByteOrderMarkAtTheStartIsSkipped) {
+  const std::string body = "id,ts\n1,5\n";
+  for (const std::string& name : {"bom.csv", "bom.csv.gz"}) {
+    const std::string bytes = "\xEF\xBB\xBF" + body;
+    const std::string path = Write(name, name.ends_with(".gz") ? Gzip(bytes) : bytes);
+    auto all = ReadAll(path);
+    ASSERT_TRUE(all.ok());
+    EXPECT_EQ(all.value(), (std::vector<std::string>{"id,ts", "1,5"})) << name;
+  }
+  // Only at the very start: one later in the data is data.
+  auto later = ReadAll(Write("late.csv", body + "\xEF\xBB\xBFx\n"));
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later->back(), "\xEF\xBB\xBFx");
+}
+
+TEST_F(LineReaderTest, CsvRecordStartsNeverCutAQuotedField) {
+  std::string csv = "k,v,ts\n";
+  for (int i = 0; i < 3000; ++i)
+    csv += std::to_string(i) + ",\"line\n" + std::string(i % 7, 'z') + "\n,x\"," +
+           std::to_string(i) + "\n";
+  const std::string path = Write("split.csv", csv);
+  std::vector<uint64_t> targets;
+  for (uint64_t t = 0; t <= csv.size(); t += csv.size() / 37) targets.push_back(t);
+  targets.push_back(csv.size());
+  auto starts = LineReader::CsvRecordStarts(path, targets);
+  ASSERT_TRUE(starts.ok());
+  ASSERT_EQ(starts->size(), targets.size());
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const uint64_t s = (*starts)[i];
+    EXPECT_GE(s, targets[i]);
+    // A record start: the byte before is a newline and a record (a number) follows.
+    if (s > 0 && s < csv.size()) {
+      EXPECT_EQ(csv[s - 1], '\n');
+      EXPECT_TRUE(std::isdigit(static_cast<unsigned char>(csv[s]))) << csv.substr(s, 20);
+    }
+  }
+  EXPECT_EQ(starts->back(), csv.size());
 }
 
 }  // namespace

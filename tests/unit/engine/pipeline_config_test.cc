@@ -97,6 +97,30 @@ TEST(PipelineConfig, ErrorsNameTheLineAndTheProblem) {
       << "YAML syntax errors have a position";
 }
 
+TEST(PipelineConfig, EventTimeRangeAndFutureSkew) {
+  const std::string base =
+      "streams:\n  s:\n    source: { path: e.jsonl }\n    schema: { a: string, ts: timestamp }\n"
+      "    event_time: { field: ts";
+  auto d = ParsePipelineConfig(base + " }\npatterns: [x]\n", "p.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(FormatRfc3339(d->streams[0].min_time), "1900-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatRfc3339(d->streams[0].max_time), "2400-01-01T00:00:00.000Z");
+  EXPECT_EQ(d->streams[0].max_future_skew.millis(), 0);
+  auto c = ParsePipelineConfig(
+      base +
+          ", min_time: 2020-01-01, max_time: 4102444800000, max_future_skew: 5m }\npatterns: [x]\n",
+      "p.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(FormatRfc3339(c->streams[0].min_time), "2020-01-01T00:00:00.000Z");
+  EXPECT_EQ(c->streams[0].max_time.millis(), 4102444800000);
+  EXPECT_EQ(c->streams[0].max_future_skew.millis(), 300000);
+  EXPECT_NE(Error(base + ", min_time: yesterday }\npatterns: [x]\n").find("not a date"),
+            std::string::npos);
+  EXPECT_NE(Error(base + ", min_time: 2030-01-01, max_time: 2020-01-01 }\npatterns: [x]\n")
+                .find("min_time must be before"),
+            std::string::npos);
+}
+
 TEST(PipelineConfig, StateAndCheckpointSettings) {
   const std::string base =
       "streams:\n  s:\n    source: { path: e.jsonl }\n    schema: { a: string, ts: timestamp }\n"

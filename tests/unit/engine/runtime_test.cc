@@ -15,6 +15,7 @@
 #include "engine/runner.h"
 #include "sinks/outputs.h"
 #include "tests/support/random_pattern.h"
+#include "tests/support/test_io.h"
 
 namespace cepheus::engine {
 namespace {
@@ -192,6 +193,63 @@ TEST_F(IdleSource, WithoutFollowingTheClockNothingFiresUntilTheInputEnds) {
   writer_ = -1;
   t.join();
   EXPECT_NE(matches.contents().find("\"absent\""), std::string::npos) << "end of input flushes it";
+}
+
+// A far-future event is a poison pill: it moves the watermark so far that
+// every later event is late. With max_future_skew it is a dead letter
+// instead; and any record with invalid UTF-8 keeps its exact bytes.
+TEST(Runner, FutureSkewGuardAndExactBytesOfDeadLetters) {
+  const std::string dir = testing::ScratchDir("cepheus-skew");
+  const std::string input = dir + "/in.jsonl";
+  testing::WriteFile(input,
+                     "{\"key\":\"k\",\"type\":\"A\",\"ts\":1000}\n"
+                     "{\"key\":\"k\",\"type\":\"A\",\"ts\":9000000}\n"
+                     "{\"key\":\"k\",\"type\":\"B\",\"ts\":2000}\n"
+                     "{\"key\":\"k\xff\",\"type\":\"B\",\"ts\":2000}\n");
+  for (bool guard : {false, true}) {
+    PipelineConfig cfg;
+    StreamConfig s;
+    s.name = "s";
+    s.source.path = input;
+    s.schema = Schema::Create({{"key", FieldType::kString},
+                               {"type", FieldType::kString},
+                               {"ts", FieldType::kTimestamp}})
+                   .value();
+    s.key = {"key"};
+    s.time_field = "ts";
+    if (guard) s.max_future_skew = Duration::Seconds(60);
+    cfg.streams.push_back(s);
+    PatternSource ps;
+    ps.inline_text = "PATTERN ab FROM s MATCH a -> b DEFINE a AS type = 'A', b AS type = 'B'";
+    cfg.patterns.push_back(ps);
+    auto pipeline = CompilePipeline(std::move(cfg));
+    ASSERT_TRUE(pipeline.ok()) << pipeline.status().message();
+    sinks::MemoryOutput matches, late, dead;
+    ManualClock clock(1'000'000);  // the wall clock: 1000 s
+    RunOptions opts;
+    opts.clock = &clock;
+    PipelineRunner runner(pipeline.value(), RunOutputs{&matches, &late, &dead}, opts);
+    auto summary = runner.Run();
+    ASSERT_TRUE(summary.ok()) << summary.status().message();
+    if (!guard) {
+      EXPECT_EQ(summary->reader.late, 1u) << "without the guard, the later event is late";
+      EXPECT_EQ(summary->matches, 0u);
+    } else {
+      EXPECT_EQ(summary->reader.late, 0u) << late.contents();
+      EXPECT_EQ(summary->matches, 1u);
+      EXPECT_NE(dead.contents().find("ahead of the wall clock (event_time.max_future_skew)"),
+                std::string::npos)
+          << dead.contents();
+    }
+    // The invalid byte is replaced in `record` and kept exactly in base64.
+    EXPECT_NE(dead.contents().find("\"record\":\"{\\\"key\\\":\\\"k\xEF\xBF\xBD\\\""),
+              std::string::npos)
+        << dead.contents();
+    EXPECT_NE(
+        dead.contents().find("\"record_base64\":\"eyJrZXkiOiJr/yIsInR5cGUiOiJCIiwidHMiOjIwMDB9\""),
+        std::string::npos)
+        << dead.contents();
+  }
 }
 
 TEST(Runner, MissingInputFileFailsWithAClearError) {

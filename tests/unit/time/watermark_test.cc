@@ -69,3 +69,24 @@ TEST(Watermark, AnIdleInputDoesNotHoldBackAnActiveOne) {
 
 }  // namespace
 }  // namespace cepheus::timing
+
+namespace cepheus::timing {
+namespace {
+
+// Extreme event times (decoders refuse them, but the arithmetic must not rely
+// on it) saturate instead of wrapping around.
+TEST(Watermark, ArithmeticSaturatesAtTheExtremes) {
+  WatermarkOptions o;
+  o.max_out_of_orderness = Duration::Seconds(5);
+  InputWatermark low(o, true);
+  low.OnEvent(EventTime::FromMillis(std::numeric_limits<int64_t>::min() + 10), 0);
+  EXPECT_EQ(low.FromEvents(), Watermark::Min()) << "not wrapped around to +infinity";
+  InputWatermark high(o, false);
+  high.OnEvent(EventTime::FromMillis(std::numeric_limits<int64_t>::max() - 10), 0);
+  const Watermark w = high.Current(int64_t{1} << 62);  // idle for ages: follows the clock
+  EXPECT_FALSE(w.is_max()) << "an open input never reaches +infinity";
+  EXPECT_GT(w, Watermark::At(EventTime::FromMillis(0)));
+}
+
+}  // namespace
+}  // namespace cepheus::timing
