@@ -46,16 +46,25 @@ std::string RenderDiagnostic(const SourceFile& file, const Diagnostic& d) {
   out += "  ";
   out += text;
   out += "\n  ";
-  for (int i = 1; i < col; ++i)
+  // Columns count bytes; the caret lines up by characters (a UTF-8
+  // continuation byte takes no column on screen).
+  auto is_continuation = [&](int i) {
+    return static_cast<size_t>(i - 1) < text.size() &&
+           (static_cast<unsigned char>(text[static_cast<size_t>(i - 1)]) & 0xC0) == 0x80;
+  };
+  for (int i = 1; i < col; ++i) {
+    if (is_continuation(i)) continue;
     out += (static_cast<size_t>(i - 1) < text.size() && text[static_cast<size_t>(i - 1)] == '\t')
                ? '\t'
                : ' ';
+  }
   out += '^';
   // Underline the rest of the span when it stays on this line.
   int end_line, end_col;
   file.Position(d.span.end, &end_line, &end_col);
-  if (end_line == line && end_col > col + 1)
-    out += std::string(static_cast<size_t>(end_col - col - 1), '~');
+  if (end_line == line)
+    for (int i = col + 1; i < end_col; ++i)
+      if (!is_continuation(i)) out += '~';
   out += "\n";
   return out;
 }

@@ -4,6 +4,9 @@
 // semantic actions build the public AST directly, so no Fusion adaptation.
 #include "patterns/parser.h"
 
+#include "common/json.h"
+
+#include <algorithm>
 #include <boost/spirit/home/x3.hpp>
 #include <cctype>
 #include <charconv>
@@ -211,17 +214,46 @@ struct CmpOps : x3::symbols<std::string> {
   }
 } const cmp_ops;
 
-struct Units : x3::symbols<int64_t> {
-  Units() {
-    add("ms", 1)("millisecond", 1)("milliseconds", 1)("s", 1000)("sec", 1000)("second", 1000)(
-        "seconds", 1000)("m", 60000)("min", 60000)("minute", 60000)("minutes", 60000)("h", 3600000)(
-        "hour", 3600000)("hours", 3600000)("d", 86400000)("day", 86400000)("days", 86400000);
+// A duration unit (case-insensitive), not running into an identifier. Written
+// by hand rather than with x3::no_case, whose case folding is undefined for
+// bytes >= 0x80.
+struct UnitParser : x3::parser<UnitParser> {
+  using attribute_type = int64_t;
+  static bool const has_attribute = true;
+  template <typename Iter, typename Ctx, typename RCtx, typename Attr>
+  bool parse(Iter& first, Iter const& last, Ctx const&, RCtx&, Attr& attr) const {
+    static const std::pair<const char*, int64_t> kUnits[] = {
+        {"ms", 1},         {"millisecond", 1}, {"milliseconds", 1}, {"s", 1000},
+        {"sec", 1000},     {"second", 1000},   {"seconds", 1000},   {"m", 60000},
+        {"min", 60000},    {"minute", 60000},  {"minutes", 60000},  {"h", 3600000},
+        {"hour", 3600000}, {"hours", 3600000}, {"d", 86400000},     {"day", 86400000},
+        {"days", 86400000}};
+    Iter it = first;
+    std::string word;
+    while (it != last && IsIdentChar(*it) && word.size() < 16)
+      word.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(*it++))));
+    if (it != last && IsIdentChar(*it)) return false;
+    for (const auto& [name, ms] : kUnits)
+      if (word == name) {
+        x3::traits::move_to(ms, attr);
+        first = it;
+        return true;
+      }
+    return false;
   }
-} const units;
+};
+UnitParser const units;
+
+// Character classes as explicit ASCII sets: X3's classifiers (alpha, space,
+// ...) are undefined for bytes >= 0x80, which UTF-8 text is full of.
+auto const ascii_alpha = x3::char_("a-zA-Z");
+auto const ascii_alnum = x3::char_("a-zA-Z0-9");
+auto const ascii_digit = x3::char_("0-9");
+auto const white_space = x3::char_(" \t\r\n\f\v");
 
 // ---- lexical -------------------------------------------------------------------
 auto const ident_def =
-    x3::lexeme[x3::raw[(x3::alpha | x3::char_('_')) >> *(x3::alnum | x3::char_('_'))]]
+    x3::lexeme[x3::raw[(ascii_alpha | x3::char_('_')) >> *(ascii_alnum | x3::char_('_'))]]
               [([](auto& ctx) {
                 auto r = x3::_attr(ctx);
                 std::string s(r.begin(), r.end());
@@ -240,11 +272,11 @@ auto const var_name_def = ident[([](auto& ctx) {
 })];
 auto const string_lit_def =
     x3::lexeme['\'' > *((x3::lit("''") >> x3::attr('\'')) | (x3::char_ - '\'')) > '\''];
-auto const duration_def = (x3::lexeme[x3::uint_ >> x3::omit[*x3::space] >> x3::no_case[units] >>
-                                      !(x3::alnum | '_')])[([](auto& ctx) {
-  auto& a = x3::_attr(ctx);
-  x3::_val(ctx) = static_cast<int64_t>(boost::fusion::at_c<0>(a)) * boost::fusion::at_c<1>(a);
-})];
+auto const duration_def =
+    (x3::lexeme[x3::uint_ >> x3::omit[*white_space] >> units])[([](auto& ctx) {
+      auto& a = x3::_attr(ctx);
+      x3::_val(ctx) = static_cast<int64_t>(boost::fusion::at_c<0>(a)) * boost::fusion::at_c<1>(a);
+    })];
 
 // ---- expressions ----------------------------------------------------------------
 auto const expr_def = or_expr;
@@ -302,7 +334,7 @@ auto const unary_expr_def = spanned[x3::lit('-') >> !x3::lit('>') > unary_expr][
                             primary[assign];
 
 auto const number_def =
-    spanned[x3::raw[x3::lexeme[+x3::digit >> -('.' >> +x3::digit)]]][([](auto& ctx) {
+    spanned[x3::raw[x3::lexeme[+ascii_digit >> -('.' >> +ascii_digit)]]][([](auto& ctx) {
       auto r = x3::_attr(ctx);
       std::string s(r.begin(), r.end());
       Expr e;
@@ -595,18 +627,130 @@ BOOST_SPIRIT_DEFINE(ident, var_name, string_lit, duration, expr, or_expr, and_ex
                     skip, pattern, clause_end)
 
 // Comments: "--" or "//" to the end of the line.
-auto const skipper = x3::space | x3::lexeme[(x3::lit("--") | "//") >> *(x3::char_ - x3::eol)];
+auto const skipper = white_space | x3::lexeme[(x3::lit("--") | "//") >> *(x3::char_ - x3::eol)];
 
 std::string DescribeFound(It where, It end) {
   if (where == end) return "the end of the pattern";
   It e = where;
-  if (IsIdentChar(*e)) {
+  if (static_cast<unsigned char>(*e) >= 0x80) {
+    // A non-ASCII character (identifiers are ASCII): show all of it.
+    const size_t len =
+        Utf8SequenceLength(std::string_view(where, static_cast<size_t>(end - where)));
+    e += std::max<size_t>(len, 1);
+  } else if (IsIdentChar(*e)) {
     while (e != end && IsIdentChar(*e)) ++e;
   } else {
     ++e;
     while (e != end && (*e == '>' || *e == '=' || *e == '-') && e - where < 3) ++e;
   }
   return "'" + std::string(where, e) + "'";
+}
+
+// Up-front limits, so that hostile or generated input is refused with a clear
+// error before the recursive grammar (and the passes after it) could run out
+// of stack or time.
+constexpr size_t kMaxBlockBytes = 64 * 1024;
+constexpr int kMaxNesting = 100;    // open parentheses plus prefix operators
+constexpr int kMaxExprDepth = 256;  // of a parsed expression tree
+constexpr int kMaxStages = 256;     // stage occurrences written in MATCH
+
+// Checks a PATTERN block's size and nesting before it is parsed: parentheses
+// (in MATCH and in expressions) and runs of prefix operators (NOT, !, unary
+// -) each cost a level of recursion. Strings and comments are skipped.
+bool CheckNesting(It b, It e, Diagnostics& diags) {
+  if (static_cast<size_t>(e - b) > kMaxBlockBytes) {
+    diags.Error(SpanOf(b, b + 7), "this PATTERN block has " + std::to_string(e - b) +
+                                      " bytes; at most " + std::to_string(kMaxBlockBytes) +
+                                      " are allowed");
+    return false;
+  }
+  int depth = 0, prefix = 0;
+  bool after_operand = false;
+  for (It p = b; p < e;) {
+    const char c = *p;
+    if (c == '\'') {  // a string literal ('' inside is a quote)
+      for (++p; p < e; ++p)
+        if (*p == '\'' && !(p + 1 < e && p[1] == '\'' && ++p)) break;
+      ++p;
+      after_operand = true;
+      prefix = 0;
+      continue;
+    }
+    if ((c == '-' && p + 1 < e && p[1] == '-') || (c == '/' && p + 1 < e && p[1] == '/')) {
+      while (p < e && *p != '\n') ++p;
+      continue;
+    }
+    if (IsIdentChar(c)) {
+      It w = p;
+      while (p < e && IsIdentChar(*p)) ++p;
+      const bool is_not = p - w == 3 && std::tolower(static_cast<unsigned char>(w[0])) == 'n' &&
+                          std::tolower(static_cast<unsigned char>(w[1])) == 'o' &&
+                          std::tolower(static_cast<unsigned char>(w[2])) == 't';
+      if (is_not) {
+        ++prefix;
+        after_operand = false;
+      } else {
+        prefix = 0;
+        after_operand = true;
+      }
+    } else {
+      if (c == '(') {
+        ++depth;
+        after_operand = false;
+      } else if (c == ')') {
+        depth = std::max(0, depth - 1);
+        after_operand = true;
+      } else if ((c == '-' || c == '!') && !after_operand) {
+        ++prefix;
+      } else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+        after_operand = false;
+      }
+      ++p;
+    }
+    if (depth + prefix > kMaxNesting) {
+      diags.Error(SpanOf(p - 1, p), "nesting too deep: more than " + std::to_string(kMaxNesting) +
+                                        " levels of parentheses and prefix operators");
+      return false;
+    }
+  }
+  return true;
+}
+
+// The depth of an expression tree, without recursion.
+int ExprDepth(const Expr& root) {
+  int deepest = 0;
+  std::vector<std::pair<const Expr*, int>> stack{{&root, 1}};
+  while (!stack.empty()) {
+    auto [e, d] = stack.back();
+    stack.pop_back();
+    deepest = std::max(deepest, d);
+    if (deepest > kMaxExprDepth) break;
+    for (const Expr& a : e->args) stack.emplace_back(&a, d + 1);
+  }
+  return deepest;
+}
+
+// Refuses parsed patterns whose size would make later passes slow or deep.
+void CheckSizes(const PatternAst& ast, Diagnostics& diags) {
+  int stages = 0;
+  std::vector<const RegexNode*> stack{&ast.match};
+  while (!stack.empty()) {
+    const RegexNode* n = stack.back();
+    stack.pop_back();
+    if (n->kind == RegexNode::Kind::kVar || n->kind == RegexNode::Kind::kNeg) ++stages;
+    for (const RegexNode& c : n->children) stack.push_back(&c);
+  }
+  if (stages > kMaxStages)
+    diags.Error(ast.match.span, "MATCH names " + std::to_string(stages) + " stages; at most " +
+                                    std::to_string(kMaxStages) + " are allowed");
+  auto check = [&](const Expr& e) {
+    if (ExprDepth(e) > kMaxExprDepth)
+      diags.Error(e.span, "expression too deeply nested (more than " +
+                              std::to_string(kMaxExprDepth) + " levels of operators)");
+  };
+  for (const Define& d : ast.defines) check(d.condition);
+  for (const auto* items : {&ast.emit, &ast.timeout_emit})
+    for (const EmitItem& i : *items) check(i.expr);
 }
 
 // Splits the text into PATTERN blocks: each starts at a line whose first word
@@ -649,12 +793,20 @@ std::vector<PatternAst> ParsePatterns(const SourceFile& file, Diagnostics& diags
   const std::string& text = file.text();
   g_base = text.data();
   std::vector<PatternAst> out;
+  size_t bad_byte = 0;
+  if (!IsValidUtf8(text, &bad_byte)) {
+    diags.Error(SourceSpan{static_cast<uint32_t>(bad_byte), static_cast<uint32_t>(bad_byte + 1)},
+                "the pattern text is not valid UTF-8");
+    g_base = nullptr;
+    return out;
+  }
   auto blocks = SplitBlocks(text, diags);
   if (blocks.empty() && !diags.HasErrors())
     diags.Error(SourceSpan{0, 0}, "expected at least one PATTERN definition");
   for (auto [b, e] : blocks) {
     It first = text.data() + b;
     It last = text.data() + e;
+    if (!CheckNesting(first, last, diags)) continue;
     PatternAst ast;
     try {
       bool ok = x3::phrase_parse(first, last, pattern, skipper, ast);
@@ -663,7 +815,9 @@ std::vector<PatternAst> ParsePatterns(const SourceFile& file, Diagnostics& diags
         continue;
       }
       ast.span = SourceSpan{b, e};
-      out.push_back(std::move(ast));
+      const size_t errors = diags.items().size();
+      CheckSizes(ast, diags);
+      if (diags.items().size() == errors) out.push_back(std::move(ast));
     } catch (const x3::expectation_failure<It>& f) {
       It where = f.where();
       // Point at the offending token, not at the white space before it.

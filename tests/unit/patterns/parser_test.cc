@@ -186,3 +186,101 @@ TEST(Parser, EventsIsAStreamNameAndAnEmitItem) {
 
 }  // namespace
 }  // namespace cepheus::patterns
+
+namespace cepheus::patterns {
+namespace {
+
+std::string Repeat(const std::string& s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+// Deeply nested input used to overflow the stack in the recursive grammar;
+// it is refused up front with a position instead.
+TEST(ParserLimits, DeepNestingIsAnErrorNotACrash) {
+  const std::string head = "PATTERN p FROM s MATCH a DEFINE a AS ";
+  for (int n : {2000, 12000}) {
+    EXPECT_NE(ParseErr(head + Repeat("(", n) + "v > 1" + Repeat(")", n)).find("nesting too deep"),
+              std::string::npos);
+    EXPECT_NE(ParseErr(head + Repeat("NOT ", n) + "v > 1").find("nesting too deep"),
+              std::string::npos);
+    EXPECT_NE(ParseErr(head + Repeat("- ", n) + "v > 1").find("nesting too deep"),
+              std::string::npos);
+    EXPECT_NE(ParseErr("PATTERN p FROM s MATCH " + Repeat("(", n) + "a" + Repeat(")", n) +
+                       " DEFINE a AS v > 1")
+                  .find("nesting too deep"),
+              std::string::npos);
+  }
+  // Parentheses in strings and comments do not count; moderate nesting is fine.
+  ParseOk(head + Repeat("(", 40) + "v > 1" + Repeat(")", 40) + " AND t = '" + Repeat("(", 500) +
+          "' -- " + Repeat("(", 500) + "\n");
+  // A long flat chain is not nested, but its tree is deep: refused after parsing.
+  std::string chain = head;
+  for (int i = 0; i < 5000; ++i) chain += "v + ";
+  EXPECT_NE(ParseErr(chain + "v > 1").find("expression too deeply nested"), std::string::npos);
+}
+
+TEST(ParserLimits, SizeLimitsComeBeforeAnyExpensiveWork) {
+  std::string stages, defines;
+  for (int i = 0; i < 300; ++i) {
+    stages += (i ? " -> s" : "s") + std::to_string(i);
+    defines += (i ? ", s" : "s") + std::to_string(i) + " AS v > 1";
+  }
+  EXPECT_NE(ParseErr("PATTERN p FROM s MATCH " + stages + " DEFINE " + defines)
+                .find("MATCH names 300 stages; at most 256"),
+            std::string::npos);
+  const std::string big =
+      "PATTERN p FROM s MATCH a DEFINE a AS v > 1 AND t = '" + std::string(70000, 'x') + "'";
+  EXPECT_NE(ParseErr(big).find("at most 65536 are allowed"), std::string::npos);
+}
+
+TEST(ParserLimits, NonAsciiBytesAreHandled) {
+  // UTF-8 in strings and comments is fine.
+  auto p =
+      ParseOk("PATTERN p FROM s MATCH a DEFINE a AS t = 'caf\xC3\xA9 \xE2\x82\xAC' -- \xC3\xBC\n");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].defines[0].condition.args[1].text, "caf\xC3\xA9 \xE2\x82\xAC");
+  // Identifiers are ASCII: a non-ASCII character where a token belongs is an
+  // error that shows the whole character.
+  EXPECT_NE(
+      ParseErr("PATTERN p FROM s MATCH a -> \xC3\xA9 DEFINE a AS v > 1").find("found '\xC3\xA9'"),
+      std::string::npos);
+  EXPECT_NE(ParseErr("PATTERN p FROM s MATCH \xC3\xA9t\xC3\xA9 DEFINE a AS v > 1").find("error"),
+            std::string::npos);
+  // Invalid UTF-8 anywhere is reported with its position.
+  EXPECT_NE(ParseErr("PATTERN p FROM s MATCH a DEFINE a AS t = 'x\xFF'")
+                .find("1:44: error: the "
+                      "pattern text is not "
+                      "valid UTF-8"),
+            std::string::npos);
+  // Every byte value at every token position: an error or a parse, never a crash.
+  const std::string base = "PATTERN p FROM s MATCH a -> b WITHIN 5 SECONDS DEFINE a AS v > 1";
+  for (size_t pos = 0; pos <= base.size(); pos += 3) {
+    for (int byte = 1; byte < 256; byte += 7) {
+      std::string t = base;
+      t.insert(pos, 1, static_cast<char>(byte));
+      SourceFile f("t.cep", t);
+      Diagnostics d;
+      ParsePatterns(f, d);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cepheus::patterns
+
+namespace cepheus::patterns {
+namespace {
+
+TEST(ParserLimits, CaretLinesUpUnderTextWithMultibyteCharacters) {
+  const std::string err =
+      ParseErr("PATTERN p FROM s MATCH a DEFINE a AS t = '\xC3\xA9\xC3\xA9' AND AND");
+  // The caret sits under the second AND: 50 characters in (52 bytes).
+  const std::string caret_line = err.substr(err.rfind('\n', err.size() - 2) + 1);
+  EXPECT_EQ(caret_line.find('^'), 2u + 50u) << err;
+  EXPECT_NE(err.find("t.cep:1:53:"), std::string::npos) << "columns count bytes: " << err;
+}
+
+}  // namespace
+}  // namespace cepheus::patterns
