@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -60,6 +61,47 @@ cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig
   return out;
 }
 
+// The nearest existing directory at or above `p`, for writability checks.
+std::filesystem::path ExistingAncestor(std::filesystem::path p) {
+  std::error_code ec;
+  if (p.empty()) p = ".";
+  p = std::filesystem::absolute(p, ec);
+  while (!p.empty() && !std::filesystem::exists(p, ec) && p != p.parent_path()) p = p.parent_path();
+  return p;
+}
+
+// What `check` verifies beyond the text: every input file exists and can be
+// read, and every output file and the state directory can be created and
+// written (the nearest existing directory above each is writable).
+cepheus::Status CheckFilesUsable(const cepheus::engine::PipelineConfig& cfg) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const auto& s : cfg.streams) {
+    if (s.source.path == "-") continue;
+    if (!fs::exists(s.source.path, ec))
+      return cepheus::Status::NotFound("stream '" + s.name + "': input file '" + s.source.path +
+                                       "' does not exist");
+    if (fs::is_directory(s.source.path, ec) || ::access(s.source.path.c_str(), R_OK) != 0)
+      return cepheus::Status::IoError("stream '" + s.name + "': input '" + s.source.path +
+                                      "' is not a readable file");
+  }
+  std::vector<std::pair<std::string, fs::path>> writable;
+  for (const auto& [name, o] : {std::pair{"matches", &cfg.matches},
+                                {"late", cfg.late ? &*cfg.late : nullptr},
+                                {"dead_letter", cfg.dead_letter ? &*cfg.dead_letter : nullptr}})
+    if (o && o->type == "file")
+      writable.emplace_back(std::string("output '") + name + "'", o->path);
+  if (cfg.checkpoints_enabled) writable.emplace_back("the state directory", cfg.state_dir + "/x");
+  for (const auto& [what, file] : writable) {
+    const fs::path dir = ExistingAncestor(file.parent_path());
+    if (!fs::is_directory(dir, ec) || ::access(dir.c_str(), W_OK) != 0)
+      return cepheus::Status::IoError(what + ": '" + dir.string() +
+                                      "' is not a writable directory, so '" + file.string() +
+                                      "' cannot be written");
+  }
+  return cepheus::Status::Ok();
+}
+
 int Check(const std::string& path, bool dot) {
   auto p = Load(path);
   if (!p.ok()) {
@@ -67,6 +109,11 @@ int Check(const std::string& path, bool dot) {
     return 1;
   }
   std::cerr << p->warnings;
+  auto usable = CheckFilesUsable(p->config);
+  if (!usable.ok()) {
+    std::cerr << path << ": error: " << usable.message() << "\n";
+    return 1;
+  }
   for (const auto& pat : p->patterns) std::cout << (dot ? pat->ToDot() : pat->ToText());
   std::cerr << path << ": OK (" << p->config.streams.size() << " stream(s), " << p->patterns.size()
             << " pattern(s))\n";
@@ -285,12 +332,23 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
   for (auto [text, dst] : {std::pair{&a.from, &opts.from}, std::pair{&a.to, &opts.to}}) {
     if (text->empty()) continue;
     auto t = cepheus::ParseRfc3339(*text);
+    int64_t ms;
+    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), ms);
+    if (!t && ec == std::errc() && end == text->data() + text->size())
+      t = cepheus::EventTime::FromMillis(ms);
     if (!t) {
       std::cerr << "error: '" << *text
-                << "' is not a date or RFC 3339 time (e.g. 2026-08-01 or 2026-08-01T12:00:00Z)\n";
-      return 1;
+                << "' is not a date, an RFC 3339 time or epoch milliseconds (e.g. 2026-08-01, "
+                   "2026-08-01T12:00:00Z or 1785542400000)\n";
+      return 2;
     }
     *dst = *t;
+  }
+  if (opts.from && opts.to && *opts.from >= *opts.to) {
+    std::cerr << "error: --from (" << cepheus::FormatRfc3339(*opts.from)
+              << ") must be before --to (" << cepheus::FormatRfc3339(*opts.to)
+              << "): the range would be empty\n";
+    return 2;
   }
   if (!a.inputs.empty()) {
     auto files = ExpandInputs(a.inputs, p->config);
@@ -323,7 +381,7 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
     if (!b) {
       std::cerr << "error: --memory-budget '" << a.memory_budget
                 << "' is not a size (e.g. 512MB, 2GB)\n";
-      return 1;
+      return 2;
     }
     opts.memory_budget = *b;
   }
@@ -377,6 +435,7 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
   for (const auto& [pat, n] : s->matches_per_pattern)
     std::cerr << "  matches        " << n << "  " << pat << " (timeouts "
               << s->timeouts_per_pattern[pat] << ")\n";
+  for (const auto& w : s->warnings) std::cerr << "  WARNING        " << w << "\n";
   for (const auto& k : s->top_keys)
     std::cerr << "  top key        " << k.key << "  " << k.matches << " matches of " << k.pattern
               << "\n";
@@ -447,7 +506,24 @@ int main(int argc, char** argv) {
   app.add_subcommand("version", "Print the version")->callback([] {
     std::cout << "cepheus 0.1.0\n";
   });
-  CLI11_PARSE(app, argc, argv);
+  // Usage errors exit 2 (CLI11's own codes are >100), and an unknown command
+  // says so rather than "A subcommand is required".
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string cmd = argv[1];
+    bool known = false;
+    for (const auto* sub : app.get_subcommands({})) known |= sub->get_name() == cmd;
+    if (!known) {
+      std::cerr << "error: unknown command '" << cmd
+                << "' (commands: check, run, backtest, version; see cepheus --help)\n";
+      return 2;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
   if (check->parsed()) return Check(path, dot);
   if (run->parsed()) return Run(path, parallelism, restart);
   if (backtest->parsed()) return Backtest(path, parallelism, bargs);

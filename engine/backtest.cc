@@ -549,12 +549,19 @@ Result<BacktestSummary> Backtester::Run() {
   }
   for (const auto& r : readers) {
     const ReaderCounts& c = r->counts();
+    summary.streams.resize(r->stream_counts().size());
+    for (size_t i = 0; i < r->stream_counts().size(); ++i) {
+      summary.streams[i].records += r->stream_counts()[i].records;
+      summary.streams[i].dead_letters += r->stream_counts()[i].dead_letters;
+      summary.streams[i].late += r->stream_counts()[i].late;
+    }
     summary.reader.records_read += c.records_read;
     summary.reader.events += c.events;
     summary.reader.dead_letters += c.dead_letters;
     summary.reader.late += c.late;
     summary.reader.out_of_range += c.out_of_range;
   }
+  summary.warnings = BadInputWarnings(pipeline_.config, summary.streams);
   summary.read_seconds = Since(t0);
   // Gather the shards' partitions: one task per (keying, key group).
   PartSet parts = std::move(shard_state[0]->parts);
@@ -731,6 +738,13 @@ std::string BacktestSummary::ToJson() const {
     k.String("key", top_keys[i].key);
     k.Int("matches", static_cast<int64_t>(top_keys[i].matches));
     k.End();
+  }
+  out.push_back(']');
+  o.Key("warnings");
+  out.push_back('[');
+  for (size_t i = 0; i < warnings.size(); ++i) {
+    if (i) out.push_back(',');
+    AppendJsonString(out, warnings[i]);
   }
   out.push_back(']');
   o.Int("spill_runs", spill_runs);

@@ -60,6 +60,8 @@ struct KeyCount {
 
 struct BacktestSummary {
   ReaderCounts reader;
+  std::vector<StreamCounts> streams;
+  std::vector<std::string> warnings;  // BadInputWarnings
   uint64_t matches = 0;
   uint64_t timeouts = 0;
   uint64_t runs_dropped = 0;

@@ -121,6 +121,7 @@ Status EventReader::Open() {
     in->wm_input = watermarks_.AddInput(sc.watermark, in->reader->bounded());
     inputs_.push_back(std::move(in));
   }
+  stream_counts_.assign(pipeline_.config.streams.size(), StreamCounts{});
   return Status::Ok();
 }
 
@@ -179,6 +180,9 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
     }
     DecodeBatch(*in.decoder, texts_, in.reader->readable_after(texts_.back()), &seq_, &decoded_,
                 in.ranges.empty() ? nullptr : &positions_);
+    StreamCounts& sc = stream_counts_[static_cast<size_t>(in.index)];
+    sc.records += texts_.size();
+    const uint64_t dead_before = counts_.dead_letters, late_before = counts_.late;
     for (size_t i = 0; i < texts_.size(); ++i) {
       ++counts_.records_read;
       const LineReader::Line& meta = *metas_[i];
@@ -224,6 +228,8 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
       ++counts_.events;
       events->push_back(ReadEvent{std::move(row), in.index});
     }
+    sc.dead_letters += counts_.dead_letters - dead_before;
+    sc.late += counts_.late - late_before;
   }
   if (all_ended) return Turn::kEnd;
   return progress ? Turn::kProgress : Turn::kIdle;
@@ -253,6 +259,29 @@ void EventReader::AppendDeadLetter(const Input& in, const LineReader::Line& meta
   }
   o.End();
   dead->push_back('\n');
+}
+
+std::vector<std::string> BadInputWarnings(const PipelineConfig& config,
+                                          const std::vector<StreamCounts>& counts) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < counts.size() && i < config.streams.size(); ++i) {
+    const StreamCounts& c = counts[i];
+    if (c.records < 100) continue;
+    const double dead = static_cast<double>(c.dead_letters) / static_cast<double>(c.records);
+    const double late = static_cast<double>(c.late) / static_cast<double>(c.records);
+    if (dead + late <= config.warn_bad_input_ratio) continue;
+    char pct[64];
+    std::snprintf(pct, sizeof pct, "%.0f%% dead letters and %.0f%% late events", dead * 100,
+                  late * 100);
+    std::string hint = dead >= late ? "check the stream's format, schema and field types"
+                                    : "check the time unit (epoch milliseconds) and "
+                                      "max_out_of_orderness";
+    out.push_back("stream '" + config.streams[i].name + "': " + pct + " of " +
+                  std::to_string(c.records) + " records (above limits.warn_bad_input_ratio " +
+                  std::to_string(static_cast<int>(config.warn_bad_input_ratio * 100)) +
+                  "%): this is almost always a configuration error; " + hint);
+  }
+  return out;
 }
 
 size_t EventReader::NumFiles(const Input& in) const {

@@ -60,6 +60,17 @@ struct ReaderCounts {
   uint64_t out_of_range = 0;  // outside --from/--to
 };
 
+// What one stream's records came to (this process's reading only).
+struct StreamCounts {
+  uint64_t records = 0, dead_letters = 0, late = 0;
+};
+
+// Warnings for streams whose records are mostly dead letters or late events
+// (more than `ratio` of at least 100 records): nearly always a configuration
+// error. `counts` is indexed like the pipeline's streams.
+std::vector<std::string> BadInputWarnings(const PipelineConfig& config,
+                                          const std::vector<StreamCounts>& counts);
+
 class EventReader {
  public:
   enum class Turn { kProgress, kIdle, kEnd };
@@ -72,6 +83,8 @@ class EventReader {
   // Opens the first input of every stream, so that a missing file fails
   // before anything runs.
   Status Open();
+  // Per stream (indexed like the pipeline's streams).
+  const std::vector<StreamCounts>& stream_counts() const { return stream_counts_; }
   // Reads up to one turn of records from each stream. Accepted events are
   // appended to `events` (arrival order), dead letters and late events to
   // `dead` and `late` as JSON lines. kIdle: only unbounded inputs remain and
@@ -108,6 +121,7 @@ class EventReader {
   const Clock* clock_;
   std::vector<std::unique_ptr<Input>> inputs_;
   timing::WatermarkCombiner watermarks_;
+  std::vector<StreamCounts> stream_counts_;
   ReaderCounts counts_;
   uint64_t seq_ = 0;
   uint64_t total_bytes_ = 0;

@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +26,89 @@ Status Err(const std::string& path, const YAML::Node& n, const std::string& msg)
   return Status::InvalidArgument(Where(path, n) + ": " + msg);
 }
 
+// Typed reads of YAML values. A value of the wrong shape or type throws a
+// ConfigError (caught in ParsePipelineConfig, the module's edge) that names
+// the setting and what it expects, instead of yaml-cpp's "bad conversion".
+struct ConfigError {
+  YAML::Mark mark;
+  std::string message;
+};
+
+const char* Shape(const YAML::Node& n) {
+  if (n.IsMap()) return "a map";
+  if (n.IsSequence()) return "a list";
+  if (n.IsNull()) return "nothing";
+  return "a value";
+}
+
+std::string Str(const YAML::Node& n, const std::string& what) {
+  if (!n.IsScalar()) throw ConfigError{n.Mark(), what + ": expected a text value, got " + Shape(n)};
+  return n.Scalar();
+}
+
+int64_t Int(const YAML::Node& n, const std::string& what) {
+  const std::string text = Str(n, what);
+  int64_t v;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size())
+    throw ConfigError{n.Mark(), what + ": expected a whole number, got '" + text + "'"};
+  return v;
+}
+
+bool Bool(const YAML::Node& n, const std::string& what) {
+  const std::string text = Str(n, what);
+  if (text == "true" || text == "yes" || text == "on") return true;
+  if (text == "false" || text == "no" || text == "off") return false;
+  throw ConfigError{n.Mark(), what + ": expected true or false, got '" + text + "'"};
+}
+
+// Levenshtein distance, for "did you mean" suggestions.
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// Every key of the map `n` (the setting `section`) must be one of `known`: a
+// misspelt key would otherwise be ignored and silently change what the
+// pipeline does.
+void CheckKeys(const YAML::Node& n, const std::string& section,
+               std::initializer_list<const char*> known) {
+  if (!n.IsMap()) return;
+  for (const auto& kv : n) {
+    const std::string k = Str(kv.first, section + " key");
+    bool ok = false;
+    std::string best, list;
+    size_t best_d = 3;
+    for (const char* w : known) {
+      ok |= k == w;
+      list += (list.empty() ? "" : ", ") + std::string(w);
+      // Close spellings, and a key cut short or run on (max_out_of_order).
+      const std::string_view ws(w);
+      const bool prefix =
+          k.size() >= 4 && (ws.starts_with(k) || std::string_view(k).starts_with(ws));
+      const size_t d = prefix ? 1 : EditDistance(k, w);
+      if (d < best_d) {
+        best_d = d;
+        best = w;
+      }
+    }
+    if (ok) continue;
+    throw ConfigError{kv.first.Mark(), "unknown key '" + k + "' in " + section +
+                                           (best.empty() ? "" : " (did you mean '" + best + "'?)") +
+                                           "; known keys: " + list};
+  }
+}
+
 std::string Resolve(const std::string& base, const std::string& p) {
   if (p.empty() || p == "-" || fs::path(p).is_absolute()) return p;
   return (fs::path(base) / p).lexically_normal().string();
@@ -36,11 +120,11 @@ bool ParseInt64(const std::string& text, int64_t* out) {
 }
 
 Result<Duration> ReadDuration(const std::string& path, const YAML::Node& n, const char* what) {
-  auto d = ParseDuration(n.as<std::string>());
+  const std::string text = Str(n, what);
+  auto d = ParseDuration(text);
   if (!d)
     return Err(path, n,
-               std::string(what) + ": '" + n.as<std::string>() +
-                   "' is not a duration (e.g. 500ms, 5s, 10m, 1h)");
+               std::string(what) + ": '" + text + "' is not a duration (e.g. 500ms, 5s, 10m, 1h)");
   return *d;
 }
 
@@ -48,14 +132,16 @@ Result<OutputConfig> ReadOutput(const std::string& path, const std::string& base
                                 const YAML::Node& n, const char* name) {
   if (!n.IsMap())
     return Err(path, n, std::string("outputs.") + name + " must be a map like {type: stdout}");
+  const std::string section = std::string("outputs.") + name;
+  CheckKeys(n, section, {"type", "path"});
   OutputConfig o;
-  o.type = n["type"] ? n["type"].as<std::string>() : "";
+  o.type = n["type"] ? Str(n["type"], section + ".type") : "";
   if (o.type != "stdout" && o.type != "stderr" && o.type != "file")
     return Err(path, n, std::string("outputs.") + name + ".type must be stdout, stderr or file");
   if (o.type == "file") {
     if (!n["path"])
       return Err(path, n, std::string("outputs.") + name + " of type file needs a path");
-    o.path = Resolve(base, n["path"].as<std::string>());
+    o.path = Resolve(base, Str(n["path"], section + ".path"));
   }
   return o;
 }
@@ -67,39 +153,38 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
   if (cfg.base_dir.empty()) cfg.base_dir = ".";
   if (!root.IsMap())
     return Err(path, root, "a pipeline file is a YAML map with streams, patterns and outputs");
-  static const std::set<std::string> kTop = {"name",    "streams",     "patterns",
-                                             "outputs", "parallelism", "limits",
-                                             "state",   "metrics",     "checkpoint"};
-  for (const auto& kv : root) {
-    std::string k = kv.first.as<std::string>();
-    if (!kTop.count(k))
-      return Err(path, kv.first,
-                 "unknown key '" + k +
-                     "' (known: name, streams, patterns, outputs, parallelism, limits, state, "
-                     "metrics, checkpoint)");
-  }
+  if (root["metrics"])
+    return Err(path, root["metrics"],
+               "'metrics' settings are not supported yet (counters are printed in the run "
+               "summary); remove the key");
+  CheckKeys(
+      root, "the pipeline",
+      {"name", "streams", "patterns", "outputs", "parallelism", "limits", "state", "checkpoint"});
   const YAML::Node streams = root["streams"];
   if (!streams || !streams.IsMap() || streams.size() == 0)
     return Err(path, root,
                "'streams' must map stream names to their source, schema, key and event_time");
   for (const auto& kv : streams) {
     StreamConfig s;
-    s.name = kv.first.as<std::string>();
+    s.name = Str(kv.first, "stream name");
     const YAML::Node n = kv.second;
     if (!n.IsMap()) return Err(path, n, "stream '" + s.name + "' must be a map");
+    const std::string sec = "streams." + s.name;
+    CheckKeys(n, sec, {"source", "schema", "key", "event_time"});
     const YAML::Node src = n["source"];
     if (!src || !src.IsMap())
       return Err(
           path, n,
           "stream '" + s.name + "' needs source: {type: file, path: ..., format: jsonl|csv}");
-    s.source.type = src["type"] ? src["type"].as<std::string>() : "file";
+    CheckKeys(src, sec + ".source", {"type", "path", "format"});
+    s.source.type = src["type"] ? Str(src["type"], sec + ".source.type") : "file";
     if (s.source.type != "file")
       return Err(path, src,
                  "source type '" + s.source.type + "' is not supported here (supported: file)");
     if (!src["path"])
       return Err(path, src, "a file source needs a path (or \"-\" for standard input)");
-    s.source.path = Resolve(cfg.base_dir, src["path"].as<std::string>());
-    s.source.format = src["format"] ? src["format"].as<std::string>() : "jsonl";
+    s.source.path = Resolve(cfg.base_dir, Str(src["path"], sec + ".source.path"));
+    s.source.format = src["format"] ? Str(src["format"], sec + ".source.format") : "jsonl";
     if (s.source.format != "jsonl" && s.source.format != "csv")
       return Err(path, src, "format must be jsonl or csv, not '" + s.source.format + "'");
     const YAML::Node schema = n["schema"];
@@ -110,21 +195,22 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
                      "timestamp");
     std::vector<Field> fields;
     for (const auto& f : schema) {
-      auto t = ParseFieldType(f.second.as<std::string>());
+      const std::string field = Str(f.first, sec + ".schema field");
+      const std::string type = Str(f.second, sec + ".schema." + field);
+      auto t = ParseFieldType(type);
       if (!t)
         return Err(path, f.second,
-                   "unknown type '" + f.second.as<std::string>() +
-                       "' (string, int, double, bool, timestamp)");
-      fields.push_back(Field{f.first.as<std::string>(), *t});
+                   "unknown type '" + type + "' (string, int, double, bool, timestamp)");
+      fields.push_back(Field{field, *t});
     }
     auto sch = Schema::Create(std::move(fields));
     if (!sch.ok()) return Err(path, schema, sch.status().message());
     s.schema = std::move(sch.value());
     if (const YAML::Node key = n["key"]) {
       if (key.IsSequence())
-        for (const auto& k : key) s.key.push_back(k.as<std::string>());
+        for (const auto& k : key) s.key.push_back(Str(k, sec + ".key"));
       else
-        s.key.push_back(key.as<std::string>());
+        s.key.push_back(Str(key, sec + ".key"));
       for (const auto& k : s.key)
         if (s.schema.IndexOf(k) < 0)
           return Err(path, key, "key field '" + k + "' is not in the schema");
@@ -135,10 +221,13 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
                  "stream '" + s.name +
                      "' needs event_time: {field: <timestamp field>, max_out_of_orderness: 5s}");
     if (et.IsScalar()) {
-      s.time_field = et.as<std::string>();
+      s.time_field = Str(et, sec + ".event_time");
     } else {
+      CheckKeys(et, sec + ".event_time",
+                {"field", "max_out_of_orderness", "idle_timeout", "follow_wall_clock_when_idle",
+                 "min_time", "max_time", "max_future_skew"});
       if (!et["field"]) return Err(path, et, "event_time needs a field");
-      s.time_field = et["field"].as<std::string>();
+      s.time_field = Str(et["field"], sec + ".event_time.field");
       if (et["max_out_of_orderness"]) {
         auto d = ReadDuration(path, et["max_out_of_orderness"], "max_out_of_orderness");
         if (!d.ok()) return d.status();
@@ -150,10 +239,11 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
         s.watermark.idle_timeout = *d;
       }
       if (et["follow_wall_clock_when_idle"])
-        s.watermark.follow_wall_clock_when_idle = et["follow_wall_clock_when_idle"].as<bool>();
+        s.watermark.follow_wall_clock_when_idle = Bool(
+            et["follow_wall_clock_when_idle"], sec + ".event_time.follow_wall_clock_when_idle");
       for (auto [key, dst] : {std::pair{"min_time", &s.min_time}, {"max_time", &s.max_time}}) {
         if (!et[key]) continue;
-        const std::string text = et[key].as<std::string>();
+        const std::string text = Str(et[key], sec + ".event_time." + key);
         int64_t ms;
         auto t = ParseRfc3339(text);
         if (t)
@@ -183,17 +273,28 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
                      "' must be a timestamp (or int epoch milliseconds)");
     cfg.streams.push_back(std::move(s));
   }
+  // Standard input can feed one stream only.
+  const StreamConfig* on_stdin = nullptr;
+  for (const StreamConfig& sc : cfg.streams) {
+    if (sc.source.path != "-") continue;
+    if (on_stdin)
+      return Err(path, streams[sc.name],
+                 "streams '" + on_stdin->name + "' and '" + sc.name +
+                     "' both read standard input (\"-\"); only one stream can");
+    on_stdin = &sc;
+  }
   const YAML::Node pats = root["patterns"];
   if (!pats || !pats.IsSequence() || pats.size() == 0)
     return Err(path, root, "'patterns' must list pattern files (or {inline: \"PATTERN ...\"})");
   for (const auto& p : pats) {
     PatternSource ps;
+    if (p.IsMap()) CheckKeys(p, "a patterns entry", {"file", "inline"});
     if (p.IsScalar())
-      ps.path = Resolve(cfg.base_dir, p.as<std::string>());
+      ps.path = Resolve(cfg.base_dir, Str(p, "patterns entry"));
     else if (p.IsMap() && p["inline"])
-      ps.inline_text = p["inline"].as<std::string>();
+      ps.inline_text = Str(p["inline"], "patterns inline");
     else if (p.IsMap() && p["file"])
-      ps.path = Resolve(cfg.base_dir, p["file"].as<std::string>());
+      ps.path = Resolve(cfg.base_dir, Str(p["file"], "patterns file"));
     else
       return Err(path, p, "a pattern entry is a file path, {file: path} or {inline: text}");
     cfg.patterns.push_back(std::move(ps));
@@ -202,7 +303,7 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
     if (!outs.IsMap())
       return Err(path, outs, "'outputs' must be a map (matches, late, dead_letter)");
     for (const auto& kv : outs) {
-      std::string k = kv.first.as<std::string>();
+      std::string k = Str(kv.first, "outputs key");
       auto o = ReadOutput(path, cfg.base_dir, kv.second, k.c_str());
       if (!o.ok()) return o.status();
       if (k == "matches")
@@ -218,7 +319,7 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
     // exactly-once file sink stages each output's records on its own).
     std::map<std::string, std::string> files;
     for (const auto& kv : outs) {
-      const std::string k = kv.first.as<std::string>();
+      const std::string k = Str(kv.first, "outputs key");
       const OutputConfig& o = k == "matches" ? cfg.matches
                               : k == "late"  ? *cfg.late
                                              : *cfg.dead_letter;
@@ -238,62 +339,72 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
     }
   }
   if (root["parallelism"]) {
-    cfg.parallelism = root["parallelism"].as<int>();
+    cfg.parallelism =
+        static_cast<int>(std::clamp<int64_t>(Int(root["parallelism"], "parallelism"), -1, 1000));
     if (cfg.parallelism < 0 || cfg.parallelism > 256)
       return Err(path, root["parallelism"], "parallelism must be between 1 and 256 (0: all cores)");
   }
   if (const YAML::Node lim = root["limits"]) {
+    if (!lim.IsMap()) return Err(path, lim, "limits must be a map like {max_runs_per_key: 10000}");
+    CheckKeys(lim, "limits", {"max_runs_per_key", "warn_bad_input_ratio"});
     if (lim["max_runs_per_key"]) {
-      int64_t v = lim["max_runs_per_key"].as<int64_t>();
+      int64_t v = Int(lim["max_runs_per_key"], "limits.max_runs_per_key");
       if (v < 1) return Err(path, lim["max_runs_per_key"], "max_runs_per_key must be at least 1");
       cfg.max_runs_per_key = static_cast<size_t>(v);
+    }
+    if (lim["warn_bad_input_ratio"]) {
+      const std::string text = Str(lim["warn_bad_input_ratio"], "limits.warn_bad_input_ratio");
+      double v = -1;
+      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec != std::errc() || p != text.data() + text.size() || v < 0 || v > 1)
+        return Err(
+            path, lim["warn_bad_input_ratio"],
+            "limits.warn_bad_input_ratio must be a fraction between 0 and 1, not '" + text + "'");
+      cfg.warn_bad_input_ratio = v;
     }
   }
   cfg.state_dir = Resolve(cfg.base_dir, cfg.state_dir);
   if (const YAML::Node st = root["state"]) {
     if (!st.IsMap())
       return Err(path, st, "state must be a map like {backend: rocksdb, dir: state}");
-    for (const auto& kv : st) {
-      const std::string k = kv.first.as<std::string>();
-      if (k != "backend" && k != "dir" && k != "cache_keys")
-        return Err(path, kv.first, "unknown state setting '" + k + "' (backend, dir, cache_keys)");
-    }
-    if (st["dir"]) cfg.state_dir = Resolve(cfg.base_dir, st["dir"].as<std::string>());
+    CheckKeys(st, "state", {"backend", "dir", "cache_keys"});
+    if (st["dir"]) cfg.state_dir = Resolve(cfg.base_dir, Str(st["dir"], "state.dir"));
     if (st["backend"]) {
-      cfg.state_backend = st["backend"].as<std::string>();
+      cfg.state_backend = Str(st["backend"], "state.backend");
       if (cfg.state_backend != "rocksdb" && cfg.state_backend != "memory")
         return Err(path, st["backend"], "state.backend must be rocksdb or memory");
     }
     if (st["cache_keys"]) {
-      int64_t v = st["cache_keys"].as<int64_t>();
-      if (v < 0)
-        return Err(path, st["cache_keys"], "state.cache_keys must be 0 (no limit) or more");
+      int64_t v = Int(st["cache_keys"], "state.cache_keys");
+      if (v < 1)
+        return Err(path, st["cache_keys"],
+                   "state.cache_keys must be at least 1 (keys kept in memory per worker; "
+                   "to keep every key in memory use backend: memory)");
       cfg.state_cache_keys = static_cast<size_t>(v);
     }
   }
   if (const YAML::Node ck = root["checkpoint"]) {
     if (!ck.IsMap()) return Err(path, ck, "checkpoint must be a map like {interval: 10s}");
-    for (const auto& kv : ck) {
-      const std::string k = kv.first.as<std::string>();
-      if (k != "interval" && k != "retain" && k != "enabled")
-        return Err(path, kv.first,
-                   "unknown checkpoint setting '" + k + "' (enabled, interval, retain)");
-    }
-    if (ck["enabled"]) cfg.checkpoints_enabled = ck["enabled"].as<bool>();
+    CheckKeys(ck, "checkpoint", {"enabled", "interval", "retain"});
+    if (ck["enabled"]) cfg.checkpoints_enabled = Bool(ck["enabled"], "checkpoint.enabled");
     if (ck["interval"]) {
-      const std::string text = ck["interval"].as<std::string>();
-      if (text == "0" || text == "off") {
+      const std::string text = Str(ck["interval"], "checkpoint.interval");
+      if (text == "off") {
         cfg.checkpoint_interval = Duration::Seconds(0);
       } else {
         auto d = ReadDuration(path, ck["interval"], "checkpoint.interval");
         if (!d.ok()) return d.status();
+        if (d->millis() <= 0)
+          return Err(path, ck["interval"],
+                     "checkpoint.interval must be positive; write 'off' to checkpoint only at a "
+                     "stop and at the end, or enabled: false for no checkpoints");
         cfg.checkpoint_interval = *d;
       }
     }
     if (ck["retain"]) {
-      int v = ck["retain"].as<int>();
+      const int64_t v = Int(ck["retain"], "checkpoint.retain");
       if (v < 1) return Err(path, ck["retain"], "checkpoint.retain must be at least 1");
-      cfg.checkpoint_retain = v;
+      cfg.checkpoint_retain = static_cast<int>(std::min<int64_t>(v, 1000));
     }
   }
   return cfg;
@@ -311,6 +422,11 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& yaml_text, const s
   try {
     YAML::Node root = YAML::Load(yaml_text);
     return Parse(root, path);
+  } catch (const ConfigError& e) {
+    std::string where = path;
+    if (e.mark.line >= 0)
+      where += ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1);
+    return Status::InvalidArgument(where + ": " + e.message);
   } catch (const YAML::Exception& e) {
     std::string where = path;
     if (e.mark.line >= 0)

@@ -59,6 +59,11 @@ struct PipelineConfig {
   std::optional<OutputConfig> dead_letter;  // default: stderr
   int parallelism = 0;                      // 0: number of cores
   size_t max_runs_per_key = 10000;
+  // A stream whose dead letters plus late events exceed this fraction of its
+  // records (at least 100 of them) gets a loud warning in the log and the
+  // summary: that is almost always a configuration error (wrong format,
+  // epoch seconds read as milliseconds, too little allowed lateness).
+  double warn_bad_input_ratio = 0.2;
   std::string state_dir = "state";
   std::string state_backend = "rocksdb";  // rocksdb | memory
   size_t state_cache_keys = 100000;       // per worker (rocksdb); 0: no limit

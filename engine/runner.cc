@@ -404,6 +404,7 @@ Result<RunSummary> PipelineRunner::Run() {
   }
   for (auto& w : workers) w->Join();
   summary.reader = reader.counts();
+  summary.streams = reader.stream_counts();
   for (auto& w : workers) {
     summary.matches += w->stats().matcher.matches;
     summary.timeouts += w->stats().matcher.timeouts;
@@ -429,6 +430,8 @@ Result<RunSummary> PipelineRunner::Run() {
   }
   if (!failure.ok()) return failure;
   summary.stopped = stopped;
+  for (const std::string& w : BadInputWarnings(pipeline_.config, summary.streams))
+    spdlog::warn("{}", w);
   if (summary.runs_dropped)
     spdlog::warn(
         "{} partial matches were cut by max_runs_per_key={} (see cepheus_runs_dropped_total)",

@@ -50,7 +50,8 @@ struct RunOptions {
 };
 
 struct RunSummary {
-  ReaderCounts reader;  // records, events, dead letters, late
+  ReaderCounts reader;                // records, events, dead letters, late
+  std::vector<StreamCounts> streams;  // per stream, this process's reading
   uint64_t matches = 0;
   uint64_t timeouts = 0;
   uint64_t runs_dropped = 0;

@@ -235,3 +235,86 @@ TEST_F(Cli, StdinSourceDoesNotLoseEarlierAlertsOnARerun) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Cli, UsageErrorsExitTwoAndSayWhatIsWrong) {
+  auto unknown = RunCli({"chek", "p.yaml"});
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_NE(unknown.err.find("unknown command 'chek'"), std::string::npos) << unknown.err;
+  auto missing = RunCli({"run"});
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("pipeline is required"), std::string::npos) << missing.err;
+  auto range = RunCli({"run", "p.yaml", "-p", "0"});
+  EXPECT_EQ(range.code, 2) << range.err;
+  EXPECT_EQ(RunCli({"--help"}).code, 0);
+  WriteFile(dir_ / "in.jsonl", Events(10));
+  const std::string pipeline = Pipeline("p.yaml", "in.jsonl", "");
+  auto empty = RunCli({"backtest", pipeline, "--from", "2026-01-02", "--to", "2026-01-01"});
+  EXPECT_EQ(empty.code, 2);
+  EXPECT_NE(empty.err.find("must be before --to"), std::string::npos) << empty.err;
+  auto bad = RunCli({"backtest", pipeline, "--from", "soon"});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("not a date, an RFC 3339 time or epoch milliseconds"), std::string::npos);
+  // Epoch milliseconds work as bounds: events at 1000..1009, keep [1002, 1006).
+  auto ms = RunCli({"backtest", pipeline, "--from", "1002", "--to", "1006", "--summary-json",
+                    (dir_ / "s.json").string(), "-o", (dir_ / "bt.jsonl").string()});
+  ASSERT_EQ(ms.code, 0) << ms.err;
+  EXPECT_NE(ReadFile(dir_ / "s.json").find("\"events\":4,"), std::string::npos)
+      << ReadFile(dir_ / "s.json");
+}
+
+TEST_F(Cli, CheckVerifiesInputsAndOutputDirectories) {
+  const std::string missing = Pipeline("p.yaml", "nope.jsonl", "");
+  auto r = RunCli({"check", missing});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("input file '" + (dir_ / "nope.jsonl").string() + "' does not exist"),
+            std::string::npos)
+      << r.err;
+  WriteFile(dir_ / "in.jsonl", Events(10));
+  WriteFile(dir_ / "file", "");
+  const std::string blocked = Pipeline(
+      "q.yaml", "in.jsonl", "outputs: { late: { type: file, path: file/sub/late.jsonl } }\n");
+  r = RunCli({"check", blocked});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("output 'late'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("is not a writable directory"), std::string::npos) << r.err;
+  EXPECT_EQ(RunCli({"check", Pipeline("ok.yaml", "in.jsonl", "")}).code, 0);
+}
+
+TEST_F(Cli, MostlyBadInputWarnsLoudly) {
+  // A CSV file declared as JSON lines: every record is a dead letter.
+  std::string csv = "user,kind,ts\n";
+  for (int i = 0; i < 300; ++i)
+    csv += "u" + std::to_string(i % 5) + ",a," + std::to_string(i) + "\n";
+  WriteFile(dir_ / "in.jsonl", csv);
+  const std::string pipeline =
+      Pipeline("p.yaml", "in.jsonl",
+               "outputs: { dead_letter: { type: file, path: dead.jsonl } }\n"
+               "checkpoint: { enabled: false }\n");
+  auto run = RunCli({"run", pipeline});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_NE(run.err.find("stream 's': 100% dead letters and 0% late events of 301 records"),
+            std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find("check the stream's format"), std::string::npos);
+  auto bt = RunCli({"backtest", pipeline, "-o", (dir_ / "bt.jsonl").string()});
+  EXPECT_EQ(bt.code, 0) << bt.err;
+  EXPECT_NE(bt.err.find("WARNING        stream 's': 100% dead letters"), std::string::npos)
+      << bt.err;
+  // A clean run stays quiet, and the threshold is configurable.
+  WriteFile(dir_ / "good.jsonl", Events(300) + "not json\n");
+  const std::string good = Pipeline("g.yaml", "good.jsonl",
+                                    "outputs: { dead_letter: { type: file, path: gdead.jsonl } }\n"
+                                    "checkpoint: { enabled: false }\n");
+  auto quiet = RunCli({"run", good});
+  EXPECT_EQ(quiet.err.find("configuration error"), std::string::npos) << quiet.err;
+  const std::string strict =
+      Pipeline("h.yaml", "good.jsonl",
+               "outputs: { dead_letter: { type: file, path: hdead.jsonl } }\n"
+               "checkpoint: { enabled: false }\nlimits: { warn_bad_input_ratio: 0.001 }\n");
+  auto loud = RunCli({"run", strict});
+  EXPECT_NE(loud.err.find("configuration error"), std::string::npos) << loud.err;
+}
+
+}  // namespace

@@ -121,6 +121,52 @@ TEST(PipelineConfig, EventTimeRangeAndFutureSkew) {
             std::string::npos);
 }
 
+// Misspelt or misplaced keys anywhere are errors with a suggestion, and
+// values of the wrong type name the setting.
+TEST(PipelineConfig, StrictKeysAndTypedValues) {
+  const std::string head = "streams:\n  s:\n";
+  const std::string src = "    source: { path: e.jsonl }\n";
+  const std::string rest =
+      "    schema: { a: string, ts: timestamp }\n    event_time: ts\npatterns: [x]\n";
+  struct Case {
+    std::string yaml, error;
+  } cases[] = {
+      {head + "    source: { path: e.jsonl, formt: csv }\n" + rest,
+       "p.yaml:3:30: unknown key 'formt' in streams.s.source (did you mean 'format'?)"},
+      {head + src +
+           "    schema: { a: string, ts: timestamp }\n    event_time: { field: ts, "
+           "max_out_of_order: 30s }\npatterns: [x]\n",
+       "unknown key 'max_out_of_order' in streams.s.event_time (did you mean "
+       "'max_out_of_orderness'?)"},
+      {head + src + "    shema: { a: string }\n" + rest,
+       "unknown key 'shema' in streams.s (did you mean 'schema'?)"},
+      {head + src + rest + "outputs: { matches: { type: file, pth: o.jsonl } }\n",
+       "unknown key 'pth' in outputs.matches (did you mean 'path'?)"},
+      {head + src + rest + "metrics: { port: 9464 }\n", "'metrics' settings are not supported yet"},
+      {head + src + rest + "parralelism: 2\n",
+       "unknown key 'parralelism' in the pipeline (did you mean 'parallelism'?)"},
+      {head + src + rest + "limits: { max_runs: 5 }\n", "unknown key 'max_runs' in limits"},
+      {head + src + rest + "parallelism: lots\n",
+       "p.yaml:7:14: parallelism: expected a whole number, got 'lots'"},
+      {head + src + rest + "parallelism: [1, 2]\n",
+       "parallelism: expected a text value, got a list"},
+      {head + src + rest + "checkpoint: { enabled: maybe }\n",
+       "checkpoint.enabled: expected true or false, got 'maybe'"},
+      {head + "    source: { path: { a: 1 } }\n" + rest,
+       "streams.s.source.path: expected a text value, got a map"},
+      {head + src + rest + "checkpoint: { interval: 0s }\n",
+       "checkpoint.interval must be positive"},
+      {head + src + rest + "state: { cache_keys: 0 }\n", "state.cache_keys must be at least 1"},
+      {head + src + rest + "limits: { warn_bad_input_ratio: 2 }\n",
+       "warn_bad_input_ratio must be a fraction"},
+      {head + "    source: { path: \"-\" }\n" + rest.substr(0, rest.find("patterns")) +
+           "  t:\n    source: { path: \"-\" }\n" + rest,
+       "streams 's' and 't' both read standard input"},
+  };
+  for (const Case& c : cases)
+    EXPECT_NE(Error(c.yaml).find(c.error), std::string::npos) << c.yaml << "\n-> " << Error(c.yaml);
+}
+
 TEST(PipelineConfig, StateAndCheckpointSettings) {
   const std::string base =
       "streams:\n  s:\n    source: { path: e.jsonl }\n    schema: { a: string, ts: timestamp }\n"
@@ -147,7 +193,8 @@ TEST(PipelineConfig, StateAndCheckpointSettings) {
   EXPECT_EQ(off->checkpoint_interval.millis(), 0);
   EXPECT_NE(Error(base + "state: { backend: leveldb }\n").find("rocksdb or memory"),
             std::string::npos);
-  EXPECT_NE(Error(base + "state: { bakend: memory }\n").find("unknown state setting 'bakend'"),
+  EXPECT_NE(Error(base + "state: { bakend: memory }\n")
+                .find("unknown key 'bakend' in state (did you mean 'backend'?)"),
             std::string::npos);
   EXPECT_NE(Error(base + "checkpoint: { retain: 0 }\n").find("at least 1"), std::string::npos);
   EXPECT_NE(Error(base + "checkpoint: { interval: often }\n").find("'often' is not a duration"),
