@@ -45,7 +45,7 @@ struct OpenedOutputs {
 
 cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig& cfg,
                                            const std::string& matches_file,
-                                           bool exactly_once = false) {
+                                           cepheus::sinks::FileMode mode) {
   using cepheus::engine::OutputConfig;
   OpenedOutputs out;
   const OutputConfig configs[] = {
@@ -54,7 +54,7 @@ cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig
       cfg.dead_letter.value_or(OutputConfig{"stderr", ""})};
   std::unique_ptr<cepheus::engine::Output>* slots[] = {&out.matches, &out.late, &out.dead};
   for (int i = 0; i < 3; ++i) {
-    auto o = cepheus::sinks::MakeOutput(configs[i], exactly_once);
+    auto o = cepheus::sinks::MakeOutput(configs[i], mode);
     if (!o.ok()) return o.status();
     *slots[i] = std::move(o.value());
   }
@@ -183,7 +183,9 @@ int Run(const std::string& path, int parallelism, bool restart) {
     return start.status().code() == cepheus::Status::Code::kInvalidArgument ? 1 : 2;
   }
   if (restart) spdlog::info("--restart: starting from the beginning; output files are replaced");
-  auto outputs = OpenOutputs(cfg, "", cfg.checkpoints_enabled);
+  auto outputs = OpenOutputs(cfg, "",
+                             cfg.checkpoints_enabled ? cepheus::sinks::FileMode::kExactlyOnce
+                                                     : cepheus::sinks::FileMode::kPlain);
   if (!outputs.ok()) {
     std::cerr << "error: " << outputs.status().message() << "\n";
     return 1;
@@ -411,7 +413,8 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
     else
       std::cerr << line << "\n";
   };
-  auto outputs = OpenOutputs(p->config, a.output);
+  // A backtest's files appear whole when it succeeds, or not at all.
+  auto outputs = OpenOutputs(p->config, a.output, cepheus::sinks::FileMode::kAtomic);
   if (!outputs.ok()) {
     std::cerr << "error: " << outputs.status().message() << "\n";
     return 1;
@@ -422,6 +425,13 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
   if (!s.ok()) {
     std::cerr << "error: " << s.status().message() << "\n";
     return 2;
+  }
+  for (auto* o : {outputs->matches.get(), outputs->late.get(), outputs->dead.get()}) {
+    cepheus::Status fin = o->Finish();
+    if (!fin.ok()) {
+      std::cerr << "error: " << fin.message() << "\n";
+      return 2;
+    }
   }
   std::cerr << "backtest " << (a.as_live ? "(as live)" : "(complete)") << " of " << path << "\n"
             << "  records read   " << s->reader.records_read << "\n"

@@ -1,5 +1,6 @@
 #include "engine/backtest.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,10 +17,33 @@
 #include "common/json.h"
 #include "engine/match_render.h"
 #include "engine/nfa_runtime.h"
+#include "state/dir_lock.h"
 #include "state/key_groups.h"
 
 namespace cepheus::engine {
 namespace {
+
+constexpr const char* kSpillPrefix = "cepheus-spill-";
+
+// Removes spill directories that killed backtests left in `base`: those whose
+// lock nobody holds (a live backtest holds its directory's lock).
+void RemoveStaleSpillDirs(const std::filesystem::path& base) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(base, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with(kSpillPrefix) || !e.is_directory(ec)) continue;
+    if (!std::filesystem::exists(e.path() / "cepheus.lock", ec)) continue;  // not ours
+    auto lock = state::DirLock::Acquire(e.path().string());
+    if (!lock.ok()) continue;  // in use
+    lock.value().reset();
+    std::uintmax_t bytes = 0;
+    for (const auto& f : std::filesystem::recursive_directory_iterator(e.path(), ec))
+      if (f.is_regular_file(ec)) bytes += f.file_size(ec);
+    std::filesystem::remove_all(e.path(), ec);
+    spdlog::warn("removed the spill directory of a backtest that did not finish: {} ({} bytes)",
+                 e.path().string(), bytes);
+  }
+}
 
 namespace fs = std::filesystem;
 constexpr int kGroups = state::kDefaultKeyGroups;
@@ -386,12 +410,19 @@ Result<BacktestSummary> Backtester::Run() {
     CEPHEUS_RETURN_IF_ERROR(readers.back()->Open());  // a missing file fails before anything runs
   }
 
-  // Spill files live in a private directory that is removed at the end.
+  // Spill files live in a private directory that is removed at the end. It
+  // holds a lock while this process lives; directories of killed backtests
+  // (their lock free) are removed here, at the next start.
+  const fs::path spill_base =
+      options_.spill_dir.empty() ? fs::temp_directory_path() : fs::path(options_.spill_dir);
+  RemoveStaleSpillDirs(spill_base);
   fs::path spill_dir;
+  std::unique_ptr<state::DirLock> spill_lock;
   std::mutex spill_mu;
   auto cleanup = [&] {
     std::error_code ec;
     if (!spill_dir.empty()) fs::remove_all(spill_dir, ec);
+    spill_lock.reset();
   };
   std::vector<std::string> spill_files;  // guarded by spill_mu while reading
 
@@ -411,16 +442,14 @@ Result<BacktestSummary> Backtester::Run() {
     {
       std::lock_guard<std::mutex> l(spill_mu);
       if (spill_dir.empty()) {
-        fs::path base =
-            options_.spill_dir.empty() ? fs::temp_directory_path() : fs::path(options_.spill_dir);
-        spill_dir =
-            base / ("cepheus-spill-" + std::to_string(::getpid()) + "-" +
-                    std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-        std::error_code ec;
-        fs::create_directories(spill_dir, ec);
-        if (ec)
+        spill_dir = spill_base /
+                    (std::string(kSpillPrefix) + std::to_string(::getpid()) + "-" +
+                     std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+        auto lock = state::DirLock::Acquire(spill_dir.string());
+        if (!lock.ok())
           return Status::IoError("cannot create spill directory '" + spill_dir.string() +
-                                 "': " + ec.message());
+                                 "': " + lock.status().message());
+        spill_lock = std::move(lock.value());
       }
       run = static_cast<int>(spill_files.size());
       path = (spill_dir / ("run-" + std::to_string(run))).string();

@@ -17,6 +17,11 @@ class Output {
   // `lines` holds zero or more complete records, each ending in '\n'.
   virtual Status Write(std::string_view lines) = 0;
   virtual Status Flush() = 0;
+  // The job completed: makes what was written final. Batch jobs call it once
+  // at their successful end; an output that stages its file (backtest files,
+  // written atomically) renames it into place here, so a killed or failed job
+  // never leaves a plausible-looking partial result. Default: Flush().
+  virtual Status Finish() { return Flush(); }
 
   // Exactly-once outputs (files in a checkpointed run) stage what they are
   // given and make it visible only when the checkpoint covering it completes.

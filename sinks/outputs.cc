@@ -1,11 +1,13 @@
 #include "sinks/outputs.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -237,12 +239,72 @@ class ExactlyOnceFileOutput final : public engine::Output {
   uint64_t committed_ = 0;  // visible length once every prepared part is committed
 };
 
+// A file written whole or not at all: records go to a hidden temporary file
+// beside it, renamed over the target by Finish(). A job that fails removes
+// the temporary file; one that is killed leaves it hidden, and the next
+// output opened in that directory removes it (its pid no longer runs).
+class AtomicFileOutput final : public engine::Output {
+ public:
+  static Result<std::unique_ptr<engine::Output>> Open(const std::string& path) {
+    const fs::path p(path);
+    const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec)
+      return Status::IoError("cannot create directory '" + dir.string() + "': " + ec.message());
+    std::string prefix(".");
+    prefix.append(p.filename().string()).append(".tmp-");
+    RemoveStale(dir, prefix);
+    const std::string tmp = (dir / (prefix + std::to_string(::getpid()))).string();
+    std::FILE* f = std::fopen(tmp.c_str(), "w");
+    if (!f) return Errno("cannot open output file '" + tmp + "'");
+    return std::unique_ptr<engine::Output>(new AtomicFileOutput(path, tmp, f));
+  }
+  ~AtomicFileOutput() override {
+    if (file_) {
+      file_.reset();
+      ::unlink(tmp_.c_str());  // not finished: no partial result
+    }
+  }
+  Status Write(std::string_view lines) override { return file_->Write(lines); }
+  Status Flush() override { return file_ ? file_->Flush() : Status::Ok(); }
+  Status Finish() override {
+    if (!file_) return Status::Ok();
+    CEPHEUS_RETURN_IF_ERROR(file_->Flush());
+    if (::fsync(::fileno(f_)) != 0) return Errno("syncing '" + tmp_ + "'");
+    file_.reset();  // closes it
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+      return Errno("renaming '" + tmp_ + "' to '" + path_ + "'");
+    return Status::Ok();
+  }
+
+ private:
+  AtomicFileOutput(std::string path, std::string tmp, std::FILE* f)
+      : path_(std::move(path)), tmp_(std::move(tmp)), f_(f), file_(new FileOutput(f, tmp_, true)) {}
+  // Temporary files of processes that no longer run.
+  static void RemoveStale(const fs::path& dir, const std::string& prefix) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (!name.starts_with(prefix)) continue;
+      const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+      if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+        fs::remove(e.path(), ec);
+    }
+  }
+  std::string path_, tmp_;
+  std::FILE* f_;
+  std::unique_ptr<FileOutput> file_;
+};
+
 }  // namespace
 
 Result<std::unique_ptr<engine::Output>> MakeOutput(const engine::OutputConfig& config,
-                                                   bool exactly_once) {
-  if (config.type == "file" && exactly_once)
+                                                   FileMode mode) {
+  if (config.type == "file" && mode == FileMode::kExactlyOnce)
     return std::unique_ptr<engine::Output>(new ExactlyOnceFileOutput(config.path));
+  if (config.type == "file" && mode == FileMode::kAtomic)
+    return AtomicFileOutput::Open(config.path);
   if (config.type == "stdout")
     return std::unique_ptr<engine::Output>(new FileOutput(stdout, "standard output", false));
   if (config.type == "stderr")

@@ -18,8 +18,16 @@
 
 namespace cepheus::sinks {
 
+// How a file output makes its records visible.
+enum class FileMode {
+  kPlain,        // written to the file as they come (truncated at start)
+  kExactlyOnce,  // staged and published at checkpoints (checkpointed runs)
+  kAtomic,       // written to a hidden temporary file, renamed into place by
+                 // Finish() (batch jobs); without Finish() the file is removed
+};
+
 Result<std::unique_ptr<engine::Output>> MakeOutput(const engine::OutputConfig& config,
-                                                   bool exactly_once = false);
+                                                   FileMode mode = FileMode::kPlain);
 
 // An output that keeps everything in memory (tests, benchmarks).
 class MemoryOutput final : public engine::Output {

@@ -318,3 +318,48 @@ TEST_F(Cli, MostlyBadInputWarnsLoudly) {
 }
 
 }  // namespace
+
+namespace {
+
+// A backtest killed half way leaves no plausible-looking partial output, and
+// the next one removes the spill directory it left behind.
+TEST_F(Cli, KilledBacktestLeavesNoPartialResultAndItsSpillIsCleanedUp) {
+  WriteFile(dir_ / "in.jsonl", Events(400000));
+  const std::string pipeline = Pipeline("p.yaml", "in.jsonl", "");
+  const fs::path spill = dir_ / "spill", out = dir_ / "bt.jsonl";
+  fs::create_directories(spill);
+  const std::vector<std::string> args = {
+      "backtest", pipeline,      "-p",           "2",  "--memory-budget",
+      "1",        "--spill-dir", spill.string(), "-o", out.string()};
+  const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  const int pid = SpawnCli(args, devnull, (dir_ / "killed.log").string());
+  // Kill it once it has spilled something.
+  bool spilled = false;
+  for (int i = 0; i < 3000 && !spilled; ++i) {
+    std::error_code ec;
+    for (const auto& d : fs::directory_iterator(spill, ec))
+      for (const auto& f : fs::directory_iterator(d.path(), ec))
+        spilled |= f.path().filename().string().starts_with("run-");
+    if (!spilled) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ::kill(pid, SIGKILL);
+  WaitPid(pid);
+  ::close(devnull);
+  ASSERT_TRUE(spilled) << ReadFile(dir_ / "killed.log");
+  EXPECT_FALSE(fs::exists(out)) << "a killed backtest must not leave its output file";
+  size_t left = 0;
+  for (const auto& d : fs::directory_iterator(spill)) left += d.is_directory() ? 1 : 0;
+  ASSERT_EQ(left, 1u) << "the killed backtest's spill directory is there";
+
+  auto done = RunCli(args);
+  ASSERT_EQ(done.code, 0) << done.err;
+  EXPECT_NE(done.err.find("removed the spill directory of a backtest that did not finish"),
+            std::string::npos)
+      << done.err;
+  EXPECT_TRUE(fs::is_empty(spill)) << "both spill directories are gone";
+  EXPECT_FALSE(ReadFile(out).empty());
+  for (const auto& f : fs::directory_iterator(dir_))
+    EXPECT_FALSE(f.path().filename().string().starts_with(".bt.jsonl.tmp-")) << f.path();
+}
+
+}  // namespace

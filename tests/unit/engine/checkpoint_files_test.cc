@@ -24,7 +24,8 @@ class CheckpointFiles : public ::testing::Test {
   void SetUp() override { dir_ = ScratchDir("cepheus-ckfiles"); }
   void TearDown() override { fs::remove_all(dir_); }
   std::unique_ptr<Output> Sink() {
-    auto o = sinks::MakeOutput(OutputConfig{"file", (dir_ / "out" / "m.jsonl").string()}, true);
+    auto o = sinks::MakeOutput(OutputConfig{"file", (dir_ / "out" / "m.jsonl").string()},
+                               sinks::FileMode::kExactlyOnce);
     EXPECT_TRUE(o.ok());
     return std::move(o.value());
   }
