@@ -445,6 +445,8 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
   for (const auto& [pat, n] : s->matches_per_pattern)
     std::cerr << "  matches        " << n << "  " << pat << " (timeouts "
               << s->timeouts_per_pattern[pat] << ")\n";
+  if (const std::string held = s->matcher.HeldSummary(); !held.empty())
+    std::cerr << "  held matches   " << held << "\n";
   for (const auto& w : s->warnings) std::cerr << "  WARNING        " << w << "\n";
   for (const auto& k : s->top_keys)
     std::cerr << "  top key        " << k.key << "  " << k.matches << " matches of " << k.pattern

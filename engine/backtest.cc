@@ -275,6 +275,7 @@ class GroupMatcher {
       sum->matches += s->stats.matches;
       sum->timeouts += s->stats.timeouts;
       sum->runs_dropped += s->stats.runs_dropped;
+      sum->matcher.Add(s->stats);
       sum->matches_per_pattern[s->pattern->name] += s->stats.matches;
       sum->timeouts_per_pattern[s->pattern->name] += s->stats.timeouts;
     }
@@ -726,6 +727,7 @@ Result<BacktestSummary> Backtester::Run() {
     summary.matches += ws.matches;
     summary.timeouts += ws.timeouts;
     summary.runs_dropped += ws.runs_dropped;
+    summary.matcher.Add(ws.matcher);
     for (const auto& [p, n] : ws.matches_per_pattern) summary.matches_per_pattern[p] += n;
     for (const auto& [p, n] : ws.timeouts_per_pattern) summary.timeouts_per_pattern[p] += n;
     top.insert(top.end(), worker_top[static_cast<size_t>(w)].begin(),
@@ -750,6 +752,8 @@ std::string BacktestSummary::ToJson() const {
   o.Int("matches", static_cast<int64_t>(matches));
   o.Int("timeouts", static_cast<int64_t>(timeouts));
   o.Int("runs_dropped", static_cast<int64_t>(runs_dropped));
+  o.Int("held_matches", static_cast<int64_t>(matcher.held_matches));
+  o.Int("held_match_max_wait_ms", matcher.held_wait_ms_max);
   for (const char* which : {"matches_per_pattern", "timeouts_per_pattern"}) {
     o.Key(which);
     JsonObject m(out);

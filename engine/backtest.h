@@ -65,6 +65,7 @@ struct BacktestSummary {
   uint64_t matches = 0;
   uint64_t timeouts = 0;
   uint64_t runs_dropped = 0;
+  MatcherStats matcher;  // all matcher counters (held matches and their wait)
   std::map<std::string, uint64_t> matches_per_pattern;
   std::map<std::string, uint64_t> timeouts_per_pattern;
   std::vector<KeyCount> top_keys;  // most matches first, at most 10

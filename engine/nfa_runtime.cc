@@ -396,7 +396,7 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
   for (MatchResult& m : completed) held_.push_back(std::move(m));
   completed.clear();
   if (!held_.empty()) {
-    Release(env);
+    Release(env, CompletionKey{pos, 1, 0}, row->time());
     RecomputeNextDeadline();
     RecomputeStateMask();
   }
@@ -406,7 +406,7 @@ void KeyMatcher::AdvanceTime(MatcherEnv& env, EventTime t) { Expire(env, t); }
 
 void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
   if (runs_.empty()) {
-    if (!held_.empty()) Release(env);
+    if (!held_.empty()) Release(env, CompletionKey{position_, 0, t.millis()}, t);
     return;
   }
   if (next_deadline_ > t) return;
@@ -450,9 +450,9 @@ void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
     runs_ = std::move(keep);
     for (MatchResult& m : timeouts) EmitNow(env, std::move(m));
     for (MatchResult& m : completed) held_.push_back(std::move(m));
-    Release(env);
+    Release(env, key, deadline);
   }
-  if (!held_.empty()) Release(env);
+  if (!held_.empty()) Release(env, CompletionKey{position_, 0, t.millis()}, t);
   RecomputeNextDeadline();
   RecomputeStateMask();
 }
@@ -465,8 +465,16 @@ void KeyMatcher::EmitNow(MatcherEnv& env, MatchResult&& m) {
   env.emit(std::move(m));
 }
 
-void KeyMatcher::Release(MatcherEnv& env) {
+void KeyMatcher::Release(MatcherEnv& env, const CompletionKey& now_key, EventTime now) {
   const CompiledPattern& p = *env.pattern;
+  // A match completed in an earlier step than this one was held.
+  auto count_held = [&](const MatchResult& m) {
+    if (m.timeout || !(m.completion < now_key)) return;
+    const int64_t wait = now > m.end ? (now - m.end).millis() : 0;
+    ++env.stats->held_matches;
+    env.stats->held_wait_ms_total += static_cast<uint64_t>(wait);
+    env.stats->held_wait_ms_max = std::max(env.stats->held_wait_ms_max, wait);
+  };
   if (p.skip == SkipStrategy::Kind::kNoSkip) {
     for (MatchResult& m : held_) EmitNow(env, std::move(m));
     held_.clear();
@@ -515,6 +523,7 @@ void KeyMatcher::Release(MatcherEnv& env) {
     MatchResult out = std::move(m);
     m.last = nullptr;
     ++emitted;
+    count_held(out);
     if (prune) {
       auto pruned = [&](EventId start) { return inclusive ? start <= bound : start < bound; };
       std::vector<Run> keep;
@@ -537,6 +546,17 @@ void KeyMatcher::Release(MatcherEnv& env) {
   for (size_t i = emitted; i < held_.size(); ++i)
     if (held_[i].last) rest.push_back(std::move(held_[i]));
   held_ = std::move(rest);
+}
+
+std::string MatcherStats::HeldSummary() const {
+  if (held_matches == 0) return "";
+  return std::to_string(held_matches) +
+         " matches were held by AFTER MATCH SKIP until earlier partial matches of their key "
+         "ended: they waited up to " +
+         FormatDuration(Duration::Millis(held_wait_ms_max)) + " (mean " +
+         FormatDuration(Duration::Millis(
+             static_cast<int64_t>(held_wait_ms_total / std::max<uint64_t>(held_matches, 1)))) +
+         ") of event time after their last event";
 }
 
 }  // namespace cepheus::engine

@@ -6,8 +6,10 @@
 // owns a key.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -47,6 +49,24 @@ struct MatcherStats {
   uint64_t runs_dropped = 0;  // cut by the per-key run cap
   uint64_t matches = 0;
   uint64_t timeouts = 0;
+  // Matches an AFTER MATCH SKIP strategy held back until earlier-started
+  // partial matches of their key ended (Flink's rule), and how long they
+  // waited in event time after their last event.
+  uint64_t held_matches = 0;
+  uint64_t held_wait_ms_total = 0;
+  int64_t held_wait_ms_max = 0;
+
+  void Add(const MatcherStats& o) {
+    runs_created += o.runs_created;
+    runs_dropped += o.runs_dropped;
+    matches += o.matches;
+    timeouts += o.timeouts;
+    held_matches += o.held_matches;
+    held_wait_ms_total += o.held_wait_ms_total;
+    held_wait_ms_max = std::max(held_wait_ms_max, o.held_wait_ms_max);
+  }
+  // "N matches were held ... up to X": empty when none was.
+  std::string HeldSummary() const;
 };
 
 // What a KeyMatcher needs from its owner.
@@ -126,7 +146,9 @@ class KeyMatcher {
 
   void RecomputeNextDeadline();
   void Expire(MatcherEnv& env, EventTime t);
-  void Release(MatcherEnv& env);
+  // Emits the held matches that no earlier-started run blocks. `now`: the
+  // step's completion key and event time (for the held-match statistics).
+  void Release(MatcherEnv& env, const CompletionKey& now_key, EventTime now);
   void EmitNow(MatcherEnv& env, MatchResult&& m);
 
   std::vector<Run> runs_;

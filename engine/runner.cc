@@ -409,6 +409,7 @@ Result<RunSummary> PipelineRunner::Run() {
     summary.matches += w->stats().matcher.matches;
     summary.timeouts += w->stats().matcher.timeouts;
     summary.runs_dropped += w->stats().matcher.runs_dropped;
+    summary.matcher.Add(w->stats().matcher);
     summary.keys_evicted += w->stats().keys_evicted;
     summary.keys_loaded += w->stats().keys_loaded;
     summary.peak_cached_keys = std::max(summary.peak_cached_keys, w->stats().peak_cached_keys);
@@ -418,6 +419,12 @@ Result<RunSummary> PipelineRunner::Run() {
   reg.GetCounter("cepheus_timeouts_total", "Partial matches that timed out").Add(summary.timeouts);
   reg.GetCounter("cepheus_runs_dropped_total", "Partial matches cut by max_runs_per_key")
       .Add(summary.runs_dropped);
+  reg.GetCounter("cepheus_held_matches_total",
+                 "Matches held by AFTER MATCH SKIP until earlier partial matches ended")
+      .Add(summary.matcher.held_matches);
+  reg.GetGauge("cepheus_held_match_max_wait_ms",
+               "Longest event-time wait of a held match after its last event")
+      .Set(summary.matcher.held_wait_ms_max);
   reg.GetCounter("cepheus_state_keys_evicted_total", "Keys written back and dropped from the cache")
       .Add(summary.keys_evicted);
   reg.GetCounter("cepheus_state_keys_loaded_total", "Keys read back from the state backend")
@@ -430,6 +437,8 @@ Result<RunSummary> PipelineRunner::Run() {
   }
   if (!failure.ok()) return failure;
   summary.stopped = stopped;
+  if (const std::string held = summary.matcher.HeldSummary(); !held.empty())
+    spdlog::info("{}", held);
   for (const std::string& w : BadInputWarnings(pipeline_.config, summary.streams))
     spdlog::warn("{}", w);
   if (summary.runs_dropped)

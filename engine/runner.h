@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "engine/event_reader.h"
+#include "engine/nfa_runtime.h"
 #include "engine/output.h"
 #include "engine/pipeline.h"
 #include "metrics/counters.h"
@@ -55,6 +56,7 @@ struct RunSummary {
   uint64_t matches = 0;
   uint64_t timeouts = 0;
   uint64_t runs_dropped = 0;
+  MatcherStats matcher;  // all workers' matcher counters (held matches and their wait)
   bool stopped = false;  // ended by Stop(), not by the end of input
   uint64_t checkpoints = 0;
   uint64_t restored_from = 0;  // checkpoint id, 0: a fresh start

@@ -1037,6 +1037,17 @@ std::unique_ptr<CompiledPattern> Compiler::Run() {
         ast_.name_span,
         "pattern '" + ast_.name +
             "' has no WITHIN: partial matches are kept until they complete or the input ends");
+  if (ast_.skip.kind != SkipStrategy::Kind::kNoSkip) {
+    // Flink's rule, kept: a completed match waits for every earlier-started
+    // partial match of its key to end, so an alert can be late by that much.
+    const std::string bound =
+        ast_.within ? "up to WITHIN " + FormatDuration(*ast_.within) + " of event time"
+                    : "until those partial matches end (no WITHIN: possibly until the input ends)";
+    d_.Warning(ast_.skip.span,
+               "with AFTER MATCH SKIP, a completed match is held until every earlier-started "
+               "partial match of its key has ended: an alert can be delayed " +
+                   bound + " (counted as held matches in the run summary)");
+  }
   if (d_.HasErrors()) return nullptr;
   return std::move(out_);
 }

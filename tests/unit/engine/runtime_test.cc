@@ -252,6 +252,40 @@ TEST(Runner, FutureSkewGuardAndExactBytesOfDeadLetters) {
   }
 }
 
+// With a skip strategy a completed match waits for earlier-started partial
+// matches (Flink's rule, kept); how many waited and for how long is counted.
+TEST(Runner, HeldMatchesAreCountedWithTheirWait) {
+  const std::string dir = testing::ScratchDir("cepheus-held");
+  const std::string input = dir + "/in.jsonl";
+  testing::WriteFile(input,
+                     "{\"key\":\"k\",\"type\":\"A\",\"v\":1,\"ts\":1000}\n"
+                     "{\"key\":\"k\",\"type\":\"A\",\"v\":2,\"ts\":2000}\n"
+                     "{\"key\":\"k\",\"type\":\"B\",\"v\":2,\"ts\":3000}\n");
+  for (const char* skip : {"", " AFTER MATCH SKIP PAST LAST EVENT"}) {
+    auto p = testing::OneStreamPipeline(
+        std::string("PATTERN p FROM s MATCH a -> b WITHIN 10 SECONDS DEFINE a AS type = 'A', "
+                    "b AS type = 'B' AND v = a.v") +
+            skip,
+        input, 0, "key string, type string, v int, ts timestamp");
+    ASSERT_TRUE(p.ok()) << p.status().message();
+    sinks::MemoryOutput matches, late, dead;
+    PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead}, RunOptions{});
+    auto summary = runner.Run();
+    ASSERT_TRUE(summary.ok()) << summary.status().message();
+    EXPECT_EQ(summary->matches, 1u) << matches.contents();
+    if (*skip) {
+      // a@2000 b@3000 completes at 3000 but waits for the run of a@1000,
+      // which ends at its WITHIN deadline, 11000.
+      EXPECT_EQ(summary->matcher.held_matches, 1u);
+      EXPECT_EQ(summary->matcher.held_wait_ms_max, 8000);
+      EXPECT_NE(summary->matcher.HeldSummary().find("waited up to 8s"), std::string::npos)
+          << summary->matcher.HeldSummary();
+    } else {
+      EXPECT_EQ(summary->matcher.held_matches, 0u) << "without a skip strategy nothing waits";
+    }
+  }
+}
+
 TEST(Runner, MissingInputFileFailsWithAClearError) {
   PipelineConfig cfg;
   StreamConfig s;

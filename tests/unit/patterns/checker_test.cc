@@ -134,3 +134,33 @@ TEST(Checker, DuplicatePatternNames) {
 
 }  // namespace
 }  // namespace cepheus::patterns
+
+namespace cepheus::patterns {
+namespace {
+
+TEST(Checker, SkipStrategiesWarnThatMatchesCanBeHeld) {
+  StreamCatalog catalog;
+  catalog["s"] = StreamInfo{
+      Schema::Create({{"type", FieldType::kString}, {"ts", FieldType::kTimestamp}}).value(), {}};
+  std::string warnings;
+  auto r = CompilePatternFile(
+      SourceFile("w.cep",
+                 "PATTERN p FROM s MATCH a -> b WITHIN 6 HOURS DEFINE a AS type = 'A', b AS type "
+                 "= 'B' AFTER MATCH SKIP PAST LAST EVENT"),
+      catalog, &warnings);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_NE(warnings.find("w.cep:1:"), std::string::npos) << warnings;
+  EXPECT_NE(warnings.find("an alert can be delayed up to WITHIN 6h of event time"),
+            std::string::npos)
+      << warnings;
+  warnings.clear();
+  r = CompilePatternFile(SourceFile("n.cep",
+                                    "PATTERN p FROM s MATCH a -> b WITHIN 6 HOURS DEFINE a AS "
+                                    "type = 'A', b AS type = 'B'"),
+                         catalog, &warnings);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(warnings.find("held"), std::string::npos) << "no skip strategy, no warning";
+}
+
+}  // namespace
+}  // namespace cepheus::patterns
