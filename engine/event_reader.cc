@@ -1,5 +1,6 @@
 #include "engine/event_reader.h"
 
+#include <poll.h>
 #include <sys/stat.h>
 
 #include <spdlog/spdlog.h>
@@ -282,6 +283,23 @@ std::vector<std::string> BadInputWarnings(const PipelineConfig& config,
                   "%): this is almost always a configuration error; " + hint);
   }
   return out;
+}
+
+void EventReader::WaitForInput(int ms) {
+  std::vector<pollfd> fds;
+  for (const auto& in : inputs_) {
+    if (in->ended || !in->reader || in->reader->bounded()) continue;
+    if (in->reader->has_buffered()) return;
+    fds.push_back(pollfd{in->reader->fd(), POLLIN, 0});
+  }
+  if (fds.empty()) {
+    struct timespec pause {
+      0, static_cast<long>(ms) * 1000000L
+    };
+    nanosleep(&pause, nullptr);
+    return;
+  }
+  ::poll(fds.data(), fds.size(), ms);
 }
 
 size_t EventReader::NumFiles(const Input& in) const {

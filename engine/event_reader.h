@@ -83,6 +83,10 @@ class EventReader {
   // Opens the first input of every stream, so that a missing file fails
   // before anything runs.
   Status Open();
+  // Waits up to `ms` for data on an unbounded input (after a kIdle turn),
+  // returning early as soon as any has some: a live event is read at once,
+  // not after a fixed sleep.
+  void WaitForInput(int ms);
   // Per stream (indexed like the pipeline's streams).
   const std::vector<StreamCounts>& stream_counts() const { return stream_counts_; }
   // Reads up to one turn of records from each stream. Accepted events are

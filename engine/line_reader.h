@@ -80,6 +80,10 @@ class LineReader {
   }
   static constexpr size_t kSlack = 64;
   bool bounded() const { return bounded_; }
+  // For waiting on an unbounded input with poll(2): its descriptor, and
+  // whether bytes are already buffered (then there is no need to wait).
+  int fd() const { return fd_; }
+  bool has_buffered() const { return end_ > begin_; }
   const std::string& name() const { return name_; }
   const Status& error() const { return error_; }
 

@@ -375,12 +375,10 @@ Result<RunSummary> PipelineRunner::Run() {
       }
     }
     if (!progress) {
-      // Only unbounded inputs remain and none had data: wait a little, then
-      // look again (the watermark may move with the wall clock meanwhile).
-      struct timespec pause {
-        0, static_cast<long>(std::min(options_.poll_ms, 20)) * 1000000L
-      };
-      nanosleep(&pause, nullptr);
+      // Only unbounded inputs remain and none had data: wait for data (or
+      // a little while), then look again (the watermark may move with the
+      // wall clock meanwhile).
+      reader.WaitForInput(std::min(options_.poll_ms, 20));
     }
   }
   publish_counters();
