@@ -147,6 +147,7 @@ class JsonlDecoder final : public RecordDecoder {
       simdjson::ondemand::document_reference doc;
       if ((*it).get(doc)) break;
       builder_.Reset();
+      text_ = lines[li];  // for error reasons (Decode() redoes a failed line anyway)
       if (!ReadObject(doc, &error)) break;
       // Anything after the object on the same line: let Decode() report it.
       const char* next_token;

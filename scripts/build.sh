@@ -8,5 +8,6 @@ launcher=()
 if command -v ccache >/dev/null 2>&1; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi
-cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" "${launcher[@]}" >/dev/null
+cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" \
+  -DCEPHEUS_BUILD_BENCH="${CEPHEUS_BUILD_BENCH:-ON}" "${launcher[@]}" >/dev/null
 cmake --build "$build_dir" -j"$(nproc)"

@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian bookworm machine to the whole test suite:
-# installs missing packages, builds (Release with assertions), checks formatting,
-# runs every test through CTest.
+# installs missing packages, checks formatting, builds (Release: optimized,
+# NDEBUG) and runs every test through CTest; then builds again with
+# AddressSanitizer + UndefinedBehaviorSanitizer (assertions on, build type
+# Sanitize) and runs the whole suite once more, with the long randomized tests
+# scaled down (CEPHEUS_TEST_SCALE) because sanitized code runs several times
+# slower. SANITIZE=0 skips the second pass (e.g. for a quick local run).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/install-deps.sh"
 bash "$root/scripts/check-format.sh"
 bash "$root/scripts/build.sh" "$root/build" Release
-cd "$root/build"
-ctest --output-on-failure -j"$(nproc)" --timeout 300
+(cd "$root/build" && ctest --output-on-failure -j"$(nproc)" --timeout 300)
+if [ "${SANITIZE:-1}" != "0" ]; then
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer build ==" >&2
+  CEPHEUS_BUILD_BENCH=OFF bash "$root/scripts/build.sh" "$root/build-sanitize" Sanitize
+  cd "$root/build-sanitize"
+  CEPHEUS_TEST_SCALE=0.15 \
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j"$(nproc)" --timeout 900
+fi

@@ -134,7 +134,7 @@ TEST_F(BacktestContract, RandomStreamsWithDisorderBeyondTheLateness) {
   const auto catalog = RandomCatalog();
   std::mt19937_64 rng(77);
   int with_matches = 0;
-  for (int c = 0; c < 200; ++c) {
+  for (int c = 0, cases = ScaledCases(200); c < cases; ++c) {
     RandomCase rc = MakeRandomCase(rng, catalog, 1);  // the pattern; events made below
     std::string pattern = rc.pattern_text;
     if (!OneStreamPipeline(pattern, "unused", 0, "key string, type string, v int, ts timestamp")

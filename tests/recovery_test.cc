@@ -115,7 +115,8 @@ TEST_F(Recovery, StopRestoreContinueEqualsOneUninterruptedRun) {
   const auto catalog = RandomCatalog();
   std::mt19937_64 rng(2024);
   int cases = 0, with_matches = 0, restores = 0, evictions = 0, loads = 0;
-  for (int c = 0; c < 400 && cases < 150; ++c) {
+  const int want = ScaledCases(150);
+  for (int c = 0; c < 400 && cases < want; ++c) {
     RandomCase rc = MakeRandomCase(rng, catalog, 1);
     const int64_t lateness = std::uniform_int_distribution<int>(0, 3)(rng);
     const fs::path input = dir_ / "input.jsonl";
@@ -159,7 +160,7 @@ TEST_F(Recovery, StopRestoreContinueEqualsOneUninterruptedRun) {
   }
   std::cerr << cases << " cases (" << with_matches << " with matches), " << restores
             << " restores, " << evictions << " evictions, " << loads << " loads\n";
-  EXPECT_GE(cases, 150);
+  EXPECT_GE(cases, want);
   EXPECT_GT(with_matches, 40);
   EXPECT_GT(restores, 300);
   EXPECT_GT(evictions, 100) << "small caches must evict";
@@ -208,7 +209,7 @@ TEST_F(Recovery, StateLargerThanTheCacheLivesInRocksDb) {
 // late events are the same.
 TEST_F(Recovery, TwoStreamsRestoreToTheSameInterleaving) {
   std::mt19937_64 rng(99);
-  for (int c = 0; c < 30; ++c) {
+  for (int c = 0, n = ScaledCases(30); c < n; ++c) {
     SCOPED_TRACE("case " + std::to_string(c));
     const fs::path in_s = dir_ / "s.jsonl", in_t = dir_ / "t.jsonl";
     std::ofstream(in_s) << RandomInput(rng, 2, 300, 5);

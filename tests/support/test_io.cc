@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -115,6 +116,13 @@ CliResult RunCli(const std::vector<std::string>& args, const std::string& stdin_
   ::unlink(out_path.c_str());
   ::unlink(err_path.c_str());
   return r;
+}
+
+int ScaledCases(int full, int minimum) {
+  const char* env = std::getenv("CEPHEUS_TEST_SCALE");
+  const double scale = env ? std::strtod(env, nullptr) : 1.0;
+  if (!(scale > 0)) return full;
+  return std::max(minimum, static_cast<int>(full * std::min(scale, 1.0)));
 }
 
 std::string ScratchDir(const std::string& prefix) {

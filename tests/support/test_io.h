@@ -37,6 +37,11 @@ int SpawnCli(const std::vector<std::string>& args, int out_fd, const std::string
 // Waits for `pid`: its exit status, or -signal.
 int WaitPid(int pid);
 
+// How many random cases the long-running randomized tests run: `full`
+// scaled by CEPHEUS_TEST_SCALE (default 1; the sanitizer build, whose code
+// runs several times slower, uses a fraction), at least `minimum`.
+int ScaledCases(int full, int minimum = 5);
+
 // A fresh, empty directory under the system temp directory, named after the
 // running test (and this process).
 std::string ScratchDir(const std::string& prefix);
