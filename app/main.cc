@@ -207,8 +207,16 @@ int Run(const std::string& path, int parallelism, bool restart) {
     ck.state_dir = cfg.state_dir;
     ck.interval_ms = cfg.checkpoint_interval.millis();
     ck.retain = cfg.checkpoint_retain;
+    ck.copy_files = cfg.checkpoint_copy_files;
     ck.cache_keys = ck.backend == cepheus::state::BackendKind::kMemory ? 0 : cfg.state_cache_keys;
     ck.restart = restart;
+  }
+  opts.max_live_runs = cfg.max_live_runs;
+  if (opts.max_live_runs == 0) {
+    // A quarter of physical memory, at about 512 bytes per partial match.
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0)
+      opts.max_live_runs = static_cast<size_t>(pages) * static_cast<size_t>(page) / 4 / 512;
   }
   cepheus::engine::RunOutputs outs = outputs->Get();
   cepheus::engine::PipelineRunner runner(*p, outs, opts);

@@ -121,6 +121,7 @@ Result<KeyMatcher> KeyMatcher::Deserialize(MatcherEnv& env, std::string_view in)
   std::vector<BufNode*> nodes;
   // On any failure, give back every reference taken so far.
   auto fail = [&](const char* what) -> Status {
+    env.stats->live_runs += static_cast<int64_t>(km.runs_.size());  // Clear takes them off
     km.Clear(env);
     for (BufNode* n : nodes) env.pool->Unref(n);
     return Damaged(what);
@@ -234,6 +235,7 @@ Result<KeyMatcher> KeyMatcher::Deserialize(MatcherEnv& env, std::string_view in)
   for (BufNode* n : nodes) env.pool->Unref(n);
   km.RecomputeNextDeadline();
   km.RecomputeStateMask();
+  env.stats->live_runs += static_cast<int64_t>(km.runs_.size());
   return km;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 namespace cepheus::engine {
+
 namespace {
 
 using patterns::CompiledPattern;
@@ -122,6 +123,7 @@ MatcherEnv::Scratch& ScratchOf(MatcherEnv& env) {
 KeyMatcher::~KeyMatcher() = default;
 
 void KeyMatcher::Clear(MatcherEnv& env) {
+  env.stats->live_runs -= static_cast<int64_t>(runs_.size());
   for (Run& r : runs_) env.pool->Unref(r.node);
   for (MatchResult& m : held_) env.pool->Unref(m.last);
   runs_.clear();
@@ -153,6 +155,7 @@ void KeyMatcher::RecomputeNextDeadline() {
 }
 
 void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
+  const LiveRunsDelta delta(env, runs_);
   Expire(env, row->time());
   const uint64_t pos = position_++;
   const CompiledPattern& p = *env.pattern;
@@ -402,7 +405,30 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
   }
 }
 
-void KeyMatcher::AdvanceTime(MatcherEnv& env, EventTime t) { Expire(env, t); }
+void KeyMatcher::AdvanceTime(MatcherEnv& env, EventTime t) {
+  const LiveRunsDelta delta(env, runs_);
+  Expire(env, t);
+}
+
+size_t KeyMatcher::DropRunsStartedBefore(MatcherEnv& env, EventTime t) {
+  const LiveRunsDelta delta(env, runs_);
+  std::vector<Run> keep;
+  for (Run& r : runs_) {
+    if (r.start < t)
+      env.pool->Unref(r.node);
+    else
+      keep.push_back(std::move(r));
+  }
+  const size_t dropped = runs_.size() - keep.size();
+  if (dropped == 0) return 0;
+  runs_ = std::move(keep);
+  env.stats->runs_cut_by_budget += dropped;
+  // The matches held for those runs need not wait any longer.
+  if (!held_.empty()) Release(env, CompletionKey{position_, 2, 0}, last_event_time());
+  RecomputeNextDeadline();
+  RecomputeStateMask();
+  return dropped;
+}
 
 void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
   if (runs_.empty()) {

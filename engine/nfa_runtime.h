@@ -55,8 +55,14 @@ struct MatcherStats {
   uint64_t held_matches = 0;
   uint64_t held_wait_ms_total = 0;
   int64_t held_wait_ms_max = 0;
+  // Runs held in memory by the matchers that share these stats (a gauge),
+  // and runs cut to keep a process-wide budget (limits.max_live_runs).
+  int64_t live_runs = 0;
+  uint64_t runs_cut_by_budget = 0;
 
   void Add(const MatcherStats& o) {
+    live_runs += o.live_runs;
+    runs_cut_by_budget += o.runs_cut_by_budget;
     runs_created += o.runs_created;
     runs_dropped += o.runs_dropped;
     matches += o.matches;
@@ -128,6 +134,15 @@ class KeyMatcher {
     }
   }
   size_t num_runs() const { return runs_.size(); }
+  // Appends the start time of every live run (for choosing what a memory
+  // budget cuts).
+  void CollectRunStarts(std::vector<int64_t>* out) const {
+    for (const Run& r : runs_) out->push_back(r.start.millis());
+  }
+  // Drops the runs that started before `t` (oldest first is the budget's
+  // policy): their partial matches are lost, counted in runs_cut_by_budget.
+  // Held matches they blocked are released. Returns how many were dropped.
+  size_t DropRunsStartedBefore(MatcherEnv& env, EventTime t);
   EventTime last_event_time() const { return EventTime::FromMillis(last_id_.ts); }
 
  private:
@@ -142,6 +157,17 @@ class KeyMatcher {
     EventTime deadline = EventTime::Max();  // WITHIN / MAX GAP, fixed at creation
     EventId start_id;
     AggWords aggs;
+  };
+
+  // Keeps env.stats->live_runs in step with runs_ across one public call
+  // (whatever it adds or removes in between).
+  struct LiveRunsDelta {
+    LiveRunsDelta(const MatcherEnv& env, const std::vector<Run>& r)
+        : stats(env.stats), runs(&r), before(static_cast<int64_t>(r.size())) {}
+    ~LiveRunsDelta() { stats->live_runs += static_cast<int64_t>(runs->size()) - before; }
+    MatcherStats* stats;
+    const std::vector<Run>* runs;
+    int64_t before;
   };
 
   void RecomputeNextDeadline();

@@ -346,7 +346,14 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
   }
   if (const YAML::Node lim = root["limits"]) {
     if (!lim.IsMap()) return Err(path, lim, "limits must be a map like {max_runs_per_key: 10000}");
-    CheckKeys(lim, "limits", {"max_runs_per_key", "warn_bad_input_ratio"});
+    CheckKeys(lim, "limits", {"max_runs_per_key", "max_live_runs", "warn_bad_input_ratio"});
+    if (lim["max_live_runs"]) {
+      const int64_t v = Int(lim["max_live_runs"], "limits.max_live_runs");
+      if (v < 1000)
+        return Err(path, lim["max_live_runs"],
+                   "limits.max_live_runs must be at least 1000 (omit it to size it from memory)");
+      cfg.max_live_runs = static_cast<size_t>(v);
+    }
     if (lim["max_runs_per_key"]) {
       int64_t v = Int(lim["max_runs_per_key"], "limits.max_runs_per_key");
       if (v < 1) return Err(path, lim["max_runs_per_key"], "max_runs_per_key must be at least 1");
@@ -385,7 +392,9 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
   }
   if (const YAML::Node ck = root["checkpoint"]) {
     if (!ck.IsMap()) return Err(path, ck, "checkpoint must be a map like {interval: 10s}");
-    CheckKeys(ck, "checkpoint", {"enabled", "interval", "retain"});
+    CheckKeys(ck, "checkpoint", {"enabled", "interval", "retain", "copy_files"});
+    if (ck["copy_files"])
+      cfg.checkpoint_copy_files = Bool(ck["copy_files"], "checkpoint.copy_files");
     if (ck["enabled"]) cfg.checkpoints_enabled = Bool(ck["enabled"], "checkpoint.enabled");
     if (ck["interval"]) {
       const std::string text = Str(ck["interval"], "checkpoint.interval");

@@ -64,12 +64,18 @@ struct PipelineConfig {
   // summary: that is almost always a configuration error (wrong format,
   // epoch seconds read as milliseconds, too little allowed lateness).
   double warn_bad_input_ratio = 0.2;
+  // Partial matches held in memory by the whole process (limits.max_live_runs);
+  // 0: sized from the machine (a quarter of physical memory at ~512 bytes per
+  // run). Past it the oldest runs are cut, counted and logged, so a pattern
+  // that explodes (skip till any) cannot bring in the OOM killer.
+  size_t max_live_runs = 0;
   std::string state_dir = "state";
   std::string state_backend = "rocksdb";  // rocksdb | memory
   size_t state_cache_keys = 100000;       // per worker (rocksdb); 0: no limit
   bool checkpoints_enabled = true;
   Duration checkpoint_interval = Duration::Seconds(10);  // 0: only at stop and end
   int checkpoint_retain = 3;
+  bool checkpoint_copy_files = false;  // see CheckpointOptions::copy_files
 
   const StreamConfig* FindStream(const std::string& name) const;
 };

@@ -95,8 +95,12 @@ Result<RunSummary> PipelineRunner::Run() {
   CEPHEUS_RETURN_IF_ERROR(reader.Open());
 
   std::vector<std::unique_ptr<Worker>> workers;
-  for (int w = 0; w < parallelism; ++w)
+  for (int w = 0; w < parallelism; ++w) {
     workers.push_back(std::make_unique<Worker>(pipeline_, w, outputs_.matches));
+    if (options_.max_live_runs)
+      workers.back()->SetRunBudget(
+          std::max<size_t>(1, options_.max_live_runs / static_cast<size_t>(parallelism)));
+  }
   std::vector<EventBatch> batches(static_cast<size_t>(parallelism));
   size_t pending_events = 0;
   Watermark sent_wm = Watermark::Min();
@@ -295,6 +299,7 @@ Result<RunSummary> PipelineRunner::Run() {
         meta.outputs.emplace_back(slot, std::move(rec.value()));
     }
     if (s.ok()) s = backend->Snapshot(store->StateDirOf(id));
+    if (s.ok() && ck.copy_files) s = state::UnshareSnapshotFiles(store->StateDirOf(id));
     sync->Release();
     CEPHEUS_RETURN_IF_ERROR(s);
     const int64_t t_sync = MonotonicMillis();
@@ -411,12 +416,16 @@ Result<RunSummary> PipelineRunner::Run() {
     summary.keys_evicted += w->stats().keys_evicted;
     summary.keys_loaded += w->stats().keys_loaded;
     summary.peak_cached_keys = std::max(summary.peak_cached_keys, w->stats().peak_cached_keys);
+    summary.peak_live_runs += w->stats().peak_live_runs;
     if (failure.ok() && !w->status().ok()) failure = w->status();
   }
   reg.GetCounter("cepheus_matches_total", "Matches emitted").Add(summary.matches);
   reg.GetCounter("cepheus_timeouts_total", "Partial matches that timed out").Add(summary.timeouts);
   reg.GetCounter("cepheus_runs_dropped_total", "Partial matches cut by max_runs_per_key")
       .Add(summary.runs_dropped);
+  reg.GetCounter("cepheus_runs_cut_by_budget_total",
+                 "Partial matches cut to keep limits.max_live_runs")
+      .Add(summary.matcher.runs_cut_by_budget);
   reg.GetCounter("cepheus_held_matches_total",
                  "Matches held by AFTER MATCH SKIP until earlier partial matches ended")
       .Add(summary.matcher.held_matches);
@@ -439,6 +448,11 @@ Result<RunSummary> PipelineRunner::Run() {
     spdlog::info("{}", held);
   for (const std::string& w : BadInputWarnings(pipeline_.config, summary.streams))
     spdlog::warn("{}", w);
+  if (summary.matcher.runs_cut_by_budget)
+    spdlog::warn(
+        "{} partial matches were cut to keep limits.max_live_runs={} (oldest first; see "
+        "cepheus_runs_cut_by_budget_total)",
+        summary.matcher.runs_cut_by_budget, options_.max_live_runs);
   if (summary.runs_dropped)
     spdlog::warn(
         "{} partial matches were cut by max_runs_per_key={} (see cepheus_runs_dropped_total)",

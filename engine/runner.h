@@ -33,6 +33,10 @@ struct CheckpointOptions {
   size_t cache_keys = 0;  // deserialized keys per worker; 0: no limit
   // Ignore (and delete) existing checkpoints: start from the beginning.
   bool restart = false;
+  // Each checkpoint gets its own copy of the state's files instead of hard
+  // links shared with the working state and other checkpoints: more disk and
+  // checkpoint time, but a damaged file then affects one checkpoint only.
+  bool copy_files = false;
 };
 
 struct RunOptions {
@@ -43,6 +47,9 @@ struct RunOptions {
   // the clock (and idle watermarks).
   int poll_ms = 100;
   CheckpointOptions checkpoint;
+  // Process-wide budget of partial matches held in memory, shared equally by
+  // the workers; past it the oldest runs are cut (counted, logged). 0: none.
+  size_t max_live_runs = 0;
   // Testing aids: records per input per turn, the read buffer per input, and
   // Stop() once this many records were read (0: never).
   size_t lines_per_turn = 512;
@@ -62,6 +69,7 @@ struct RunSummary {
   uint64_t restored_from = 0;  // checkpoint id, 0: a fresh start
   uint64_t keys_evicted = 0, keys_loaded = 0;
   uint64_t peak_cached_keys = 0;  // the most keys one worker held in memory
+  int64_t peak_live_runs = 0;     // sum over workers of their peak after a batch
 };
 
 struct RunOutputs {

@@ -141,6 +141,8 @@ void Worker::OnBatch(EventBatch& batch) {
   // at once: a busy key would otherwise be dropped and re-created per event.
   if (events_since_sweep_ >= kSweepEvery) SweepIdleKeys();
   if (state_.cache_keys && cached_keys_ > state_.cache_keys) EvictColdKeys();
+  if (run_budget_ && stats_.matcher.live_runs > static_cast<int64_t>(run_budget_)) CutOldestRuns();
+  stats_.peak_live_runs = std::max(stats_.peak_live_runs, stats_.matcher.live_runs);
   FlushOutput();
   ++batch_no_;
   if (batch.barrier) {
@@ -413,6 +415,40 @@ void Worker::SweepIdleKeys() {
     RebuildTimers(ps);
   }
   if (state_.backend) FlushWrites();
+}
+
+void Worker::CutOldestRuns() {
+  // Keep the newest three quarters of the budget (headroom, so that cuts are
+  // rare), cutting by start time across every key and pattern of this worker.
+  std::vector<int64_t> starts;
+  for (PatternState& ps : patterns_)
+    for (auto& kv : ps.keys) kv.second.matcher.CollectRunStarts(&starts);
+  const size_t keep = std::max<size_t>(1, run_budget_ * 3 / 4);
+  if (starts.size() <= keep) return;
+  std::nth_element(starts.begin(), starts.end() - static_cast<std::ptrdiff_t>(keep), starts.end());
+  const int64_t threshold = *(starts.end() - static_cast<std::ptrdiff_t>(keep));
+  uint64_t dropped = 0;
+  // Runs that started before the threshold; if many share it, those too.
+  for (int64_t cut : {threshold, threshold + 1}) {
+    if (stats_.matcher.live_runs <= static_cast<int64_t>(run_budget_) && cut != threshold) break;
+    for (PatternState& ps : patterns_) {
+      for (auto& kv : ps.keys) {
+        ps.current_key_view = kv.first;
+        const size_t d =
+            kv.second.matcher.DropRunsStartedBefore(ps.env, EventTime::FromMillis(cut));
+        if (d == 0) continue;
+        dropped += d;
+        kv.second.dirty = true;
+        Schedule(ps, kv);
+      }
+    }
+  }
+  static thread_local uint64_t logged = 0;
+  if (dropped && logged++ % 100 == 0)
+    spdlog::warn(
+        "live partial matches exceeded this worker's share ({}) of limits.max_live_runs: cut "
+        "{} runs that started before {} (oldest first; see cepheus_runs_cut_by_budget_total)",
+        run_budget_, dropped, FormatRfc3339(EventTime::FromMillis(threshold)));
 }
 
 void Worker::RebuildTimers(PatternState& ps) {

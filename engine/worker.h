@@ -67,6 +67,7 @@ struct WorkerStats {
   uint64_t keys_evicted = 0;  // written back and dropped from the cache
   uint64_t keys_loaded = 0;   // read back from the state backend
   uint64_t peak_cached_keys = 0;
+  int64_t peak_live_runs = 0;  // after each batch (and any budget cut)
 };
 
 // Where a worker keeps its state beyond memory (see docs/architecture.md).
@@ -94,6 +95,10 @@ class Worker {
 
   // Before Start(): keep state in `options.backend` (else only in memory).
   void AttachState(const WorkerStateOptions& options);
+  // At most `runs` partial matches in memory in this worker (its share of
+  // limits.max_live_runs); past it, after a batch, the oldest runs are cut
+  // (counted, logged). 0: no limit.
+  void SetRunBudget(size_t runs) { run_budget_ = runs; }
   // Before Start(), after AttachState: takes over the state of this worker's
   // key groups from the backend (which holds a restored checkpoint): its
   // pending events and the deadlines of its keys (keys load lazily).
@@ -165,6 +170,7 @@ class Worker {
   void Schedule(PatternState& ps, KeyMap::value_type& key);
   void FlushOutput();
   void SweepIdleKeys();
+  void CutOldestRuns();
   // Timers point at map nodes: rebuilt after keys are erased.
   void RebuildTimers(PatternState& ps);
   // The key's entry, loaded from the backend if it is there (else created).
@@ -188,6 +194,7 @@ class Worker {
   WorkerStateOptions state_;
   bool lookup_backend_ = false;  // the backend may hold keys that are not in memory
   size_t cached_keys_ = 0;
+  size_t run_budget_ = 0;
   uint64_t batch_no_ = 0;
   std::vector<bool> buffer_groups_;  // groups with pending events in the backend
   std::string value_scratch_;

@@ -39,7 +39,10 @@ uint64_t Registry::CounterTotal(const std::string& name) const {
 std::string Registry::RenderText() const {
   std::lock_guard<std::mutex> l(mu_);
   std::string out;
-  for (const auto& [name, f] : families_) {
+  for (const auto& family : families_) {
+    // (Not a structured binding: clang 14 cannot capture those in lambdas.)
+    const std::string& name = family.first;
+    const auto& f = family.second;
     out += "# HELP " + name + " " + f.help + "\n";
     out += "# TYPE " + name + (f.gauge ? " gauge\n" : " counter\n");
     auto series = [&](const std::string& labels) {

@@ -3,7 +3,7 @@
 # when everything is present, so it is cheap to call before every build.
 set -euo pipefail
 packages=(
-  build-essential cmake pkg-config ccache clang-format
+  build-essential cmake pkg-config ccache clang-format clang libclang-rt-14-dev python3
   libboost-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev libfmt-dev libspdlog-dev
   libre2-dev librocksdb-dev librdkafka-dev libzstd-dev zlib1g-dev libjemalloc-dev libabsl-dev time
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -6,6 +6,8 @@
 # Sanitize) and runs the whole suite once more, with the long randomized tests
 # scaled down (CEPHEUS_TEST_SCALE) because sanitized code runs several times
 # slower. SANITIZE=0 skips the second pass (e.g. for a quick local run).
+# Finally the libFuzzer targets run for FUZZ_SECONDS each (default 30; 0 skips).
+# docs/testing.md describes all of it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/install-deps.sh"
@@ -20,4 +22,8 @@ if [ "${SANITIZE:-1}" != "0" ]; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j"$(nproc)" --timeout 900
+fi
+if [ "${FUZZ_SECONDS:-30}" != "0" ]; then
+  echo "== fuzzing: ${FUZZ_SECONDS:-30}s per target ==" >&2
+  bash "$root/scripts/fuzz.sh" "${FUZZ_SECONDS:-30}"
 fi

@@ -94,7 +94,8 @@ class RocksDbBackend final : public StateBackend {
 
 }  // namespace
 
-Result<std::unique_ptr<StateBackend>> OpenRocksDbBackend(const std::string& dir) {
+Result<std::unique_ptr<StateBackend>> OpenRocksDbBackend(const std::string& dir,
+                                                         bool verify_checksums) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.paranoid_checks = true;
@@ -109,7 +110,14 @@ Result<std::unique_ptr<StateBackend>> OpenRocksDbBackend(const std::string& dir)
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
   if (!s.ok()) return FromRocks(s, "opening state in '" + dir + "'");
-  return std::unique_ptr<StateBackend>(new RocksDbBackend(std::unique_ptr<rocksdb::DB>(db)));
+  std::unique_ptr<rocksdb::DB> owned(db);
+  if (verify_checksums) {
+    // Reads every table file once: a damaged block is found now, when an
+    // older checkpoint can still be used, not in the middle of the run.
+    s = owned->VerifyChecksum();
+    if (!s.ok()) return FromRocks(s, "verifying the checksums of the state in '" + dir + "'");
+  }
+  return std::unique_ptr<StateBackend>(new RocksDbBackend(std::move(owned)));
 }
 
 }  // namespace cepheus::state

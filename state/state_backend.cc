@@ -241,6 +241,27 @@ Status CopySnapshot(const std::string& snapshot_dir, const std::string& working_
 
 }  // namespace
 
+Status UnshareSnapshotFiles(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file(ec) || fs::hard_link_count(e.path(), ec) <= 1) continue;
+    const fs::path tmp = e.path().string() + ".copy";
+    std::error_code ec2;
+    fs::copy_file(e.path(), tmp, fs::copy_options::overwrite_existing, ec2);
+    if (!ec2) {
+      const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+      const bool synced = fd >= 0 && ::fsync(fd) == 0;
+      if (fd >= 0) ::close(fd);
+      if (!synced) return Status::IoError("syncing '" + tmp.string() + "'");
+      fs::rename(tmp, e.path(), ec2);
+    }
+    if (ec2)
+      return Status::IoError("copying '" + e.path().string() + "' in snapshot: " + ec2.message());
+  }
+  if (ec) return Status::IoError("reading snapshot '" + dir + "': " + ec.message());
+  return SyncDirectory(dir);
+}
+
 Result<std::unique_ptr<StateBackend>> OpenWorkingState(BackendKind kind,
                                                        const std::string& working_dir,
                                                        const std::string& snapshot_dir) {
@@ -259,7 +280,7 @@ Result<std::unique_ptr<StateBackend>> OpenWorkingState(BackendKind kind,
     return Status::IoError("cannot create state directory for '" + working_dir +
                            "': " + ec.message());
   if (!snapshot_dir.empty()) CEPHEUS_RETURN_IF_ERROR(CopySnapshot(snapshot_dir, working_dir));
-  return OpenRocksDbBackend(working_dir);
+  return OpenRocksDbBackend(working_dir, /*verify_checksums=*/!snapshot_dir.empty());
 }
 
 }  // namespace cepheus::state

@@ -64,8 +64,14 @@ class StateBackend {
 };
 
 std::unique_ptr<StateBackend> MakeMemoryBackend();
-// Opens (or creates) the RocksDB state in `dir`.
-Result<std::unique_ptr<StateBackend>> OpenRocksDbBackend(const std::string& dir);
+// Opens (or creates) the RocksDB state in `dir`; with `verify_checksums`,
+// reads every table file and refuses the state if any block is damaged.
+Result<std::unique_ptr<StateBackend>> OpenRocksDbBackend(const std::string& dir,
+                                                         bool verify_checksums = false);
+// Replaces every hard link in snapshot `dir` by a copy of its own, so that
+// the snapshot shares no file with the working state or other snapshots
+// (checkpoint.copy_files: real redundancy against a damaged file).
+Status UnshareSnapshotFiles(const std::string& dir);
 
 template <typename F>
 void StateWriteBatch::ForEach(F&& f) const {
@@ -93,7 +99,9 @@ enum class BackendKind { kMemory, kRocksDb };
 // The working state of a job. With an empty `snapshot_dir` it starts empty
 // (whatever was in `working_dir` is deleted); otherwise it starts as a copy of
 // that snapshot, which is left untouched (RocksDB table files are hard-linked,
-// the rest copied). The memory backend keeps nothing in `working_dir`.
+// the rest copied), and whose checksums are verified first (a damaged
+// snapshot is refused with Corruption). The memory backend keeps nothing in
+// `working_dir`.
 Result<std::unique_ptr<StateBackend>> OpenWorkingState(BackendKind kind,
                                                        const std::string& working_dir,
                                                        const std::string& snapshot_dir);

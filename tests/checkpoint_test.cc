@@ -83,7 +83,7 @@ class Checkpoints : public ::testing::Test {
 
   // A pipeline whose outputs and state live under dir_/name.
   fs::path WritePipeline(const std::string& name, const std::string& interval = "30ms",
-                         int cache_keys = 40) {
+                         int cache_keys = 40, const std::string& checkpoint_extra = "") {
     fs::create_directories(dir_ / name);
     const fs::path p = dir_ / name / "pipeline.yaml";
     WriteFile(p,
@@ -102,7 +102,7 @@ class Checkpoints : public ::testing::Test {
                   std::to_string(cache_keys) +
                   " }\n"
                   "checkpoint: { interval: " +
-                  interval + ", retain: 3 }\n");
+                  interval + ", retain: 3" + checkpoint_extra + " }\n");
     return p;
   }
 
@@ -272,6 +272,76 @@ TEST_F(Checkpoints, SigtermStopsAtACheckpointAndTheNextRunContinues) {
   ASSERT_EQ(RunToEnd(p, 3, dir_ / "term.log"), 0);
   EXPECT_NE(ReadFile(dir_ / "term.log").find("restored checkpoint 1"), std::string::npos);
   ExpectSame(Read("term"), want);
+}
+
+// A table file damaged in place (bytes flipped, not removed) is found by the
+// checksum verification at restore. With hard-linked checkpoints every
+// checkpoint holding that file is refused (retain gives no redundancy against
+// it); with copy_files each checkpoint has its own copy and the restore falls
+// back to the previous one. Either way nothing starts from damaged state.
+TEST_F(Checkpoints, DamagedTableFileIsFoundAtRestoreAndCopiesGiveRedundancy) {
+  const fs::path ref = WritePipeline("ref");
+  ASSERT_EQ(RunToEnd(ref, 2, dir_ / "ref.log"), 0) << ReadFile(dir_ / "ref.log");
+  const Outputs want = Read("ref");
+  for (bool copies : {false, true}) {
+    const std::string name = copies ? "copied" : "linked";
+    SCOPED_TRACE(name);
+    const fs::path p = WritePipeline(name, "30ms", 40, copies ? ", copy_files: true" : "");
+    const pid_t pid = Start(p, 2, dir_ / (name + ".log"), 10);
+    for (int i = 0; i < 4000; ++i) {
+      if (ReadFile(dir_ / (name + ".log")).find("checkpoint 3 complete") != std::string::npos)
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ::kill(pid, SIGKILL);
+    Wait(pid);
+    std::vector<fs::path> chks;
+    for (const auto& e : fs::directory_iterator(dir_ / name / "state" / "checkpoints"))
+      if (fs::exists(e.path() / "_metadata")) chks.push_back(e.path());
+    std::sort(chks.begin(), chks.end());
+    ASSERT_GE(chks.size(), 2u) << ReadFile(dir_ / (name + ".log"));
+    // The newest checkpoint's oldest table file: the one most likely shared.
+    std::vector<fs::path> ssts;
+    for (const auto& e : fs::directory_iterator(chks.back() / "state"))
+      if (e.path().extension() == ".sst") ssts.push_back(e.path());
+    ASSERT_FALSE(ssts.empty());
+    std::sort(ssts.begin(), ssts.end());
+    const fs::path victim = ssts.front();
+    // Which checkpoints hold that very file (the same inode)?
+    std::vector<std::string> sharing;
+    for (const fs::path& c : chks) {
+      std::error_code ec;
+      if (fs::equivalent(c / "state" / victim.filename(), victim, ec))
+        sharing.push_back(std::to_string(std::stoi(c.filename().string().substr(4))));
+    }
+    std::cerr << name << ": the damaged table file is in " << sharing.size() << " of "
+              << chks.size() << " checkpoints\n";
+    if (copies) {
+      EXPECT_EQ(sharing.size(), 1u) << "with copy_files no table file is shared";
+    } else {
+      EXPECT_GT(sharing.size(), 1u) << "hard-linked checkpoints share table files";
+    }
+    {
+      std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(fs::file_size(victim) / 3));
+      f.write("\xde\xad\xbe\xef\xde\xad\xbe\xef", 8);
+    }
+    const int rc = RunToEnd(p, 2, dir_ / (name + "2.log"));
+    const std::string log = ReadFile(dir_ / (name + "2.log"));
+    for (const std::string& id : sharing)
+      EXPECT_NE(log.find("checkpoint " + id + ": its state cannot be restored"), std::string::npos)
+          << "checkpoint " << id << " holds the damaged file\n"
+          << log;
+    EXPECT_NE(log.find("checksum"), std::string::npos) << log;
+    if (sharing.size() == chks.size()) {
+      EXPECT_EQ(rc, 2) << log;
+      EXPECT_NE(log.find("no checkpoint in"), std::string::npos) << log;
+    } else {
+      ASSERT_EQ(rc, 0) << log;
+      EXPECT_NE(log.find("falling back to checkpoint"), std::string::npos) << log;
+      ExpectSame(Read(name), want);
+    }
+  }
 }
 
 TEST_F(Checkpoints, DamagedCheckpointsFallBackOrRefuseNeverStartEmpty) {

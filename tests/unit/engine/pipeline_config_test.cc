@@ -159,6 +159,8 @@ TEST(PipelineConfig, StrictKeysAndTypedValues) {
       {head + src + rest + "state: { cache_keys: 0 }\n", "state.cache_keys must be at least 1"},
       {head + src + rest + "limits: { warn_bad_input_ratio: 2 }\n",
        "warn_bad_input_ratio must be a fraction"},
+      {head + src + rest + "limits: { max_live_runs: 10 }\n",
+       "limits.max_live_runs must be at least 1000"},
       {head + "    source: { path: \"-\" }\n" + rest.substr(0, rest.find("patterns")) +
            "  t:\n    source: { path: \"-\" }\n" + rest,
        "streams 's' and 't' both read standard input"},

@@ -286,6 +286,42 @@ TEST(Runner, HeldMatchesAreCountedWithTheirWait) {
   }
 }
 
+// A pattern whose partial matches explode (skip till any) is held to the
+// process-wide budget by cutting the oldest runs, counted, instead of growing
+// until the OOM killer ends the process.
+TEST(Runner, ProcessWideRunBudgetCutsTheOldestRuns) {
+  const std::string dir = testing::ScratchDir("cepheus-budget");
+  const std::string input = dir + "/in.jsonl";
+  std::string events;
+  for (int i = 0; i < 4000; ++i)
+    events += "{\"key\":\"k" + std::to_string(i % 20) + "\",\"type\":\"" +
+              (i % 3 == 0 ? "A" : "B") + "\",\"v\":" + std::to_string(i) +
+              ",\"ts\":" + std::to_string(1000 + i) + "}\n";
+  testing::WriteFile(input, events);
+  auto p = testing::OneStreamPipeline(
+      "PATTERN p FROM s MATCH a ->> b ->> b2 WITHIN 1 HOUR "
+      "DEFINE a AS type = 'A', b AS type = 'B', b2 AS type = 'B' AND v > b.v + 10000",
+      input, 0, "key string, type string, v int, ts timestamp");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  for (size_t budget : {size_t{0}, size_t{2000}}) {
+    sinks::MemoryOutput matches, late, dead;
+    RunOptions opts;
+    opts.parallelism = 2;
+    opts.max_live_runs = budget;
+    PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead}, opts);
+    auto summary = runner.Run();
+    ASSERT_TRUE(summary.ok()) << summary.status().message();
+    if (budget == 0) {
+      EXPECT_GT(summary->peak_live_runs, 20000) << "the pattern explodes without a budget";
+      EXPECT_EQ(summary->matcher.runs_cut_by_budget, 0u);
+    } else {
+      EXPECT_LE(summary->peak_live_runs, static_cast<int64_t>(budget));
+      EXPECT_GT(summary->matcher.runs_cut_by_budget, 10000u);
+    }
+    EXPECT_EQ(summary->matcher.live_runs, 0) << "every run ended and was accounted for";
+  }
+}
+
 TEST(Runner, MissingInputFileFailsWithAClearError) {
   PipelineConfig cfg;
   StreamConfig s;
