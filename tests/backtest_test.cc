@@ -134,7 +134,8 @@ TEST_F(BacktestContract, RandomStreamsWithDisorderBeyondTheLateness) {
   const auto catalog = RandomCatalog();
   std::mt19937_64 rng(77);
   int with_matches = 0;
-  for (int c = 0, cases = ScaledCases(200); c < cases; ++c) {
+  const int total_cases = ScaledCases(200);
+  for (int c = 0; c < total_cases; ++c) {
     RandomCase rc = MakeRandomCase(rng, catalog, 1);  // the pattern; events made below
     std::string pattern = rc.pattern_text;
     if (!OneStreamPipeline(pattern, "unused", 0, "key string, type string, v int, ts timestamp")
@@ -169,7 +170,8 @@ TEST_F(BacktestContract, RandomStreamsWithDisorderBeyondTheLateness) {
     auto out = Backtest(p.value(), 1, true);
     if (out.ok() && !out->matches.empty()) ++with_matches;
   }
-  EXPECT_GT(with_matches, 30) << "the random cases must actually match something";
+  EXPECT_GT(with_matches, 30 * total_cases / 200)  // (30 of the full 200 cases)
+      << "the random cases must actually match something";
 }
 
 TEST_F(BacktestContract, KeysSharingAHashAreStillMatchedApart) {

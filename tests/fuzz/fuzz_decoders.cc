@@ -24,7 +24,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.time_field = 4;
   o.required = {4, 0};
   const bool csv = data[0] & 1;
-  auto decoder = csv ? engine::MakeCsvDecoder(o) : engine::MakeJsonlDecoder(o);
+  // The JSON decoders are reused across inputs, as the engine reuses them
+  // (their parsers keep large buffers); CSV decoders hold the header.
+  static const auto json_batch = engine::MakeJsonlDecoder(o);
+  static const auto json_single = engine::MakeJsonlDecoder(o);
+  std::unique_ptr<engine::RecordDecoder> csv_batch, csv_single;
+  if (csv) {
+    csv_batch = engine::MakeCsvDecoder(o);
+    csv_single = engine::MakeCsvDecoder(o);
+  }
+  engine::RecordDecoder* decoder = csv ? csv_batch.get() : json_batch.get();
+  engine::RecordDecoder* single = csv ? csv_single.get() : json_single.get();
   // The text, padded as the line reader pads its buffer.
   std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
   const size_t length = text.size();
@@ -45,7 +55,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t seq = 0;
   std::vector<engine::DecodedRecord> batch;
   engine::DecodeBatch(*decoder, lines, 64, &seq, &batch);
-  auto single = csv ? engine::MakeCsvDecoder(o) : engine::MakeJsonlDecoder(o);
+
   if (csv)
     (void)single->SetHeader(std::string_view(text.data(), std::min(text.find('\n'), length)));
   for (size_t i = 0; i < lines.size(); ++i) {
