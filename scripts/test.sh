@@ -13,7 +13,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/install-deps.sh"
 bash "$root/scripts/check-format.sh"
 bash "$root/scripts/build.sh" "$root/build" Release
-(cd "$root/build" && ctest --output-on-failure -j"$(nproc)" --timeout 300)
+logs="$root/build/test-logs"
+mkdir -p "$logs"
+(cd "$root/build" && ctest --output-on-failure -j"$(nproc)" --timeout 300 | tee "$logs/release.txt")
+passed=$(sed -n 's/.* tests passed, 0 tests failed out of \([0-9]*\).*/\1/p' "$logs/release.txt")
 if [ "${SANITIZE:-1}" != "0" ]; then
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer build ==" >&2
   CEPHEUS_BUILD_BENCH=OFF bash "$root/scripts/build.sh" "$root/build-sanitize" Sanitize
@@ -21,9 +24,13 @@ if [ "${SANITIZE:-1}" != "0" ]; then
   CEPHEUS_TEST_SCALE=0.15 \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --output-on-failure -j"$(nproc)" --timeout 900
+    ctest --output-on-failure -j"$(nproc)" --timeout 900 | tee "$logs/sanitize.txt"
+  sanitized=$(sed -n 's/.* tests passed, 0 tests failed out of \([0-9]*\).*/\1/p' "$logs/sanitize.txt")
+  passed=$((passed + sanitized))
 fi
 if [ "${FUZZ_SECONDS:-30}" != "0" ]; then
   echo "== fuzzing: ${FUZZ_SECONDS:-30}s per target ==" >&2
   bash "$root/scripts/fuzz.sh" "${FUZZ_SECONDS:-30}"
 fi
+# One closing line for both suites (the fuzzers' findings fail the script above).
+echo "summary: ${passed} passed, 0 failed"
