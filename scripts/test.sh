@@ -26,11 +26,11 @@ if [ "${SANITIZE:-1}" != "0" ]; then
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j"$(nproc)" --timeout 900 | tee "$logs/sanitize.txt"
   sanitized=$(sed -n 's/.* tests passed, 0 tests failed out of \([0-9]*\).*/\1/p' "$logs/sanitize.txt")
-  passed=$((passed + sanitized))
+  passed=$((${passed:-0} + ${sanitized:-0}))
 fi
 if [ "${FUZZ_SECONDS:-30}" != "0" ]; then
   echo "== fuzzing: ${FUZZ_SECONDS:-30}s per target ==" >&2
   bash "$root/scripts/fuzz.sh" "${FUZZ_SECONDS:-30}"
 fi
 # One closing line for both suites (the fuzzers' findings fail the script above).
-echo "summary: ${passed} passed, 0 failed"
+echo "summary: ${passed:-0} passed, 0 failed"
