@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
-#include <charconv>
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -124,8 +123,7 @@ int Check(const std::string& path, bool dot) {
 // resumes from an unfinished checkpoint; otherwise (a fresh start, or the
 // previous run finished) it would begin again from the first record and
 // replace the output files, which it only does when asked (--restart).
-// Returns whether the run resumes.
-cepheus::Result<bool> CheckStart(const cepheus::engine::PipelineConfig& cfg, bool restart) {
+cepheus::Status CheckStart(const cepheus::engine::PipelineConfig& cfg, bool restart) {
   namespace fs = std::filesystem;
   if (cfg.checkpoints_enabled && !restart) {
     cepheus::engine::CheckpointStore store(cfg.state_dir);
@@ -133,7 +131,7 @@ cepheus::Result<bool> CheckStart(const cepheus::engine::PipelineConfig& cfg, boo
     if (!usable.ok()) return usable.status();
     if (!usable->empty()) {
       const auto& m = usable->front().metadata;
-      if (!m.finished) return true;
+      if (!m.finished) return cepheus::Status::Ok();  // resumes
       return cepheus::Status::InvalidArgument(
           "the previous run of this pipeline finished (checkpoint " + std::to_string(m.id) +
           " in '" + cfg.state_dir +
@@ -141,7 +139,7 @@ cepheus::Result<bool> CheckStart(const cepheus::engine::PipelineConfig& cfg, boo
           "the beginning (this replaces the output files).");
     }
   }
-  if (restart) return false;
+  if (restart) return cepheus::Status::Ok();
   for (const auto* o : {&cfg.matches, cfg.late ? &*cfg.late : nullptr,
                         cfg.dead_letter ? &*cfg.dead_letter : nullptr}) {
     if (!o || o->type != "file") continue;
@@ -153,7 +151,7 @@ cepheus::Result<bool> CheckStart(const cepheus::engine::PipelineConfig& cfg, boo
           " bytes from an earlier run, and this run starts from the beginning: run with "
           "--restart to replace it, or move it away");
   }
-  return false;
+  return cepheus::Status::Ok();
 }
 
 int Run(const std::string& path, int parallelism, bool restart) {
@@ -175,12 +173,11 @@ int Run(const std::string& path, int parallelism, bool restart) {
     }
     lock = std::move(l.value());
   }
-  auto start = CheckStart(cfg, restart);
-  if (!start.ok()) {
-    std::cerr << "error: " << start.status().message() << "\n";
+  if (cepheus::Status start = CheckStart(cfg, restart); !start.ok()) {
+    std::cerr << "error: " << start.message() << "\n";
     // A refusal to destroy earlier output is the user's call (1); state that
     // cannot be read is a failure (2).
-    return start.status().code() == cepheus::Status::Code::kInvalidArgument ? 1 : 2;
+    return start.code() == cepheus::Status::Code::kInvalidArgument ? 1 : 2;
   }
   if (restart) spdlog::info("--restart: starting from the beginning; output files are replaced");
   auto outputs = OpenOutputs(cfg, "",
@@ -341,11 +338,7 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
   opts.as_live = a.as_live;
   for (auto [text, dst] : {std::pair{&a.from, &opts.from}, std::pair{&a.to, &opts.to}}) {
     if (text->empty()) continue;
-    auto t = cepheus::ParseRfc3339(*text);
-    int64_t ms;
-    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), ms);
-    if (!t && ec == std::errc() && end == text->data() + text->size())
-      t = cepheus::EventTime::FromMillis(ms);
+    auto t = cepheus::ParseTimeOrEpochMillis(*text);
     if (!t) {
       std::cerr << "error: '" << *text
                 << "' is not a date, an RFC 3339 time or epoch milliseconds (e.g. 2026-08-01, "

@@ -143,6 +143,15 @@ std::optional<EventTime> ParseRfc3339(std::string_view s) {
   return EventTime::FromMillis(ms);
 }
 
+std::optional<EventTime> ParseTimeOrEpochMillis(std::string_view text) {
+  if (auto t = ParseRfc3339(text)) return t;
+  int64_t ms;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+  if (ec == std::errc() && p == text.data() + text.size() && !text.empty())
+    return EventTime::FromMillis(ms);
+  return std::nullopt;
+}
+
 std::optional<Duration> ParseDuration(std::string_view s) {
   size_t i = 0;
   while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;

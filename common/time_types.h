@@ -74,6 +74,9 @@ void AppendRfc3339(std::string* out, EventTime t);
 // Accepts RFC 3339 date-times ("2026-11-21T19:30:15Z", fractional seconds,
 // "+02:00" offsets, a space instead of 'T') and plain dates ("2026-11-21").
 std::optional<EventTime> ParseRfc3339(std::string_view text);
+// A time as users write it in config and on the command line: what
+// ParseRfc3339 accepts, or whole epoch milliseconds ("1785542400000").
+std::optional<EventTime> ParseTimeOrEpochMillis(std::string_view text);
 // "250ms", "5s", "10m", "2h", "1d", "10 minutes", "30 seconds". Case-insensitive.
 std::optional<Duration> ParseDuration(std::string_view text);
 std::string FormatDuration(Duration d);

@@ -253,10 +253,9 @@ void EventReader::AppendDeadLetter(const Input& in, const LineReader::Line& meta
   // exact bytes are kept in `record_base64`.
   o.String("record", record);
   if (!IsValidUtf8(record)) {
-    o.Key("record_base64");
-    dead->push_back('"');
-    AppendBase64(*dead, record);
-    dead->push_back('"');
+    std::string exact;
+    AppendBase64(exact, record);
+    o.String("record_base64", exact);
   }
   o.End();
   dead->push_back('\n');

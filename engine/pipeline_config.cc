@@ -114,11 +114,6 @@ std::string Resolve(const std::string& base, const std::string& p) {
   return (fs::path(base) / p).lexically_normal().string();
 }
 
-bool ParseInt64(const std::string& text, int64_t* out) {
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && p == text.data() + text.size();
-}
-
 Result<Duration> ReadDuration(const std::string& path, const YAML::Node& n, const char* what) {
   const std::string text = Str(n, what);
   auto d = ParseDuration(text);
@@ -244,12 +239,9 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
       for (auto [key, dst] : {std::pair{"min_time", &s.min_time}, {"max_time", &s.max_time}}) {
         if (!et[key]) continue;
         const std::string text = Str(et[key], sec + ".event_time." + key);
-        int64_t ms;
-        auto t = ParseRfc3339(text);
+        auto t = ParseTimeOrEpochMillis(text);
         if (t)
           *dst = *t;
-        else if (ParseInt64(text, &ms))
-          *dst = EventTime::FromMillis(ms);
         else
           return Err(path, et[key],
                      std::string("event_time.") + key + ": '" + text +

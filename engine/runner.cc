@@ -409,9 +409,6 @@ Result<RunSummary> PipelineRunner::Run() {
   summary.reader = reader.counts();
   summary.streams = reader.stream_counts();
   for (auto& w : workers) {
-    summary.matches += w->stats().matcher.matches;
-    summary.timeouts += w->stats().matcher.timeouts;
-    summary.runs_dropped += w->stats().matcher.runs_dropped;
     summary.matcher.Add(w->stats().matcher);
     summary.keys_evicted += w->stats().keys_evicted;
     summary.keys_loaded += w->stats().keys_loaded;
@@ -419,6 +416,9 @@ Result<RunSummary> PipelineRunner::Run() {
     summary.peak_live_runs += w->stats().peak_live_runs;
     if (failure.ok() && !w->status().ok()) failure = w->status();
   }
+  summary.matches = summary.matcher.matches;
+  summary.timeouts = summary.matcher.timeouts;
+  summary.runs_dropped = summary.matcher.runs_dropped;
   reg.GetCounter("cepheus_matches_total", "Matches emitted").Add(summary.matches);
   reg.GetCounter("cepheus_timeouts_total", "Partial matches that timed out").Add(summary.timeouts);
   reg.GetCounter("cepheus_runs_dropped_total", "Partial matches cut by max_runs_per_key")
