@@ -78,6 +78,7 @@ std::string CheckpointMetadata::Encode() const {
   o << "watermark " << watermark.time().millis() << "\n";
   o << "reader " << Hex(reader_state) << "\n";
   o << "state " << state_backend << " " << state_location << " " << key_groups << "\n";
+  o << "worker_state " << worker_state << "\n";
   for (const auto& [name, fp] : patterns) o << "pattern " << Hex(name) << " " << fp << "\n";
   for (const auto& k : keyings) o << "keying " << Hex(k) << "\n";
   for (const auto& [slot, rec] : outputs) o << "output " << slot << " " << Hex(rec) << "\n";
@@ -98,6 +99,7 @@ Result<CheckpointMetadata> CheckpointMetadata::Decode(std::string_view text,
   const std::string_view body = text.substr(0, last + 1);
   if (text.substr(last + 1) != HashLine(body)) return bad("its checksum does not match");
   CheckpointMetadata m;
+  m.worker_state = 1;
   bool have_id = false, have_state = false;
   std::istringstream in{std::string(body)};
   std::string line;
@@ -132,6 +134,8 @@ Result<CheckpointMetadata> CheckpointMetadata::Decode(std::string_view text,
       m.state_location = b;
       m.key_groups = c;
       have_state = !a.empty() && !b.empty();
+    } else if (k == "worker_state") {
+      ok = ParseInt(a, &m.worker_state) && m.worker_state >= 1 && m.worker_state <= 2;
     } else if (k == "pattern") {
       std::string name;
       ok = Unhex(a, &name) && !b.empty();

@@ -34,6 +34,10 @@ struct CheckpointMetadata {
   std::string state_backend;         // "rocksdb" | "memory"
   std::string state_location;        // snapshot directory, relative to the checkpoint
   std::string key_groups = "0-127";  // the key groups whose state is there
+  // Layout of the workers' entries in the state (docs/formats.md "Worker
+  // state"): 1 = matchers and pending events; 2 = also a timer entry per
+  // stored key with a deadline. Decoded as 1 when the line is absent.
+  int worker_state = 2;
   // Pattern name -> fingerprint (compiled NFA + stream schema + key).
   std::vector<std::pair<std::string, std::string>> patterns;
   // Keying index -> signature (stream, schema, key fields), for the sort buffer.

@@ -2,9 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <thread>
 
 #include "common/hash.h"
 #include "engine/checkpoint.h"
@@ -190,8 +192,7 @@ Result<RunSummary> PipelineRunner::Run() {
         }
         spdlog::warn("pattern {}: {} since checkpoint {}, its partial matches are dropped", name,
                      now >= 0 ? "changed" : "removed", meta->id);
-        for (int g = 0; g < state::kDefaultKeyGroups; ++g)
-          CEPHEUS_RETURN_IF_ERROR(backend->DeleteNamespace(g, "m/" + name));
+        CEPHEUS_RETURN_IF_ERROR(Worker::DropPatternState(backend.get(), name));
       }
       for (const auto& pat : pipeline_.patterns) {
         bool known = false;
@@ -202,6 +203,7 @@ Result<RunSummary> PipelineRunner::Run() {
       }
       RestoreMapping mapping;
       mapping.watermark = meta->watermark;
+      mapping.timers_in_state = meta->worker_state >= 2;
       for (const std::string& sig : meta->keyings) {
         int now = -1;
         for (size_t k = 0; k < pipeline_.keyings.size(); ++k)
@@ -266,45 +268,69 @@ Result<RunSummary> PipelineRunner::Run() {
     sent_wm = wm;
   };
 
-  // One checkpoint: a barrier after everything read so far; the workers write
-  // their state back and wait while the outputs stage their parts and the
-  // backend snapshots; then the metadata makes it complete, and only then do
-  // the outputs publish their parts.
-  int64_t last_checkpoint_ms = MonotonicMillis();
-  auto checkpoint = [&](Watermark wm, bool finished) -> Status {
-    const int64_t t0 = MonotonicMillis();
-    const uint64_t id = next_checkpoint++;
+  // One checkpoint, in two parts (docs/architecture.md "Checkpoints").
+  // Synchronous: a barrier after everything read so far; each worker writes
+  // back the keys that changed since the last checkpoint and waits while the
+  // outputs close their parts and the backend takes an image of the state
+  // (RocksDB lists and pins its live files; nothing is flushed). Then the
+  // workers go on. Asynchronous, on a thread of its own: the image is
+  // written into the checkpoint directory and the metadata makes the
+  // checkpoint complete; then, back on this thread, the outputs publish
+  // their parts. One checkpoint is in flight at a time.
+  struct InFlight {
     CheckpointMetadata meta;
-    meta.id = id;
+    std::unique_ptr<state::PendingSnapshot> image;
+    int64_t t0 = 0, t_written_back = 0, t_sync = 0;
+    std::thread thread;
+    std::atomic<bool> done{false};
+    Status status;  // of the asynchronous part; read after `done`
+  };
+  std::unique_ptr<InFlight> inflight;
+  // Joins the thread on every way out of Run (it uses the store and backend).
+  struct JoinInFlight {
+    std::unique_ptr<InFlight>& f;
+    ~JoinInFlight() {
+      if (f && f->thread.joinable()) f->thread.join();
+    }
+  } join_inflight{inflight};
+  int64_t last_checkpoint_ms = MonotonicMillis();
+  // Completes the checkpoint in flight if its asynchronous part is done (or
+  // waits for it with `wait`).
+  auto finish_checkpoint = [&](bool wait) -> Status {
+    if (!inflight || (!wait && !inflight->done.load(std::memory_order_acquire)))
+      return Status::Ok();
+    inflight->thread.join();
+    std::unique_ptr<InFlight> f = std::move(inflight);
+    CEPHEUS_RETURN_IF_ERROR(f->status);
+    FaultDelay();
+    for (const auto& [slot, rec] : f->meta.outputs)
+      for (auto [name, out] : slots)
+        if (out && std::string_view(name) == slot) CEPHEUS_RETURN_IF_ERROR(out->Commit(rec));
+    store->Retain(ck.retain);
+    ++summary.checkpoints;
+    c_checkpoints.Add(1);
+    g_ckpt_id.Set(static_cast<int64_t>(f->meta.id));
+    const int64_t t1 = MonotonicMillis();
+    g_ckpt_ms.Set(t1 - f->t0);
+    g_ckpt_pause_ms.Set(f->t_sync - f->t0);
+    spdlog::info(
+        "checkpoint {} complete in {} ms (workers paused {} ms: {} ms writing back changed keys, "
+        "{} ms taking the image){}",
+        f->meta.id, t1 - f->t0, f->t_sync - f->t0, f->t_written_back - f->t0,
+        f->t_sync - f->t_written_back, f->meta.finished ? ", run finished" : "");
+    return Status::Ok();
+  };
+  auto begin_checkpoint = [&](Watermark wm, bool finished) -> Status {
+    CEPHEUS_RETURN_IF_ERROR(finish_checkpoint(/*wait=*/true));
+    auto f = std::make_unique<InFlight>();
+    f->t0 = MonotonicMillis();
+    last_checkpoint_ms = f->t0;
+    CheckpointMetadata& meta = f->meta;
+    meta.id = next_checkpoint++;
     meta.finished = finished;
     meta.parallelism = parallelism;
     meta.reader_state = reader.SavePosition();
     meta.watermark = wm;
-    // The directory exists from the start: a crash at any point of the
-    // checkpoint leaves it without metadata, i.e. visibly incomplete.
-    std::error_code ec;
-    std::filesystem::create_directories(store->DirOf(id), ec);
-    auto sync = std::make_shared<SnapshotSync>(parallelism);
-    for (auto& b : batches) b.barrier = sync;
-    send(wm);
-    Status s = sync->WaitAllArrived();
-    if (s.ok() && ec)
-      s = Status::IoError("cannot create '" + store->DirOf(id) + "': " + ec.message());
-    for (auto [slot, out] : slots) {
-      if (!s.ok() || !out) continue;
-      auto rec = out->PrepareCommit(id);
-      if (!rec.ok())
-        s = rec.status();
-      else
-        meta.outputs.emplace_back(slot, std::move(rec.value()));
-    }
-    if (s.ok()) s = backend->Snapshot(store->StateDirOf(id));
-    if (s.ok() && ck.copy_files) s = state::UnshareSnapshotFiles(store->StateDirOf(id));
-    sync->Release();
-    CEPHEUS_RETURN_IF_ERROR(s);
-    const int64_t t_sync = MonotonicMillis();
-    FaultDelay();
-    meta.created_ms = WallMillis();
     meta.state_backend = BackendName(ck.backend);
     meta.state_location = "state";
     meta.key_groups = "0-" + std::to_string(state::kDefaultKeyGroups - 1);
@@ -312,22 +338,56 @@ Result<RunSummary> PipelineRunner::Run() {
       meta.patterns.emplace_back(pipeline_.patterns[i]->name,
                                  PatternFingerprint(pipeline_, static_cast<int>(i)));
     for (const Keying& k : pipeline_.keyings) meta.keyings.push_back(KeyingSignature(pipeline_, k));
-    CEPHEUS_RETURN_IF_ERROR(store->Complete(meta));
-    FaultDelay();
-    for (const auto& [slot, rec] : meta.outputs)
-      for (auto [name, out] : slots)
-        if (out && std::string_view(name) == slot) CEPHEUS_RETURN_IF_ERROR(out->Commit(rec));
-    store->Retain(ck.retain);
-    ++summary.checkpoints;
-    c_checkpoints.Add(1);
-    g_ckpt_id.Set(static_cast<int64_t>(id));
-    const int64_t t1 = MonotonicMillis();
-    g_ckpt_ms.Set(t1 - t0);
-    g_ckpt_pause_ms.Set(t_sync - t0);
-    spdlog::info("checkpoint {} complete in {} ms (workers paused {} ms){}", id, t1 - t0,
-                 t_sync - t0, finished ? ", run finished" : "");
-    last_checkpoint_ms = t1;
+    // The directory exists from the start: a crash at any point of the
+    // checkpoint leaves it without metadata, i.e. visibly incomplete.
+    std::error_code ec;
+    std::filesystem::create_directories(store->DirOf(meta.id), ec);
+    auto sync = std::make_shared<SnapshotSync>(parallelism);
+    for (auto& b : batches) b.barrier = sync;
+    send(wm);
+    Status s = sync->WaitAllArrived();
+    f->t_written_back = MonotonicMillis();
+    if (s.ok() && ec)
+      s = Status::IoError("cannot create '" + store->DirOf(meta.id) + "': " + ec.message());
+    for (auto [slot, out] : slots) {
+      if (!s.ok() || !out) continue;
+      auto rec = out->PrepareCommit(meta.id);
+      if (!rec.ok())
+        s = rec.status();
+      else
+        meta.outputs.emplace_back(slot, std::move(rec.value()));
+    }
+    if (s.ok()) {
+      auto image = backend->BeginSnapshot();
+      if (image.ok())
+        f->image = std::move(image.value());
+      else
+        s = image.status();
+    }
+    sync->Release();
+    CEPHEUS_RETURN_IF_ERROR(s);
+    f->t_sync = MonotonicMillis();
+    InFlight* raw = f.get();
+    inflight = std::move(f);
+    raw->thread = std::thread([raw, &store, &ck] {
+      const std::string dir = store->StateDirOf(raw->meta.id);
+      Status st = raw->image->WriteTo(dir);
+      raw->image.reset();  // unpins the files
+      if (st.ok() && ck.copy_files) st = state::UnshareSnapshotFiles(dir);
+      if (st.ok()) {
+        FaultDelay();
+        raw->meta.created_ms = WallMillis();
+        st = store->Complete(raw->meta);
+      }
+      raw->status = st;
+      raw->done.store(true, std::memory_order_release);
+    });
     return Status::Ok();
+  };
+  // A checkpoint that has completed when this returns.
+  auto checkpoint = [&](Watermark wm, bool finished) -> Status {
+    CEPHEUS_RETURN_IF_ERROR(begin_checkpoint(wm, finished));
+    return finish_checkpoint(/*wait=*/true);
   };
 
   Status failure;
@@ -371,9 +431,11 @@ Result<RunSummary> PipelineRunner::Run() {
       failure = fs;
       break;
     }
-    if (ck.enabled && ck.interval_ms > 0 &&
-        MonotonicMillis() - last_checkpoint_ms >= ck.interval_ms) {
-      Status cs = checkpoint(wm, false);
+    if (ck.enabled) {
+      Status cs = finish_checkpoint(/*wait=*/false);
+      if (cs.ok() && !inflight && ck.interval_ms > 0 &&
+          MonotonicMillis() - last_checkpoint_ms >= ck.interval_ms)
+        cs = begin_checkpoint(wm, false);
       if (!cs.ok()) {
         failure = cs.WithPrefix("checkpoint failed: ");
         break;
@@ -390,6 +452,10 @@ Result<RunSummary> PipelineRunner::Run() {
   Status fs = flush_side_outputs();
   if (failure.ok() && !fs.ok()) failure = fs;
   const bool stopped = stop_.load() || !failure.ok();
+  if (ck.enabled && failure.ok()) {
+    Status cs = finish_checkpoint(/*wait=*/true);
+    if (!cs.ok()) failure = cs.WithPrefix("checkpoint failed: ");
+  }
   if (ck.enabled && failure.ok()) {
     // A stop ends at a checkpoint the next run continues from; the end of
     // the input at a final one that commits the last outputs.

@@ -15,9 +15,39 @@ namespace cepheus::engine {
 
 namespace {
 // Backend namespaces: pending (not yet watermarked) events, and per pattern
-// its key matchers (docs/formats.md "Worker state").
+// its key matchers and their timers (docs/formats.md "Worker state").
 constexpr std::string_view kBufferNs = "b";
+std::string MatcherNs(const std::string& pattern) { return "m/" + pattern; }
+std::string TimerNs(const std::string& pattern) { return "t/" + pattern; }
+
+// Timer entry key: the deadline as 8 bytes that sort like the signed value
+// (big-endian, sign bit flipped), then the partition key.
+std::string TimerKey(EventTime at, std::string_view key) {
+  const uint64_t u = static_cast<uint64_t>(at.millis()) ^ (uint64_t{1} << 63);
+  std::string out;
+  out.reserve(8 + key.size());
+  for (int b = 7; b >= 0; --b) out.push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+  out.append(key);
+  return out;
+}
+
+bool DecodeTimerKey(std::string_view k, EventTime* at, std::string_view* key) {
+  if (k.size() < 8) return false;
+  uint64_t u = 0;
+  for (int i = 0; i < 8; ++i) u = (u << 8) | static_cast<unsigned char>(k[static_cast<size_t>(i)]);
+  *at = EventTime::FromMillis(static_cast<int64_t>(u ^ (uint64_t{1} << 63)));
+  *key = k.substr(8);
+  return true;
+}
 }  // namespace
+
+Status Worker::DropPatternState(state::StateBackend* backend, const std::string& pattern) {
+  for (int g = 0; g < state::kDefaultKeyGroups; ++g) {
+    CEPHEUS_RETURN_IF_ERROR(backend->DeleteNamespace(g, MatcherNs(pattern)));
+    CEPHEUS_RETURN_IF_ERROR(backend->DeleteNamespace(g, TimerNs(pattern)));
+  }
+  return Status::Ok();
+}
 
 void SnapshotSync::Arrive(const Status& s) {
   std::lock_guard<std::mutex> l(mu_);
@@ -51,7 +81,8 @@ Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches)
       PatternState& ps = patterns_[static_cast<size_t>(pi)];
       ps.pattern = pipeline.patterns[static_cast<size_t>(pi)].get();
       ps.keying = &pipeline.keyings[k];
-      ps.ns = "m/" + ps.pattern->name;
+      ps.ns = MatcherNs(ps.pattern->name);
+      ps.timer_ns = TimerNs(ps.pattern->name);
       keying_patterns_[k].push_back(pi);
     }
   }
@@ -170,42 +201,58 @@ Status Worker::Restore(const RestoreMapping& mapping) {
   state::GroupRange(index_, state::kDefaultKeyGroups, state_.parallelism, &begin, &end);
   Status bad;
   for (int g = begin; g < end; ++g) {
-    CEPHEUS_RETURN_IF_ERROR(state_.backend->ScanGroup(
-        g, [&](std::string_view ns, std::string_view key, std::string_view value) {
-          if (!bad.ok()) return;
-          if (ns == kBufferNs) {
-            buffer_groups_[static_cast<size_t>(g)] = true;
-            std::string_view k = key.substr(std::min<size_t>(8, key.size()));
-            uint64_t old_keying;
-            const char* p = value.data();
-            if (key.size() < 8 || !GetVarint(&k, &old_keying)) {
-              bad = Status::Corruption("damaged pending event in key group " + std::to_string(g));
-              return;
-            }
-            if (old_keying >= mapping.keyings.size() || mapping.keyings[old_keying] < 0) return;
-            RowPtr row = Row::DecodeFrom(&p, value.data() + value.size());
-            if (!row) {
-              bad = Status::Corruption("damaged pending event in key group " + std::to_string(g));
-              return;
-            }
-            buffer_.push_back(
-                Pending{std::move(row), static_cast<uint32_t>(mapping.keyings[old_keying])});
-            return;
+    // Pending events are read back; keys and their timers stay in the
+    // backend (a key loads when an event or its timer needs it).
+    CEPHEUS_RETURN_IF_ERROR(state_.backend->ScanNamespace(
+        g, kBufferNs, "", [&](std::string_view key, std::string_view value) {
+          buffer_groups_[static_cast<size_t>(g)] = true;
+          std::string_view k = key.substr(std::min<size_t>(8, key.size()));
+          uint64_t old_keying;
+          const char* p = value.data();
+          if (key.size() < 8 || !GetVarint(&k, &old_keying)) {
+            bad = Status::Corruption("damaged pending event in key group " + std::to_string(g));
+            return false;
           }
-          for (PatternState& ps : patterns_) {
-            if (ps.ns != ns) continue;
-            int64_t deadline;
-            std::string_view v = value;
-            if (!GetSigned(&v, &deadline)) {
-              bad = Status::Corruption("damaged state of pattern " + ps.pattern->name);
-              return;
-            }
-            if (deadline != EventTime::Max().millis())
-              ps.cold_timers.push(ColdTimer{EventTime::FromMillis(deadline), std::string(key)});
+          if (old_keying >= mapping.keyings.size() || mapping.keyings[old_keying] < 0) return true;
+          RowPtr row = Row::DecodeFrom(&p, value.data() + value.size());
+          if (!row) {
+            bad = Status::Corruption("damaged pending event in key group " + std::to_string(g));
+            return false;
           }
+          buffer_.push_back(
+              Pending{std::move(row), static_cast<uint32_t>(mapping.keyings[old_keying])});
+          return true;
         }));
     CEPHEUS_RETURN_IF_ERROR(bad);
+    for (PatternState& ps : patterns_) {
+      if (!mapping.timers_in_state) {
+        // A checkpoint from before timers were kept in the state: write a
+        // timer entry for every stored key from its deadline prefix.
+        CEPHEUS_RETURN_IF_ERROR(state_.backend->ScanNamespace(
+            g, ps.ns, "", [&](std::string_view key, std::string_view value) {
+              int64_t deadline;
+              if (!GetSigned(&value, &deadline)) {
+                bad = Status::Corruption("damaged state of pattern " + ps.pattern->name);
+                return false;
+              }
+              if (deadline != EventTime::Max().millis())
+                writes_.Put(g, ps.timer_ns, TimerKey(EventTime::FromMillis(deadline), key), "");
+              if (writes_.bytes() >= kMaxBatchBytes) FlushWrites();
+              return true;
+            }));
+        CEPHEUS_RETURN_IF_ERROR(bad);
+        FlushWrites();
+      }
+      CEPHEUS_RETURN_IF_ERROR(state_.backend->ScanNamespace(
+          g, ps.timer_ns, "", [&](std::string_view k, std::string_view) {
+            EventTime at;
+            std::string_view key;
+            if (DecodeTimerKey(k, &at, &key)) ps.cold_min = std::min(ps.cold_min, at);
+            return false;  // the first entry is the earliest
+          }));
+    }
   }
+  CEPHEUS_RETURN_IF_ERROR(status_);
   std::sort(buffer_.begin(), buffer_.end());
   head_ = 0;
   watermark_ = mapping.watermark;
@@ -223,7 +270,7 @@ Worker::KeyMap::value_type* Worker::FindOrLoad(PatternState& ps, std::string_vie
       Fail(got.status());
     } else if (got->has_value()) {
       std::string_view v = **got;
-      int64_t deadline;
+      int64_t deadline = EventTime::Max().millis();
       auto m = GetSigned(&v, &deadline) ? KeyMatcher::Deserialize(ps.env, v)
                                         : Result<KeyMatcher>(Status::Corruption("no deadline"));
       if (!m.ok()) {
@@ -232,6 +279,7 @@ Worker::KeyMap::value_type* Worker::FindOrLoad(PatternState& ps, std::string_vie
       } else {
         entry.matcher = std::move(m.value());
         entry.stored = true;
+        entry.stored_timer = EventTime::FromMillis(deadline);
         ++stats_.keys_loaded;
       }
     }
@@ -249,14 +297,29 @@ void Worker::WriteBack(PatternState& ps, const std::string& key, KeyEntry& e) {
   if (e.matcher.Idle()) {
     if (e.stored) writes_.Delete(GroupOf(key), ps.ns, key);
     e.stored = false;
+    StoreTimer(ps, key, e, EventTime::Max());
   } else {
+    const EventTime d = e.matcher.NextDeadline(ps.env);
     value_scratch_.clear();
-    PutSigned(&value_scratch_, e.matcher.NextDeadline(ps.env).millis());
+    PutSigned(&value_scratch_, d.millis());
     e.matcher.Serialize(ps.env, &value_scratch_);
     writes_.Put(GroupOf(key), ps.ns, key, value_scratch_);
     e.stored = true;
+    StoreTimer(ps, key, e, d);
   }
   if (writes_.bytes() >= kMaxBatchBytes) FlushWrites();
+}
+
+void Worker::StoreTimer(PatternState& ps, const std::string& key, KeyEntry& e, EventTime d) {
+  if (e.stored_timer == d) return;
+  const int g = GroupOf(key);
+  if (e.stored_timer != EventTime::Max())
+    writes_.Delete(g, ps.timer_ns, TimerKey(e.stored_timer, key));
+  if (d != EventTime::Max()) {
+    writes_.Put(g, ps.timer_ns, TimerKey(d, key), "");
+    ps.cold_min = std::min(ps.cold_min, d);
+  }
+  e.stored_timer = d;
 }
 
 void Worker::FlushWrites() {
@@ -314,9 +377,7 @@ void Worker::EvictColdKeys() {
     PatternState& ps = *all[i].ps;
     KeyEntry& e = all[i].node->second;
     const std::string key = all[i].node->first;
-    WriteBack(ps, key, e);
-    const EventTime d = e.matcher.Idle() ? EventTime::Max() : e.matcher.NextDeadline(ps.env);
-    if (d != EventTime::Max()) ps.cold_timers.push(ColdTimer{d, key});
+    WriteBack(ps, key, e);  // with its timer entry, if it has a deadline
     e.matcher.Clear(ps.env);
     ps.keys.erase(key);
     --cached_keys_;
@@ -332,11 +393,12 @@ void Worker::EndStoredKeys(PatternState& ps) {
   state::GroupRange(index_, state::kDefaultKeyGroups, state_.parallelism, &begin, &end);
   for (int g = begin; g < end; ++g) {
     std::vector<std::string> keys;
-    Status s = state_.backend->ScanGroup(g, [&](std::string_view ns, std::string_view key,
-                                                std::string_view) {
-      if (ns == ps.ns && ps.keys.find(absl::string_view(key.data(), key.size())) == ps.keys.end())
-        keys.emplace_back(key);
-    });
+    Status s =
+        state_.backend->ScanNamespace(g, ps.ns, "", [&](std::string_view key, std::string_view) {
+          if (ps.keys.find(absl::string_view(key.data(), key.size())) == ps.keys.end())
+            keys.emplace_back(key);
+          return true;
+        });
     if (!s.ok()) Fail(s);
     for (const std::string& k : keys) {
       KeyMap::value_type* node = FindOrLoad(ps, k);
@@ -406,6 +468,7 @@ void Worker::SweepIdleKeys() {
     for (auto it = ps.keys.begin(); it != ps.keys.end();) {
       if (it->second.matcher.Idle()) {
         if (it->second.stored) writes_.Delete(GroupOf(it->first), ps.ns, it->first);
+        if (state_.backend) StoreTimer(ps, it->first, it->second, EventTime::Max());
         ps.keys.erase(it++);
         --cached_keys_;
       } else {
@@ -464,7 +527,7 @@ void Worker::FireTimers(EventTime wm) {
       // End of input: every key ends, with or without a deadline, including
       // those that live only in the backend.
       if (lookup_backend_) EndStoredKeys(ps);
-      while (!ps.cold_timers.empty()) ps.cold_timers.pop();
+      ps.cold_min = EventTime::Max();
       for (auto& [key, e] : ps.keys) {
         ps.current_key_view = key;
         e.matcher.AdvanceTime(ps.env, wm);
@@ -488,19 +551,66 @@ void Worker::FireTimers(EventTime wm) {
       Schedule(ps, *t.key);  // idle keys are left to SweepIdleKeys
     }
     // Deadlines of keys that were evicted: load them and let time pass.
-    while (!ps.cold_timers.empty() && ps.cold_timers.top().at <= wm) {
-      const std::string key = ps.cold_timers.top().key;
-      ps.cold_timers.pop();
-      if (ps.keys.find(key) != ps.keys.end()) continue;  // loaded since: has its own timer
-      KeyMap::value_type* node = FindOrLoad(ps, key);
-      KeyEntry& e = node->second;
-      e.dirty = true;
-      e.scheduled = EventTime::Max();
-      ps.current_key_view = node->first;
-      e.matcher.AdvanceTime(ps.env, wm);
-      Schedule(ps, *node);
+    if (lookup_backend_ && ps.cold_min <= wm) FireColdTimers(ps, wm);
+  }
+}
+
+void Worker::FireColdTimers(PatternState& ps, EventTime wm) {
+  FlushWrites();  // the scan must see the timer entries written so far
+  int begin, end;
+  state::GroupRange(index_, state::kDefaultKeyGroups, state_.parallelism, &begin, &end);
+  // Timer entries written meanwhile (keys evicted between chunks) lower
+  // cold_min again; `next` covers the entries left in the scanned groups.
+  ps.cold_min = EventTime::Max();
+  EventTime next = EventTime::Max();
+  std::vector<std::string> due;
+  constexpr size_t kChunk = 4096;  // keys loaded at a time (then the cache is trimmed)
+  for (int g = begin; g < end; ++g) {
+    bool more = true;
+    while (more) {
+      due.clear();
+      more = false;
+      Status s = state_.backend->ScanNamespace(g, ps.timer_ns, "",
+                                               [&](std::string_view k, std::string_view) {
+                                                 EventTime at;
+                                                 std::string_view key;
+                                                 if (!DecodeTimerKey(k, &at, &key)) return true;
+                                                 if (at > wm) {
+                                                   next = std::min(next, at);
+                                                   return false;
+                                                 }
+                                                 if (due.size() == kChunk) {
+                                                   more = true;
+                                                   return false;
+                                                 }
+                                                 due.emplace_back(k);
+                                                 return true;
+                                               });
+      if (!s.ok()) {
+        Fail(s);
+        return;
+      }
+      for (const std::string& tk : due) {
+        writes_.Delete(g, ps.timer_ns, tk);
+        const std::string_view key = std::string_view(tk).substr(8);
+        auto it = ps.keys.find(absl::string_view(key.data(), key.size()));
+        KeyMap::value_type* node = it != ps.keys.end() ? &*it : FindOrLoad(ps, key);
+        KeyEntry& e = node->second;
+        e.stored_timer = EventTime::Max();  // just deleted
+        e.dirty = true;
+        if (it != ps.keys.end()) continue;  // in memory: its own timer has fired
+        e.scheduled = EventTime::Max();
+        e.last_used = batch_no_;
+        ps.current_key_view = node->first;
+        e.matcher.AdvanceTime(ps.env, wm);
+        Schedule(ps, *node);
+        FlushOutput();
+      }
+      FlushWrites();
+      if (more && state_.cache_keys && cached_keys_ > state_.cache_keys) EvictColdKeys();
     }
   }
+  ps.cold_min = std::min(ps.cold_min, next);
 }
 
 void Worker::FlushOutput() {

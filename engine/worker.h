@@ -84,11 +84,17 @@ struct RestoreMapping {
   // Checkpoint keying index -> current keying index, or -1 (its events are dropped).
   std::vector<int> keyings;
   Watermark watermark;
+  // The checkpoint keeps a timer entry per stored key with a deadline (worker
+  // state layout 2). Older checkpoints do not: Restore then writes them.
+  bool timers_in_state = true;
 };
 
 class Worker {
  public:
   Worker(const CompiledPipeline& pipeline, int index, Output* matches);
+  // Deletes everything a pattern keeps in `backend` (its state is dropped
+  // when the pattern changed since the checkpoint).
+  static Status DropPatternState(state::StateBackend* backend, const std::string& pattern);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -122,6 +128,8 @@ class Worker {
     uint64_t last_used = 0;                  // batch number, for eviction
     bool dirty = false;                      // changed since written to the backend
     bool stored = false;                     // the backend has an entry for it
+    // The deadline of this key's timer entry in the backend (Max: none).
+    EventTime stored_timer = EventTime::Max();
   };
   // Abseil's node map: power-of-two buckets (no division per lookup), lookup
   // by string_view without a copy, and stable node addresses (timers hold them).
@@ -133,20 +141,18 @@ class Worker {
     KeyMap::value_type* key;
     bool operator>(const Timer& o) const { return at > o.at; }
   };
-  // A deadline of a key that is not in memory.
-  struct ColdTimer {
-    EventTime at;
-    std::string key;
-    bool operator>(const ColdTimer& o) const { return at > o.at; }
-  };
   struct PatternState {
     const patterns::CompiledPattern* pattern = nullptr;
-    std::string ns;  // the backend namespace of its matchers
+    std::string ns;        // the backend namespace of its matchers
+    std::string timer_ns;  // and of their timers (deadline, key), in deadline order
     const Keying* keying = nullptr;
     MatcherEnv env;
     KeyMap keys;
     std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers;
-    std::priority_queue<ColdTimer, std::vector<ColdTimer>, std::greater<ColdTimer>> cold_timers;
+    // Timers of keys that are not in memory live in the backend (so memory
+    // does not grow with the number of keys): none of them is due before
+    // this (Max: none, or no backend).
+    EventTime cold_min = EventTime::Max();
     std::string_view current_key_view;  // the key whose matcher is emitting (a map key)
     std::unique_ptr<MatchRenderer> renderer;
   };
@@ -167,6 +173,10 @@ class Worker {
   // Lookahead: start loading what processing `p` will touch.
   void PrefetchKey(Pending& p, bool resolve);
   void FireTimers(EventTime wm);
+  // Loads the keys whose backend timers are due at `wm` and lets time pass for them.
+  void FireColdTimers(PatternState& ps, EventTime wm);
+  // Makes the key's timer entry in the backend match deadline `d`.
+  void StoreTimer(PatternState& ps, const std::string& key, KeyEntry& e, EventTime d);
   void Schedule(PatternState& ps, KeyMap::value_type& key);
   void FlushOutput();
   void SweepIdleKeys();

@@ -72,6 +72,21 @@ constexpr std::string_view kMemorySnapshotMagic = "CEPHEUS-MEMSTATE-1\n";
 // behind a mutex. A snapshot is one file: the entries as varint-length-
 // prefixed keys and values, then a hash of all of it.
 class MemoryBackend final : public StateBackend {
+  class Image final : public PendingSnapshot {
+   public:
+    explicit Image(std::string data) : data_(std::move(data)) {}
+    Status WriteTo(const std::string& dir) override {
+      std::error_code ec;
+      if (fs::exists(dir, ec)) return Status::IoError("snapshot directory '" + dir + "' exists");
+      fs::create_directories(dir, ec);
+      if (ec) return Status::IoError("cannot create '" + dir + "': " + ec.message());
+      return WriteFileDurably((fs::path(dir) / kMemorySnapshotFile).string(), data_);
+    }
+
+   private:
+    std::string data_;
+  };
+
  public:
   Status Put(int g, std::string_view ns, std::string_view key, std::string_view value) override {
     std::lock_guard<std::mutex> l(mu_);
@@ -126,11 +141,19 @@ class MemoryBackend final : public StateBackend {
     }
     return Status::Ok();
   }
-  Status Snapshot(const std::string& dir) override {
-    std::error_code ec;
-    if (fs::exists(dir, ec)) return Status::IoError("snapshot directory '" + dir + "' exists");
-    fs::create_directories(dir, ec);
-    if (ec) return Status::IoError("cannot create '" + dir + "': " + ec.message());
+  Status ScanNamespace(int g, std::string_view ns, std::string_view from,
+                       const RangeVisitor& visit) override {
+    std::lock_guard<std::mutex> l(mu_);
+    const std::string prefix = EncodeStateKey(g, ns, "");
+    for (auto it = map_.lower_bound(EncodeStateKey(g, ns, from));
+         it != map_.end() && std::string_view(it->first).starts_with(prefix); ++it) {
+      if (!visit(std::string_view(it->first).substr(prefix.size()), it->second)) break;
+    }
+    return Status::Ok();
+  }
+  // The image is the snapshot file's contents, serialized while the workers
+  // wait (this backend is for small states; RocksDB is the one that scales).
+  Result<std::unique_ptr<PendingSnapshot>> BeginSnapshot() override {
     std::string data(kMemorySnapshotMagic);
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -143,7 +166,7 @@ class MemoryBackend final : public StateBackend {
     }
     const uint64_t h = StableHash(data);
     data.append(reinterpret_cast<const char*>(&h), 8);
-    return WriteFileDurably((fs::path(dir) / kMemorySnapshotFile).string(), data);
+    return std::unique_ptr<PendingSnapshot>(new Image(std::move(data)));
   }
 
   Status Load(const std::string& dir) {
@@ -209,6 +232,12 @@ Status SyncDirectory(const std::string& dir) {
   ::close(fd);
   if (rc != 0) return Status::IoError("syncing directory '" + dir + "': " + std::strerror(errno));
   return Status::Ok();
+}
+
+Status StateBackend::Snapshot(const std::string& dir) {
+  auto image = BeginSnapshot();
+  if (!image.ok()) return image.status();
+  return (*image)->WriteTo(dir);
 }
 
 std::unique_ptr<StateBackend> MakeMemoryBackend() { return std::make_unique<MemoryBackend>(); }

@@ -40,6 +40,19 @@ class StateWriteBatch {
   size_t count_ = 0;
 };
 
+// A consistent image of the whole state, taken while no worker writes (the
+// synchronous part of a checkpoint, cheap: RocksDB lists its live files and
+// pins them), and written out later while the workers go on (the
+// asynchronous part: links, copies, fsyncs). WriteTo may run on another
+// thread than the one that took the image, concurrently with writes to the
+// backend; the backend must outlive it.
+class PendingSnapshot {
+ public:
+  virtual ~PendingSnapshot() = default;
+  // Writes the image to `dir` (which must not exist), durably; at most once.
+  virtual Status WriteTo(const std::string& dir) = 0;
+};
+
 class StateBackend {
  public:
   virtual ~StateBackend() = default;
@@ -55,12 +68,23 @@ class StateBackend {
   using Visitor =
       std::function<void(std::string_view ns, std::string_view key, std::string_view value)>;
   virtual Status ScanGroup(int key_group, const Visitor& visit) = 0;
+  // Visits the entries of (`key_group`, `ns`) whose key is >= `from`, in key
+  // order, while `visit` returns true. The cost is one seek plus the entries
+  // visited, whatever else the group holds (timers are scanned this way).
+  using RangeVisitor = std::function<bool(std::string_view key, std::string_view value)>;
+  virtual Status ScanNamespace(int key_group, std::string_view ns, std::string_view from,
+                               const RangeVisitor& visit) = 0;
   // Deletes every entry of (`key_group`, `ns`).
   virtual Status DeleteNamespace(int key_group, std::string_view ns) = 0;
-  // Writes a consistent, openable copy of the whole state to `dir` (which
-  // must not exist). RocksDB hard-links its table files, so a snapshot costs
-  // about what changed since the last one.
-  virtual Status Snapshot(const std::string& dir) = 0;
+  // Takes an image of the state as it is now (see PendingSnapshot). Writes
+  // that start after this returns are not in it. RocksDB pins its live
+  // table files and notes how much of its log and manifest belong to the
+  // image, without flushing; memory serializes its map.
+  virtual Result<std::unique_ptr<PendingSnapshot>> BeginSnapshot() = 0;
+  // BeginSnapshot and WriteTo at once: a consistent, openable copy of the
+  // whole state in `dir` (which must not exist). RocksDB hard-links its
+  // table files, so a snapshot costs about what changed since the last one.
+  Status Snapshot(const std::string& dir);
 };
 
 std::unique_ptr<StateBackend> MakeMemoryBackend();

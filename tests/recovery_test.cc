@@ -17,9 +17,12 @@
 #include <random>
 #include <sstream>
 
+#include "engine/checkpoint.h"
 #include "engine/pipeline.h"
 #include "engine/runner.h"
 #include "sinks/outputs.h"
+#include "state/key_groups.h"
+#include "state/state_backend.h"
 #include "tests/support/random_pattern.h"
 #include "tests/support/test_io.h"
 
@@ -369,6 +372,102 @@ TEST_F(Recovery, EvictedKeysFireTheirDeadlinesOnTime) {
   EXPECT_EQ(std::count(want.begin(), want.end(), '\n'), 10);
   EXPECT_GT(summary.keys_evicted, 5u);
   EXPECT_EQ(got, want) << "same matches in the same (deadline) order";
+}
+
+// Timers of keys that are not in memory live in the state backend (one
+// entry per stored key with a deadline), not in a per-worker heap that grows
+// with the number of keys. A checkpoint holds exactly one timer per waiting
+// key; a restored run fires them when the watermark passes, without having
+// scanned the keys at restore; and a checkpoint from before timers were kept
+// in the state (worker_state 1) gets them rebuilt.
+TEST_F(Recovery, TimersOfStoredKeysLiveInTheStateAndFireAfterRestore) {
+  constexpr int kKeys = 3000;
+  const fs::path input = dir_ / "waiting.jsonl";
+  {
+    std::ofstream out(input);
+    for (int i = 0; i < kKeys; ++i)
+      out << "{\"key\":\"k" << i << "\",\"type\":\"A\",\"v\":1,\"ts\":" << i << "}\n";
+    // Another key only, long after every deadline.
+    for (int t = 0; t < 5; ++t)
+      out << "{\"key\":\"z\",\"type\":\"C\",\"v\":1,\"ts\":" << 100000 + t << "}\n";
+  }
+  auto p = OneStreamPipeline(
+      "PATTERN p FROM s MATCH a -> b WITHIN 10 SECONDS "
+      "DEFINE a AS type = 'A', b AS type = 'B' EMIT key ON TIMEOUT EMIT key",
+      input.string(), 0, kSchema);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  engine::RunOptions plain;
+  plain.parallelism = 2;
+  const std::string want = RunOnce(p.value(), plain).matches;
+  ASSERT_EQ(SortedLines(want).size(), static_cast<size_t>(kKeys));
+
+  // First run: every A, then a stop (and its checkpoint).
+  const fs::path state = dir_ / "state";
+  engine::RunOptions o = Checkpointed(state);
+  o.parallelism = 2;
+  o.checkpoint.cache_keys = 16;
+  o.stop_after_records = kKeys;
+  o.lines_per_turn = 1;  // stop right after the last A
+  engine::RunSummary first;
+  const std::string before = RunOnce(p.value(), o, &first).matches;
+  ASSERT_TRUE(first.stopped);
+  EXPECT_TRUE(before.empty());
+  fs::path chk;
+  for (const auto& e : fs::directory_iterator(state / "checkpoints"))
+    if (fs::exists(e.path() / "_metadata")) chk = e.path();
+  ASSERT_FALSE(chk.empty());
+  {
+    auto snap = state::OpenWorkingState(state::BackendKind::kRocksDb, (dir_ / "look").string(),
+                                        (chk / "state").string());
+    ASSERT_TRUE(snap.ok()) << snap.status().message();
+    size_t timers = 0, keys = 0;
+    for (int g = 0; g < state::kDefaultKeyGroups; ++g) {
+      auto count = [](size_t* n) {
+        return [n](std::string_view, std::string_view) { return ++*n, true; };
+      };
+      ASSERT_TRUE((*snap)->ScanNamespace(g, "t/p", "", count(&timers)).ok());
+      ASSERT_TRUE((*snap)->ScanNamespace(g, "m/p", "", count(&keys)).ok());
+    }
+    // (The last A waits for the watermark among the pending events.)
+    EXPECT_EQ(keys, static_cast<size_t>(kKeys - 1));
+    EXPECT_EQ(timers, keys) << "one timer entry per waiting key";
+  }
+  // A copy of the state as an older version would have written it.
+  const fs::path old_state = dir_ / "old-state";
+  fs::copy(state, old_state, fs::copy_options::recursive);
+  {
+    const fs::path old_chk = old_state / "checkpoints" / chk.filename();
+    auto b = state::OpenRocksDbBackend((old_chk / "state").string());
+    ASSERT_TRUE(b.ok()) << b.status().message();
+    for (int g = 0; g < state::kDefaultKeyGroups; ++g)
+      ASSERT_TRUE((*b)->DeleteNamespace(g, "t/p").ok());
+    b.value().reset();
+    const std::string text = ReadFile(old_chk / "_metadata");
+    auto meta = engine::CheckpointMetadata::Decode(text, "_metadata");
+    ASSERT_TRUE(meta.ok()) << meta.status().message();
+    ASSERT_EQ(meta->worker_state, 2);
+    meta->worker_state = 1;
+    const std::string encoded = meta->Encode();
+    ASSERT_NE(encoded.find("worker_state 1\n"), std::string::npos);
+    WriteFile(old_chk / "_metadata", encoded);
+  }
+  for (const fs::path& dir : {state, old_state}) {
+    SCOPED_TRACE(dir.filename().string());
+    engine::RunOptions rest = Checkpointed(dir);
+    rest.parallelism = 3;  // other workers own the key groups now
+    rest.checkpoint.cache_keys = 16;
+    // Stopped before the end of the input (which would end every stored key
+    // anyway): only the timers can have fired the timeouts.
+    rest.stop_after_records = kKeys + 5;
+    rest.lines_per_turn = 1;
+    engine::RunSummary second;
+    const std::string after = RunOnce(p.value(), rest, &second).matches;
+    EXPECT_TRUE(second.stopped);
+    EXPECT_EQ(second.restored_from,
+              static_cast<uint64_t>(std::stoi(chk.filename().string().substr(4))));
+    EXPECT_EQ(SortedLines(after), SortedLines(want));
+    EXPECT_GE(second.keys_loaded, static_cast<uint64_t>(kKeys - 1)) << "loaded by their timers";
+  }
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <thread>
+#include <vector>
 
 namespace cepheus::state {
 namespace {
@@ -114,6 +116,112 @@ TEST_P(Backend, DeleteNamespaceRemovesExactlyThatNamespaceOfThatGroup) {
   EXPECT_EQ(Scan(5).size(), 60u) << "other groups keep theirs";
 }
 
+// ScanNamespace: one (group, namespace), from a key on, in key order, until
+// the visitor says stop; never an entry of a neighbouring namespace (one
+// whose name extends this one's) or group.
+TEST_P(Backend, ScanNamespaceVisitsOneNamespaceFromAKeyOnAndStopsWhenAsked) {
+  ASSERT_TRUE(backend_);
+  std::map<std::string, std::string> model;
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 500; ++i) {
+    std::string k(1 + rng() % 6, ' ');
+    for (char& c : k) c = static_cast<char>(rng() % 256);  // binary keys too
+    model[k] = std::to_string(i);
+    ASSERT_TRUE(backend_->Put(9, "t/p", k, model[k]).ok());
+  }
+  for (const char* other : {"t/pq", "t/", "s/p"})
+    ASSERT_TRUE(backend_->Put(9, other, "x", "other namespace").ok());
+  ASSERT_TRUE(backend_->Put(8, "t/p", "x", "other group").ok());
+  ASSERT_TRUE(backend_->Put(10, "t/p", "", "other group").ok());
+  for (std::string from :
+       {std::string(), std::string("\x80"), std::string("zz"), std::string(8, '\xff')}) {
+    std::vector<std::pair<std::string, std::string>> seen, want;
+    for (auto it = model.lower_bound(from); it != model.end(); ++it) want.emplace_back(*it);
+    ASSERT_TRUE(backend_
+                    ->ScanNamespace(9, "t/p", from,
+                                    [&](std::string_view k, std::string_view v) {
+                                      seen.emplace_back(k, v);
+                                      return true;
+                                    })
+                    .ok());
+    EXPECT_EQ(seen, want) << "from " << from.size() << " bytes";
+  }
+  int visited = 0;
+  ASSERT_TRUE(backend_
+                  ->ScanNamespace(9, "t/p", "",
+                                  [&](std::string_view, std::string_view) { return ++visited < 3; })
+                  .ok());
+  EXPECT_EQ(visited, 3) << "the scan stops when the visitor returns false";
+  int none = 0;
+  ASSERT_TRUE(backend_
+                  ->ScanNamespace(11, "t/p", "",
+                                  [&](std::string_view, std::string_view) {
+                                    ++none;
+                                    return true;
+                                  })
+                  .ok());
+  EXPECT_EQ(none, 0);
+}
+
+// The two-part snapshot: the image is the state at BeginSnapshot; writes
+// made after it (while WriteTo runs on another thread) are not in it, and
+// later images see them. This is what lets workers go on during a checkpoint.
+TEST_P(Backend, AnImageIsTheStateWhenItWasTakenWhateverIsWrittenMeanwhile) {
+  const BackendKind kind = GetParam() == "memory" ? BackendKind::kMemory : BackendKind::kRocksDb;
+  auto work = OpenWorkingState(kind, (dir_ / "work").string(), "");
+  ASSERT_TRUE(work.ok()) << work.status().message();
+  StateBackend& b = **work;
+  std::vector<std::unique_ptr<PendingSnapshot>> images;
+  // Five images, each after a round of writes that overwrites, deletes and
+  // adds; between images enough is written to fill several memtables, so
+  // RocksDB flushes and compacts while images are pending.
+  for (int round = 0; round < 5; ++round) {
+    StateWriteBatch batch;
+    for (int i = 0; i < 40000; ++i) {
+      const std::string k = "k" + std::to_string(i);
+      if (i % 7 == round)
+        batch.Delete(i % 128, "ns", k);
+      else
+        batch.Put(i % 128, "ns", k, "r" + std::to_string(round) + std::string(100, 'x'));
+      if (batch.count() == 5000) ASSERT_TRUE(b.Write(batch).ok());
+    }
+    ASSERT_TRUE(b.Write(batch).ok());
+    auto image = b.BeginSnapshot();
+    ASSERT_TRUE(image.ok()) << image.status().message();
+    images.push_back(std::move(image.value()));
+  }
+  // Write the images out on another thread while this one keeps writing.
+  std::vector<Status> written(images.size());
+  std::thread writer([&] {
+    for (size_t i = 0; i < images.size(); ++i)
+      written[i] = images[i]->WriteTo((dir_ / ("img-" + std::to_string(i))).string());
+  });
+  StateWriteBatch later;
+  for (int i = 0; i < 40000; ++i) {
+    later.Put(i % 128, "ns", "k" + std::to_string(i), "after all images");
+    if (later.count() == 5000) ASSERT_TRUE(b.Write(later).ok());
+  }
+  ASSERT_TRUE(b.Write(later).ok());
+  writer.join();
+  images.clear();
+  for (size_t round = 0; round < written.size(); ++round) {
+    ASSERT_TRUE(written[round].ok()) << written[round].message();
+    auto restored = OpenWorkingState(kind, (dir_ / "check").string(),
+                                     (dir_ / ("img-" + std::to_string(round))).string());
+    ASSERT_TRUE(restored.ok()) << restored.status().message();
+    for (int i : {0, 1, 2, 3, 4, 5, 6, 7, 12345, 39999}) {
+      auto got = (*restored)->Get(i % 128, "ns", "k" + std::to_string(i));
+      ASSERT_TRUE(got.ok());
+      if (i % 7 == static_cast<int>(round)) {
+        EXPECT_FALSE(got->has_value()) << "deleted in round " << round << ", key " << i;
+      } else {
+        ASSERT_TRUE(got->has_value()) << "round " << round << ", key " << i;
+        EXPECT_EQ(got->value().substr(0, 2), "r" + std::to_string(round)) << "key " << i;
+      }
+    }
+  }
+}
+
 // A working state restored from a snapshot holds exactly the snapshot's
 // entries, and later writes to it never reach the snapshot.
 TEST_P(Backend, WorkingStateFromASnapshotIsACopy) {
@@ -195,6 +303,41 @@ TEST(RocksDbBackend, StateSurvivesReopenAndSnapshotsAreIndependent) {
   ASSERT_TRUE(snap.ok()) << snap.status().message();
   EXPECT_EQ(**(*snap)->Get(1, "runs", "key1"), "v1");
   EXPECT_EQ(**(*snap)->Get(2, "runs", "key2"), "v2");
+  fs::remove_all(dir);
+}
+
+// A snapshot taken without a flush keeps recent writes in its copy of the
+// write-ahead log. A damaged record there must fail the restore (so that an
+// older checkpoint is used), never end the replay early with writes missing.
+TEST(RocksDbBackend, DamagedLogInASnapshotIsRefusedNotReplayedInPart) {
+  fs::path dir = fs::temp_directory_path() / ("cepheus-rocks-log-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  {
+    auto work = OpenWorkingState(BackendKind::kRocksDb, (dir / "work").string(), "");
+    ASSERT_TRUE(work.ok()) << work.status().message();
+    for (int i = 0; i < 2000; ++i)
+      ASSERT_TRUE((*work)->Put(i % 128, "ns", "k" + std::to_string(i), std::string(64, 'v')).ok());
+    ASSERT_TRUE((*work)->Snapshot((dir / "snap").string()).ok());
+  }
+  fs::path log;
+  for (const auto& e : fs::directory_iterator(dir / "snap"))
+    if (e.path().extension() == ".log" && fs::file_size(e.path()) > 0) log = e.path();
+  ASSERT_FALSE(log.empty()) << "the unflushed writes are in the snapshot's log";
+  {
+    auto intact =
+        OpenWorkingState(BackendKind::kRocksDb, (dir / "w1").string(), (dir / "snap").string());
+    ASSERT_TRUE(intact.ok()) << intact.status().message();
+    EXPECT_TRUE((*intact)->Get(1999 % 128, "ns", "k1999")->has_value());
+  }
+  {
+    std::fstream f(log, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(log) / 2));
+    f.write("\xde\xad\xbe\xef", 4);
+  }
+  auto damaged =
+      OpenWorkingState(BackendKind::kRocksDb, (dir / "w2").string(), (dir / "snap").string());
+  ASSERT_FALSE(damaged.ok()) << "a damaged log must not restore";
+  EXPECT_EQ(damaged.status().code(), Status::Code::kCorruption) << damaged.status().message();
   fs::remove_all(dir);
 }
 
