@@ -83,6 +83,7 @@ Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches)
       ps.keying = &pipeline.keyings[k];
       ps.ns = MatcherNs(ps.pattern->name);
       ps.timer_ns = TimerNs(ps.pattern->name);
+      ps.group_cold_min.assign(state::kDefaultKeyGroups, EventTime::Max());
       keying_patterns_[k].push_back(pi);
     }
   }
@@ -247,7 +248,10 @@ Status Worker::Restore(const RestoreMapping& mapping) {
           g, ps.timer_ns, "", [&](std::string_view k, std::string_view) {
             EventTime at;
             std::string_view key;
-            if (DecodeTimerKey(k, &at, &key)) ps.cold_min = std::min(ps.cold_min, at);
+            if (DecodeTimerKey(k, &at, &key)) {
+              ps.group_cold_min[static_cast<size_t>(g)] = at;
+              ps.cold_min = std::min(ps.cold_min, at);
+            }
             return false;  // the first entry is the earliest
           }));
     }
@@ -317,6 +321,8 @@ void Worker::StoreTimer(PatternState& ps, const std::string& key, KeyEntry& e, E
     writes_.Delete(g, ps.timer_ns, TimerKey(e.stored_timer, key));
   if (d != EventTime::Max()) {
     writes_.Put(g, ps.timer_ns, TimerKey(d, key), "");
+    EventTime& group_min = ps.group_cold_min[static_cast<size_t>(g)];
+    group_min = std::min(group_min, d);
     ps.cold_min = std::min(ps.cold_min, d);
   }
   e.stored_timer = d;
@@ -528,6 +534,7 @@ void Worker::FireTimers(EventTime wm) {
       // those that live only in the backend.
       if (lookup_backend_) EndStoredKeys(ps);
       ps.cold_min = EventTime::Max();
+      ps.group_cold_min.assign(ps.group_cold_min.size(), EventTime::Max());
       for (auto& [key, e] : ps.keys) {
         ps.current_key_view = key;
         e.matcher.AdvanceTime(ps.env, wm);
@@ -559,28 +566,29 @@ void Worker::FireColdTimers(PatternState& ps, EventTime wm) {
   FlushWrites();  // the scan must see the timer entries written so far
   int begin, end;
   state::GroupRange(index_, state::kDefaultKeyGroups, state_.parallelism, &begin, &end);
-  // Timer entries written meanwhile (keys evicted between chunks) lower
-  // cold_min again; `next` covers the entries left in the scanned groups.
-  ps.cold_min = EventTime::Max();
-  EventTime next = EventTime::Max();
   std::vector<std::string> due;
   constexpr size_t kChunk = 4096;  // keys loaded at a time (then the cache is trimmed)
   for (int g = begin; g < end; ++g) {
-    bool more = true;
+    EventTime& group_min = ps.group_cold_min[static_cast<size_t>(g)];
+    bool more = group_min <= wm;  // only groups with a due timer are read
     while (more) {
+      // No entry of the group is earlier than group_min: the scan starts
+      // there, past the deletion markers of the timers fired before (from
+      // the start of the namespace it would step over all of them, every time).
+      const std::string from = TimerKey(group_min, "");
+      // Entries written meanwhile (keys evicted between chunks) lower it again.
+      group_min = EventTime::Max();
+      EventTime next = EventTime::Max();
       due.clear();
       more = false;
-      Status s = state_.backend->ScanNamespace(g, ps.timer_ns, "",
+      Status s = state_.backend->ScanNamespace(g, ps.timer_ns, from,
                                                [&](std::string_view k, std::string_view) {
                                                  EventTime at;
                                                  std::string_view key;
                                                  if (!DecodeTimerKey(k, &at, &key)) return true;
-                                                 if (at > wm) {
-                                                   next = std::min(next, at);
-                                                   return false;
-                                                 }
-                                                 if (due.size() == kChunk) {
-                                                   more = true;
+                                                 if (at > wm || due.size() == kChunk) {
+                                                   next = at;
+                                                   more = at <= wm;
                                                    return false;
                                                  }
                                                  due.emplace_back(k);
@@ -590,6 +598,7 @@ void Worker::FireColdTimers(PatternState& ps, EventTime wm) {
         Fail(s);
         return;
       }
+      group_min = std::min(group_min, next);
       for (const std::string& tk : due) {
         writes_.Delete(g, ps.timer_ns, tk);
         const std::string_view key = std::string_view(tk).substr(8);
@@ -610,7 +619,9 @@ void Worker::FireColdTimers(PatternState& ps, EventTime wm) {
       if (more && state_.cache_keys && cached_keys_ > state_.cache_keys) EvictColdKeys();
     }
   }
-  ps.cold_min = std::min(ps.cold_min, next);
+  ps.cold_min = EventTime::Max();
+  for (int g = begin; g < end; ++g)
+    ps.cold_min = std::min(ps.cold_min, ps.group_cold_min[static_cast<size_t>(g)]);
 }
 
 void Worker::FlushOutput() {

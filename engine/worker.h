@@ -153,7 +153,8 @@ class Worker {
     // does not grow with the number of keys): none of them is due before
     // this (Max: none, or no backend).
     EventTime cold_min = EventTime::Max();
-    std::string_view current_key_view;  // the key whose matcher is emitting (a map key)
+    std::vector<EventTime> group_cold_min;  // the same per key group
+    std::string_view current_key_view;      // the key whose matcher is emitting (a map key)
     std::unique_ptr<MatchRenderer> renderer;
   };
   struct Pending {
