@@ -123,6 +123,12 @@ void MatchRenderer::Render(std::string_view key, const MatchResult& m, std::stri
   AppendRfc3339(out, m.start);
   out->append("\",\"end\":\"");
   AppendRfc3339(out, m.end);
+  if (m.timeout) {
+    // When it timed out: the event time its deadline passed (Flink hands
+    // the same to a TimedOutPartialMatchHandler as the context timestamp).
+    out->append("\",\"timeout_at\":\"");
+    AppendRfc3339(out, EventTime::FromMillis(m.completion.deadline));
+  }
   out->append("\",\"id\":\"");
   char id[16];
   uint64_t h = MatchId(p.name, key, m.last, m.timeout);

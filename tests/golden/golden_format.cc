@@ -98,6 +98,10 @@ Status Render(const std::string& text, const char* kind, std::vector<std::string
           std::string_view v;
           if (f.value().get_string().get(v)) return Status::Corruption(line);
           (k == "type" ? type : key) = std::string(v);
+        } else if (k == "timeout_at") {
+          std::string_view t;
+          if (f.value().get_string().get(t)) return Status::Corruption(line);
+          fields.insert(fields.begin(), "timeout_at=" + std::to_string(ParseTs(t)));
         } else if (k == "start" || k == "end") {
           std::string_view t;
           if (f.value().get_string().get(t)) return Status::Corruption(line);
