@@ -1,5 +1,7 @@
 #include "engine/pipeline_config.h"
 
+#include "common/text.h"
+
 #include "common/paths.h"
 
 #include <yaml-cpp/yaml.h>
@@ -60,22 +62,6 @@ bool Bool(const YAML::Node& n, const std::string& what) {
   if (text == "true" || text == "yes" || text == "on") return true;
   if (text == "false" || text == "no" || text == "off") return false;
   throw ConfigError{n.Mark(), what + ": expected true or false, got '" + text + "'"};
-}
-
-// Levenshtein distance, for "did you mean" suggestions.
-size_t EditDistance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // Every key of the map `n` (the setting `section`) must be one of `known`: a

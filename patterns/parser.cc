@@ -5,6 +5,7 @@
 #include "patterns/parser.h"
 
 #include "common/json.h"
+#include "common/text.h"
 
 #include <algorithm>
 #include <boost/spirit/home/x3.hpp>
@@ -646,6 +647,41 @@ std::string DescribeFound(It where, It end) {
   return "'" + std::string(where, e) + "'";
 }
 
+// Words of SQL that the expression language does not have: named where they
+// stand rather than reported as "expected a clause".
+const char* UnsupportedSqlWord(std::string_view word) {
+  std::string up;
+  for (char c : word) up.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  if (up == "IS")
+    return "IS [NOT] NULL is not supported (a missing field is never equal to anything)";
+  if (up == "BETWEEN") return "BETWEEN is not supported; write x >= low AND x <= high";
+  if (up == "LIKE" || up == "ILIKE")
+    return "LIKE is not supported; use MATCHES with an RE2 regular expression";
+  if (up == "CASE" || up == "WHEN") return "CASE WHEN is not supported";
+  return nullptr;
+}
+
+// A word that is a clause keyword misspelt (WITHN, DEFNE, EMT): the grammar
+// reads it as a stage name and fails later, on an innocent token.
+const char* MisspeltClause(std::string_view word) {
+  static const char* const kClauses[] = {"FROM",   "PARTITION", "MATCH", "WITHIN",
+                                         "DEFINE", "AFTER",     "EMIT",  "TIMEOUT"};
+  if (word.size() < 3) return nullptr;
+  for (const char* kw : kClauses) {
+    const size_t d = EditDistanceIgnoringCase(word, kw);
+    if (d == 0) return nullptr;  // the keyword itself
+    if (d <= (std::string_view(kw).size() >= 6 ? 2u : 1u)) return kw;
+  }
+  return nullptr;
+}
+
+// The identifier at `at` (empty if none).
+std::string_view WordAt(It at, It end) {
+  It e = at;
+  while (e != end && IsIdentChar(*e)) ++e;
+  return std::string_view(at, static_cast<size_t>(e - at));
+}
+
 // Up-front limits, so that hostile or generated input is refused with a clear
 // error before the recursive grammar (and the passes after it) could run out
 // of stack or time.
@@ -805,6 +841,7 @@ std::vector<PatternAst> ParsePatterns(const SourceFile& file, Diagnostics& diags
     diags.Error(SourceSpan{0, 0}, "expected at least one PATTERN definition");
   for (auto [b, e] : blocks) {
     It first = text.data() + b;
+    const It first_of_block = first;
     It last = text.data() + e;
     if (!CheckNesting(first, last, diags)) continue;
     PatternAst ast;
@@ -822,6 +859,36 @@ std::vector<PatternAst> ParsePatterns(const SourceFile& file, Diagnostics& diags
       It where = f.where();
       // Point at the offending token, not at the white space before it.
       while (where != last && std::isspace(static_cast<unsigned char>(*where))) ++where;
+      const std::string_view found = WordAt(where, last);
+      if (const char* why = UnsupportedSqlWord(found)) {
+        diags.Error(SpanOf(where, where + found.size()), why);
+        continue;
+      }
+      // A misspelt clause keyword: the found word, or one of the three words
+      // before it (the grammar took them as stage names).
+      It w = where;
+      bool reported = false;
+      const bool at_clause = f.which().starts_with("a clause");
+      for (int back = 0; at_clause && back < 4 && !reported; ++back) {
+        const std::string_view word = WordAt(w, last);
+        if (const char* kw = MisspeltClause(word)) {
+          diags.Error(SpanOf(w, w + word.size()),
+                      "unknown clause '" + std::string(word) + "' (did you mean " + kw + "?)");
+          reported = true;
+        }
+        // The start of the previous word.
+        It p = w;
+        while (p != first_of_block && !IsIdentChar(*(p - 1))) {
+          if (!std::isspace(static_cast<unsigned char>(*(p - 1))) && *(p - 1) != '>' &&
+              *(p - 1) != '-')
+            break;
+          --p;
+        }
+        if (p == first_of_block || !IsIdentChar(*(p - 1))) break;
+        while (p != first_of_block && IsIdentChar(*(p - 1))) --p;
+        w = p;
+      }
+      if (reported) continue;
       diags.Error(SpanOf(where, where == last ? where : where + 1),
                   "expected " + f.which() + ", found " + DescribeFound(where, last));
     }

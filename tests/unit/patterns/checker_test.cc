@@ -162,5 +162,47 @@ TEST(Checker, SkipStrategiesWarnThatMatchesCanBeHeld) {
   EXPECT_EQ(warnings.find("held"), std::string::npos) << "no skip strategy, no warning";
 }
 
+// Errors at the expression and clause level say what is wrong where it
+// stands: SQL words the language lacks are named, and a misspelt clause
+// keyword (which the grammar would take for a stage name) is reported as such,
+// with the caret on it rather than on the token after it.
+TEST(Checker, UnsupportedSqlAndMisspeltClausesAreNamedWhereTheyStand) {
+  struct Case {
+    std::string text, message, caret_at;
+  };
+  const std::vector<Case> cases = {
+      {"PATTERN p FROM payments MATCH a -> b WITHN 6 HOURS DEFINE a AS ok, b AS ok",
+       "unknown clause 'WITHN' (did you mean WITHIN?)", "WITHN"},
+      {"PATTERN p FROM payments MATCH a -> b DEFNE a AS ok, b AS ok",
+       "unknown clause 'DEFNE' (did you mean DEFINE?)", "DEFNE"},
+      {"PATTERN p FROM payments MATCH a b DEFINE a AS ok, b AS ok EMT card_id",
+       "unknown clause 'EMT' (did you mean EMIT?)", "EMT"},
+      {"PATTERN p FORM payments MATCH a DEFINE a AS ok", "did you mean FROM?", "FORM"},
+      {"PATTERN p FROM payments MATCH a DEFINE a AS status IS NULL",
+       "IS [NOT] NULL is not supported", "IS"},
+      {"PATTERN p FROM payments MATCH a DEFINE a AS amount BETWEEN 1 AND 2",
+       "BETWEEN is not supported", "BETWEEN"},
+      {"PATTERN p FROM payments MATCH a DEFINE a AS status LIKE 'x%'",
+       "LIKE is not supported; use MATCHES", "LIKE"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    const std::string e = Errors(c.text);
+    EXPECT_NE(e.find(c.message), std::string::npos) << e;
+    // c.cep:1:COL: the column of the offending word.
+    const std::string col = std::to_string(c.text.find(c.caret_at) + 1);
+    EXPECT_NE(e.find("c.cep:1:" + col + ":"), std::string::npos) << e;
+  }
+  // A stage named like a keyword but spelt right elsewhere is no error, and a
+  // real syntax error after it keeps the plain message.
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a -> b WITHIN 6 HOURS DEFINE a AS ok, b AS ok "
+                   "EMIT card_id card_id")
+                .find("expected a clause"),
+            std::string::npos);
+  // `==` is the same comparison as `=`.
+  auto eq = Compile("PATTERN p FROM payments MATCH a DEFINE a AS status == 'x'");
+  ASSERT_TRUE(eq.ok()) << eq.status().message();
+}
+
 }  // namespace
 }  // namespace cepheus::patterns

@@ -1,0 +1,43 @@
+#include "common/text.h"
+
+#include <algorithm>
+#include <cctype>
+#include <vector>
+
+namespace cepheus {
+namespace {
+
+// Optimal string alignment: insertions, deletions, substitutions and swaps
+// of two neighbouring characters (FORM for FROM is one edit).
+template <typename Eq>
+size_t Distance(std::string_view a, std::string_view b, Eq eq) {
+  const size_t w = b.size() + 1;
+  std::vector<size_t> d((a.size() + 1) * w);
+  for (size_t i = 0; i <= a.size(); ++i) d[i * w] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t v = std::min({d[(i - 1) * w + j] + 1, d[i * w + j - 1] + 1,
+                           d[(i - 1) * w + j - 1] + (eq(a[i - 1], b[j - 1]) ? 0 : 1)});
+      if (i > 1 && j > 1 && eq(a[i - 1], b[j - 2]) && eq(a[i - 2], b[j - 1]))
+        v = std::min(v, d[(i - 2) * w + j - 2] + 1);
+      d[i * w + j] = v;
+    }
+  }
+  return d[a.size() * w + b.size()];
+}
+
+}  // namespace
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  return Distance(a, b, [](char x, char y) { return x == y; });
+}
+
+size_t EditDistanceIgnoringCase(std::string_view a, std::string_view b) {
+  return Distance(a, b, [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) ==
+           std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
+}  // namespace cepheus
