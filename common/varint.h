@@ -42,4 +42,19 @@ inline bool GetSigned(std::string_view* in, int64_t* v) {
   return true;
 }
 
+// 8 bytes, most significant first: byte-wise order is numeric order (keys
+// that must sort, such as arrival numbers and deadlines in state keys).
+inline void PutFixed64BE(std::string* out, uint64_t v) {
+  for (int b = 7; b >= 0; --b) out->push_back(static_cast<char>((v >> (8 * b)) & 0xff));
+}
+
+inline bool GetFixed64BE(std::string_view* in, uint64_t* v) {
+  if (in->size() < 8) return false;
+  uint64_t r = 0;
+  for (size_t i = 0; i < 8; ++i) r = (r << 8) | static_cast<unsigned char>((*in)[i]);
+  in->remove_prefix(8);
+  *v = r;
+  return true;
+}
+
 }  // namespace cepheus

@@ -23,20 +23,18 @@ std::string TimerNs(const std::string& pattern) { return "t/" + pattern; }
 // Timer entry key: the deadline as 8 bytes that sort like the signed value
 // (big-endian, sign bit flipped), then the partition key.
 std::string TimerKey(EventTime at, std::string_view key) {
-  const uint64_t u = static_cast<uint64_t>(at.millis()) ^ (uint64_t{1} << 63);
   std::string out;
   out.reserve(8 + key.size());
-  for (int b = 7; b >= 0; --b) out.push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+  PutFixed64BE(&out, static_cast<uint64_t>(at.millis()) ^ (uint64_t{1} << 63));
   out.append(key);
   return out;
 }
 
 bool DecodeTimerKey(std::string_view k, EventTime* at, std::string_view* key) {
-  if (k.size() < 8) return false;
-  uint64_t u = 0;
-  for (int i = 0; i < 8; ++i) u = (u << 8) | static_cast<unsigned char>(k[static_cast<size_t>(i)]);
+  uint64_t u;
+  if (!GetFixed64BE(&k, &u)) return false;
   *at = EventTime::FromMillis(static_cast<int64_t>(u ^ (uint64_t{1} << 63)));
-  *key = k.substr(8);
+  *key = k;
   return true;
 }
 }  // namespace
@@ -351,7 +349,7 @@ Status Worker::WriteBackAll() {
     const Schema& schema = pipeline_.config.streams[static_cast<size_t>(keying.stream)].schema;
     const int g = GroupOf(KeyView(*p.row, keying.fields, schema, &key_scratch_));
     key.clear();
-    for (int b = 7; b >= 0; --b) key.push_back(static_cast<char>((p.row->seq() >> (8 * b)) & 0xff));
+    PutFixed64BE(&key, p.row->seq());
     PutVarint(&key, p.keying);
     value.clear();
     p.row->AppendEncoded(&value);
