@@ -92,6 +92,19 @@ uint64_t ResolveConflicts(const CompiledPattern& p, const NfaState& st, const in
   return keep;
 }
 
+// Flink's greedy loops: an edge that leaves or skips a greedy loop (bits
+// `left` of p.greedy_q) is dead on an event the loop's stage condition
+// accepts (and its UNTIL does not), in the run's context: the branch that
+// left the loop neither takes nor skips such an event.
+template <typename Eval>
+bool GreedyExitDies(const CompiledPattern& p, uint64_t left, Eval& cond, const uint64_t* aggs) {
+  for (; left; left &= left - 1) {
+    const auto& q = p.quants[static_cast<size_t>(__builtin_ctzll(left))];
+    if (cond.Test(q.cond, aggs) && !(q.until >= 0 && cond.Test(q.until, aggs))) return true;
+  }
+  return false;
+}
+
 uint64_t AllBits(size_t n) { return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1; }
 
 // Adds `m` unless a result with the same events is there already (several
@@ -255,6 +268,8 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
           a = 1;
           break;
         }
+        for (uint64_t q = e.bypass_q & p.greedy_q; q; q &= q - 1)
+          if (cond.Pre(p.quants[static_cast<size_t>(__builtin_ctzll(q))].cond)) a = 1;
         for (const auto& g : e.guards)
           if (cond.Pre(g.cond)) a = 1;
         if (a) break;
@@ -300,7 +315,8 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
             killed = true;
             break;
           }
-      if (killed) {
+      if (killed ||
+          ((e.bypass_q & p.greedy_q) && GreedyExitDies(p, e.bypass_q & p.greedy_q, cond, aggs))) {
         consumed |= bit;
         continue;
       }
@@ -365,6 +381,9 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
     for (size_t i = 0; i < start.edges.size(); ++i) {
       const Edge& e = start.edges[i];
       if (e.until_cond >= 0 && cond.Test(e.until_cond, zero_aggs.data())) continue;
+      if ((e.bypass_q & p.greedy_q) &&
+          GreedyExitDies(p, e.bypass_q & p.greedy_q, cond, zero_aggs.data()))
+        continue;
       if (cond.Test(p.states[static_cast<size_t>(e.target)].cond, zero_aggs.data()))
         fired[nfired++] = static_cast<int>(i);
     }

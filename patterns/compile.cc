@@ -68,6 +68,11 @@ struct Exit {
   int item;
   std::vector<Guard> guards;
   uint64_t byp = 0;
+  // A positive optional element was skipped after the last negation on the
+  // way out. At the end of the pattern such a path completes at once, as
+  // Flink's proceed to the final state does: the negation only guards the
+  // stage that may still follow (`a -> !x -> c?` emits `a` when `a` arrives).
+  bool open_tail = false;
   bool operator==(const Exit&) const = default;
 };
 struct NullPath {
@@ -108,11 +113,15 @@ class Compiler {
 
   void CollectVars(const RegexNode& n);
   void CheckStructure(const RegexNode& n, bool is_root);
-  Frag Build(const RegexNode& n);
-  Frag BuildVar(const RegexNode& n);
-  Frag BuildGroup(const RegexNode& n);
+  // `loop_guards`: negations written right after this element; as in Flink
+  // they also guard the gaps between its iterations (a loop's own edges).
+  Frag Build(const RegexNode& n, const std::vector<Guard>& loop_guards = {});
+  Frag BuildVar(const RegexNode& n, const std::vector<Guard>& loop_guards);
+  Frag BuildGroup(const RegexNode& n, const std::vector<Guard>& loop_guards);
   Frag BuildBody(const RegexNode& n);
-  Frag SeqOf(std::vector<Frag> parts, const std::vector<Contiguity>& ops);
+  // `between`: guards on the edges from one part to the next (group copies).
+  Frag SeqOf(std::vector<Frag> parts, const std::vector<Contiguity>& ops,
+             const std::vector<Guard>& between = {});
   static Frag Optional(Frag f) {
     AppendUnique(f.nulls, NullPath{});
     return f;
@@ -235,7 +244,8 @@ void Compiler::Connect(const std::vector<Exit>& from, const std::vector<Entry>& 
   }
 }
 
-Frag Compiler::SeqOf(std::vector<Frag> parts, const std::vector<Contiguity>& ops) {
+Frag Compiler::SeqOf(std::vector<Frag> parts, const std::vector<Contiguity>& ops,
+                     const std::vector<Guard>& between) {
   Frag result;
   std::vector<Exit> pending;
   std::vector<NullPath> prefix{NullPath{}};
@@ -255,11 +265,14 @@ Frag Compiler::SeqOf(std::vector<Frag> parts, const std::vector<Contiguity>& ops
         result.first.push_back(std::move(ne));
       }
     }
-    Connect(pending, f.first, op, NullPath{});
+    Connect(pending, f.first, op, NullPath{between, 0});
     std::vector<Exit> next_pending = f.last;
+    const bool positive = !f.first.empty();
     for (const Exit& x : pending)
       for (const NullPath& np : f.nulls)
-        AppendUnique(next_pending, Exit{x.item, Concat(x.guards, np.guards), x.byp | np.byp});
+        AppendUnique(next_pending,
+                     Exit{x.item, Concat(x.guards, np.guards), x.byp | np.byp,
+                          positive && np.guards.empty() && (x.open_tail || !x.guards.empty())});
     pending = std::move(next_pending);
     std::vector<NullPath> next_prefix;
     for (const NullPath& a : prefix)
@@ -272,7 +285,7 @@ Frag Compiler::SeqOf(std::vector<Frag> parts, const std::vector<Contiguity>& ops
   return result;
 }
 
-Frag Compiler::BuildVar(const RegexNode& n) {
+Frag Compiler::BuildVar(const RegexNode& n, const std::vector<Guard>& loop_guards) {
   const int var = var_index_.at(n.name);
   const Quantifier& q = n.quant;
   int lo = q.present ? q.min : 1;
@@ -286,7 +299,9 @@ Frag Compiler::BuildVar(const RegexNode& n) {
       d_.Error(q.span, "at most 64 greedy or reluctant quantifiers per pattern");
     } else {
       qbit = uint64_t{1} << out_->quants.size();
-      out_->quants.push_back(QuantInfo{q.mode, n.name});
+      out_->quants.push_back(QuantInfo{q.mode, n.name, var, -1});
+      // Flink applies greedy only where the count is open (not times(n)).
+      if (q.mode == Quantifier::Mode::kGreedy && (unbounded || lo != hi)) out_->greedy_q |= qbit;
     }
   }
   int until = -1;
@@ -295,6 +310,7 @@ Frag Compiler::BuildVar(const RegexNode& n) {
     until = static_cast<int>(out_->conditions.size());
     out_->conditions.push_back(Condition{});
     pending_until_.push_back({until, &*q.until, var});
+    if (qbit) out_->quants.back().until = until;
   }
   std::vector<int> items;
   for (int k = 1; k <= copies; ++k) {
@@ -314,6 +330,7 @@ Frag Compiler::BuildVar(const RegexNode& n) {
     e.continue_q = qbit;
     e.until_cond = until;
     e.until_kills = until >= 0;
+    e.guards = loop_guards;
     AppendUnique(out_->states[static_cast<size_t>(from)].edges, std::move(e));
   };
   for (size_t k = 0; k + 1 < items.size(); ++k) add_loop_edge(items[k], items[k + 1]);
@@ -340,22 +357,30 @@ Frag Compiler::BuildBody(const RegexNode& n) {
   // kSeq
   std::vector<Frag> parts;
   std::vector<Contiguity> ops;
+  auto guard_of = [&](size_t i) {
+    Contiguity op = i < n.ops.size() ? n.ops[i] : Contiguity::kStrict;
+    return Guard{var_index_.at(n.children[i].name), op == Contiguity::kStrict};
+  };
   for (size_t i = 0; i < n.children.size(); ++i) {
     const RegexNode& c = n.children[i];
     Contiguity op = i < n.ops.size() ? n.ops[i] : Contiguity::kStrict;
     ops.push_back(op);
     if (c.kind == RegexNode::Kind::kNeg) {
       Frag g;
-      g.nulls.push_back(NullPath{{Guard{var_index_.at(c.name), op == Contiguity::kStrict}}, 0});
+      g.nulls.push_back(NullPath{{guard_of(i)}, 0});
       parts.push_back(std::move(g));
     } else {
-      parts.push_back(Build(c));
+      std::vector<Guard> after;
+      for (size_t j = i + 1; j < n.children.size() && n.children[j].kind == RegexNode::Kind::kNeg;
+           ++j)
+        AppendUnique(after, guard_of(j));
+      parts.push_back(Build(c, after));
     }
   }
   return SeqOf(std::move(parts), ops);
 }
 
-Frag Compiler::BuildGroup(const RegexNode& n) {
+Frag Compiler::BuildGroup(const RegexNode& n, const std::vector<Guard>& loop_guards) {
   const Quantifier& q = n.quant;
   RegexNode body = n;
   body.quant = Quantifier{};
@@ -372,9 +397,9 @@ Frag Compiler::BuildGroup(const RegexNode& n) {
   const Contiguity inner = q.inner;
   if (unbounded) {
     // Loop back from the last copy to its own start.
-    Connect(c.back().last, c.back().first, inner, NullPath{});
+    Connect(c.back().last, c.back().first, inner, NullPath{loop_guards, 0});
     std::vector<Contiguity> ops(c.size(), inner);
-    Frag f = SeqOf(std::move(c), ops);
+    Frag f = SeqOf(std::move(c), ops, loop_guards);
     return lo == 0 ? Optional(std::move(f)) : f;
   }
   // Copies beyond the minimum are nested optionals: c[lo] (c[lo+1] (...)?)?
@@ -389,26 +414,26 @@ Frag Compiler::BuildGroup(const RegexNode& n) {
       std::vector<Frag> two;
       two.push_back(std::move(c[static_cast<size_t>(k)]));
       two.push_back(std::move(tail));
-      tail = Optional(SeqOf(std::move(two), {inner, inner}));
+      tail = Optional(SeqOf(std::move(two), {inner, inner}, loop_guards));
     }
   }
   std::vector<Frag> parts;
   for (int k = 0; k < lo; ++k) parts.push_back(std::move(c[static_cast<size_t>(k)]));
   if (have_tail) parts.push_back(std::move(tail));
   std::vector<Contiguity> ops(parts.size(), inner);
-  return SeqOf(std::move(parts), ops);
+  return SeqOf(std::move(parts), ops, loop_guards);
 }
 
-Frag Compiler::Build(const RegexNode& n) {
+Frag Compiler::Build(const RegexNode& n, const std::vector<Guard>& loop_guards) {
   if (too_many_states_) return Frag{};
   switch (n.kind) {
     case RegexNode::Kind::kVar:
-      return BuildVar(n);
+      return BuildVar(n, loop_guards);
     case RegexNode::Kind::kNeg:
       return Frag{};  // handled by the enclosing sequence
     case RegexNode::Kind::kSeq:
     case RegexNode::Kind::kAlt:
-      return n.quant.present ? BuildGroup(n) : BuildBody(n);
+      return n.quant.present ? BuildGroup(n, loop_guards) : BuildBody(n);
   }
   return Frag{};
 }
@@ -971,13 +996,21 @@ std::unique_ptr<CompiledPattern> Compiler::Run() {
                                     " has more than 64 ways to continue");
       return nullptr;
     }
-  bool needs_deadline = false;
   for (const Exit& x : top.last) {
     NfaState& st = out_->states[static_cast<size_t>(x.item)];
-    AppendUnique(st.finals, FinalEdge{x.guards});
-    if (x.guards.empty()) st.has_unguarded_final = true;
-    for (const Guard& g : x.guards)
-      if (!g.strict) needs_deadline = true;
+    const bool at_once = x.guards.empty() || x.open_tail;
+    AppendUnique(st.finals, FinalEdge{at_once ? std::vector<Guard>{} : x.guards});
+    if (at_once) st.has_unguarded_final = true;
+  }
+  bool needs_deadline = false;
+  for (NfaState& st : out_->states) {
+    // A state that completes at once needs no absence check as well: the
+    // same events would complete again.
+    if (st.has_unguarded_final)
+      std::erase_if(st.finals, [](const FinalEdge& f) { return !f.guards.empty(); });
+    for (const FinalEdge& f : st.finals)
+      for (const Guard& g : f.guards)
+        if (!g.strict) needs_deadline = true;
   }
   if (needs_deadline && !out_->has_deadline())
     d_.Error(ast_.match.span,

@@ -71,6 +71,8 @@ struct NfaState {
 struct QuantInfo {
   Quantifier::Mode mode;
   std::string label;
+  int cond = -1;   // the stage's condition (what the loop takes)
+  int until = -1;  // its UNTIL condition, or -1
 };
 
 struct EmitField {
@@ -94,6 +96,11 @@ struct CompiledPattern {
   std::vector<NfaState> states;    // states[0] is the start state
   std::vector<Condition> conditions;
   std::vector<QuantInfo> quants;
+  // Greedy quantifiers that can still take after their minimum (Flink's
+  // .greedy()): a branch that left or skipped one of them (an edge whose
+  // bypass_q has its bit) dies on an event that meets the stage's condition
+  // and not its UNTIL, whether that event would be taken or skipped.
+  uint64_t greedy_q = 0;
   ExprProgram program;
   AggLayout aggs;
   std::optional<Duration> within;

@@ -28,7 +28,10 @@ struct Ctx {
   bool at_start = true;
   Contiguity op = Contiguity::kAny;
   std::vector<PGuard> guards;
-  std::vector<std::function<bool(int)>> greedy_checks;
+  // An optional stage was skipped since the last negation: at the end of the
+  // pattern the negations no longer matter (Flink proceeds to the final state).
+  bool open_tail = false;
+  std::vector<std::function<bool(int)>> greedy_kills;  // events that end this branch
   Mode mode = Mode::kNormal;
   int probe_pos = -1;  // kProbeTake: the position to take; kProbeAlive: first pos >= deadline
   bool* found = nullptr;
@@ -132,30 +135,45 @@ class Ref {
                const std::function<bool(const Ctx&, int)>& reluctant_conflict,
                const std::function<void(Ctx)>& k) {
     if (c.mode == Mode::kProbeFinal) return;  // a take is not the end
+    // The first event that ends this branch (a greedy loop it left accepts it).
+    // A match's first event has no history: only that event itself counts.
+    auto kills = [&](int r) {
+      return std::any_of(c.greedy_kills.begin(), c.greedy_kills.end(),
+                         [r](const auto& kill) { return kill(r); });
+    };
+    int dead_at = N();
+    if (!c.at_start)
+      for (int r = c.last + 1; r < N(); ++r)
+        if (kills(r)) {
+          dead_at = r;
+          break;
+        }
     if (c.mode == Mode::kProbeAlive) {
-      if (Takeable(c, var, until, between_iters, op, c.probe_pos, false)) *c.found = true;
+      if (dead_at >= c.probe_pos && Takeable(c, var, until, between_iters, op, c.probe_pos, false))
+        *c.found = true;
       return;
     }
-    int lo = c.last + 1, hi = N() - 1;
-    if (c.mode == Mode::kProbeTake) lo = hi = c.probe_pos;
+    int lo = c.last + 1, hi = dead_at - 1;
+    if (c.mode == Mode::kProbeTake) {
+      if (c.probe_pos > hi) return;
+      lo = hi = c.probe_pos;
+    }
     for (int p = lo; p <= hi; ++p) {
       if (!InWindow(c, p)) continue;
       if (!Takeable(c, var, until, between_iters, op, p, true)) continue;
+      if (c.at_start && kills(p)) continue;
       if (c.mode == Mode::kProbeTake) {
         *c.found = true;
         return;
       }
-      bool vetoed = false;
-      for (const auto& chk : c.greedy_checks)
-        if (chk(p)) vetoed = true;
-      if (vetoed) continue;
       if (reluctant_conflict && reluctant_conflict(c, p)) continue;
       Ctx n = c;
       n.path.emplace_back(p, var);
       n.last = p;
       n.at_start = false;
       n.guards.clear();
-      n.greedy_checks.clear();
+      n.open_tail = false;
+      n.greedy_kills.clear();
       AfterTake(n, k);
     }
   }
@@ -187,18 +205,22 @@ class Ref {
     k(n);
   }
 
-  void Enum(const RegexNode& n, const Ctx& c, const Cont& k) {
+  // `after`: the negations written right after this element. They rule out a
+  // negated event between two of its iterations too (Flink: a loop followed
+  // by notFollowedBy/notNext stops when it sees the negated event).
+  void Enum(const RegexNode& n, const Ctx& c, const Cont& k,
+            const std::vector<PGuard>& after = {}) {
     switch (n.kind) {
       case RegexNode::Kind::kVar:
-        return EnumVar(n, c, k);
+        return EnumVar(n, c, k, after);
       case RegexNode::Kind::kNeg:
         return k(c);  // handled by the sequence
       case RegexNode::Kind::kAlt:
-        if (n.quant.present) return EnumGroup(n, c, k);
+        if (n.quant.present) return EnumGroup(n, c, k, after);
         for (const auto& b : n.children) Enum(b, c, k);
         return;
       case RegexNode::Kind::kSeq:
-        if (n.quant.present) return EnumGroup(n, c, k);
+        if (n.quant.present) return EnumGroup(n, c, k, after);
         return EnumSeq(n, 0, c, k);
     }
   }
@@ -218,25 +240,39 @@ class Ref {
     if (i > 0) x.op = n.ops[i];
     if (child.kind == RegexNode::Kind::kNeg) {
       x.guards.push_back(PGuard{var_.at(child.name), n.ops[i] == Contiguity::kStrict});
+      x.open_tail = false;
       return EnumSeq(n, i + 1, x, k);
     }
-    Enum(child, x, [this, &n, i, &k](Ctx y) { EnumSeq(n, i + 1, y, k); });
+    std::vector<PGuard> after;
+    for (size_t j = i + 1; j < n.children.size() && n.children[j].kind == RegexNode::Kind::kNeg;
+         ++j)
+      after.push_back(PGuard{var_.at(n.children[j].name), n.ops[j] == Contiguity::kStrict});
+    Enum(
+        child, x, [this, &n, i, &k](Ctx y) { EnumSeq(n, i + 1, y, k); }, after);
   }
 
-  void EnumGroup(const RegexNode& n, const Ctx& c, const Cont& k) {
+  void EnumGroup(const RegexNode& n, const Ctx& c, const Cont& k,
+                 const std::vector<PGuard>& after) {
     const Quantifier& q = n.quant;
     std::function<void(int, Ctx)> iter = [&](int i, Ctx x) {
-      if (i >= q.min) k(x);
+      if (i >= q.min) {
+        Ctx out = x;
+        if (i == 0) out.open_tail = out.open_tail || !out.guards.empty();
+        k(out);
+      }
       if (q.max != Quantifier::kUnbounded && i >= q.max) return;
       if (x.mode == Mode::kNormal && static_cast<int>(x.path.size()) >= N() + 1) return;
       Ctx y = x;
-      if (i >= 1) y.op = q.inner;
+      if (i >= 1) {
+        y.op = q.inner;
+        y.guards.insert(y.guards.end(), after.begin(), after.end());
+      }
       EnumBody(n, y, [&, i](Ctx z) { iter(i + 1, std::move(z)); });
     };
     iter(0, c);
   }
 
-  void EnumVar(const RegexNode& n, const Ctx& c, const Cont& k) {
+  void EnumVar(const RegexNode& n, const Ctx& c, const Cont& k, const std::vector<PGuard>& after) {
     const int var = var_.at(n.name);
     const Quantifier& q = n.quant;
     const int lo = q.present ? q.min : 1;
@@ -249,17 +285,13 @@ class Ref {
       const Contiguity op = i == 0 ? x.op : q.inner;
       if (i >= lo) {
         Ctx exit = x;
-        if (can_more && mode == Quantifier::Mode::kGreedy && exit.mode == Mode::kNormal) {
-          Ctx snap = x;
-          exit.greedy_checks.push_back([this, snap, var, until, i, op](int p) {
-            bool f = false;
-            Ctx pr = snap;
-            pr.mode = Mode::kProbeTake;
-            pr.probe_pos = p;
-            pr.found = &f;
-            pr.greedy_checks.clear();
-            TakeVar(pr, var, until, i >= 1, op, nullptr, [](Ctx) {});
-            return f;
+        if (i == 0) exit.open_tail = exit.open_tail || !exit.guards.empty();
+        if (mode == Quantifier::Mode::kGreedy && lo != hi) {
+          // Flink's greedy: the branch that leaves (or skips) the loop dies at
+          // the first later event the loop's condition accepts, taken or not.
+          std::vector<std::pair<int, int>> path = x.path;
+          exit.greedy_kills.push_back([this, path, var, until](int r) {
+            return Cond(var, r, path) && !(until >= 0 && Cond(until, r, path));
           });
         }
         k(exit);
@@ -273,12 +305,13 @@ class Ref {
           pr.mode = Mode::kProbeTake;
           pr.probe_pos = p;
           pr.found = &f;
-          pr.greedy_checks.clear();
           k(pr);
           return f;
         };
       }
-      TakeVar(x, var, until, i >= 1, op, reluctant,
+      Ctx more = x;
+      if (i >= 1) more.guards.insert(more.guards.end(), after.begin(), after.end());
+      TakeVar(more, var, until, i >= 1, op, reluctant,
               [&iter, i](Ctx y) { iter(i + 1, std::move(y)); });
     };
     iter(0, c);
@@ -297,6 +330,7 @@ class Ref {
   }
 
   void Final(Ctx c) {
+    if (c.open_tail) c.guards.clear();
     if (c.mode == Mode::kProbeTake) return;
     if (c.mode == Mode::kProbeAlive) return;
     if (c.mode == Mode::kProbeFinal) {
@@ -350,11 +384,10 @@ class Ref {
                 if (a.key != b.key) return a.key < b.key;
                 return a.m.path < b.m.path;
               });
-    completions_.erase(std::unique(completions_.begin(), completions_.end(),
-                                   [](const Completion& a, const Completion& b) {
-                                     return a.key == b.key && a.m.path == b.m.path;
-                                   }),
-                       completions_.end());
+    // One completion per distinct path, the earliest (a path that completes
+    // at once is not completed again as an absence).
+    std::set<std::vector<std::pair<int, int>>> seen;
+    std::erase_if(completions_, [&](const Completion& c) { return !seen.insert(c.m.path).second; });
     std::vector<RefMatch> out;
     std::vector<bool> dead(completions_.size(), false);
     for (size_t i = 0; i < completions_.size(); ++i) {

@@ -93,9 +93,22 @@ RandomCase MakeRandomCase(std::mt19937_64& rng, const patterns::StreamCatalog& c
   // MATCH: a first, then 0-3 more elements.
   std::vector<std::string> used{"a"};
   bool has_until = false;
-  std::string match = "a" + RandomQuant(rng, true, &has_until);
+  auto feature = [&](const char* f) {
+    if (std::find(rc.features.begin(), rc.features.end(), f) == rc.features.end())
+      rc.features.push_back(f);
+  };
+  auto note_quant = [&](const std::string& q) {
+    if (q.size() > 1 && (q[0] == '+' || q[0] == '*') && q[1] == '+') feature("greedy loop");
+    if (q.rfind("{2}", 0) != 0 && q.find("}+") != std::string::npos) feature("greedy loop");
+  };
+  auto loops = [](const std::string& q) { return !q.empty() && q[0] != '?'; };
+  std::string q0 = RandomQuant(rng, true, &has_until);
+  note_quant(q0);
+  std::string match = "a" + q0;
+  // What the element just written is: a looping stage, a repeated group.
+  bool prev_loop = loops(q0), prev_group = false;
   int more = Uniform(rng, 0, 3);
-  bool neg_used = false, trailing_neg = false;
+  bool neg_used = false;
   bool within = Chance(rng, 60);
   for (int i = 0; i < more; ++i) {
     const char* op = RandomOp(rng);
@@ -103,38 +116,43 @@ RandomCase MakeRandomCase(std::mt19937_64& rng, const patterns::StreamCatalog& c
     std::string v1 = std::string(1, static_cast<char>('b' + Uniform(rng, 0, 2)));
     std::string v2 = std::string(1, static_cast<char>('b' + Uniform(rng, 0, 2)));
     if (kind <= 5) {
-      match += op + v1 + RandomQuant(rng, true, &has_until);
+      std::string q = RandomQuant(rng, true, &has_until);
+      note_quant(q);
+      match += op + v1 + q;
       used.push_back(v1);
-    } else if (kind == 6) {
-      match += std::string(op) + "(" + v1 + RandomOp(rng) + v2 + ")" +
-               RandomQuant(rng, false, &has_until);
+      prev_loop = loops(q);
+      prev_group = false;
+    } else if (kind == 6 || kind == 7) {
+      std::string q = RandomQuant(rng, false, &has_until);
+      const char* inner = kind == 6 ? RandomOp(rng) : " | ";
+      match += std::string(op) + "(" + v1 + inner + v2 + ")" + q;
       used.push_back(v1);
       used.push_back(v2);
-    } else if (kind == 7) {
-      match += std::string(op) + "(" + v1 + " | " + v2 + ")" + RandomQuant(rng, false, &has_until);
-      used.push_back(v1);
-      used.push_back(v2);
+      prev_loop = false;
+      prev_group = loops(q);
     } else if (!neg_used) {
-      // A negation must be followed by a stage unless the pattern has a deadline.
-      bool last = i == more - 1;
-      if (last && !within) {
-        match += op + v1;
-        used.push_back(v1);
-        continue;
-      }
+      if (prev_loop) feature("negation after loop");
+      if (prev_group) feature("negation after group");
+      // An absence at the end needs a deadline; otherwise (or by chance) a
+      // stage follows, sometimes an optional one.
+      const bool last = i == more - 1;
       match += std::string(op) + "!n";
       neg_used = true;
-      trailing_neg = last;
-      if (!last) {
-        match += std::string(RandomOp(rng)) + v1;
+      if (!last || !within || Chance(rng, 50)) {
+        static const char* kOptional[] = {"", "", "?", "*", "{,2}", "?+"};
+        std::string q = kOptional[Uniform(rng, 0, 5)];
+        if (!q.empty() && i == more - 1) feature("optional after negation");
+        match += std::string(RandomOp(rng)) + v1 + q;
         used.push_back(v1);
+        prev_loop = loops(q);
+        prev_group = false;
       }
     } else {
       match += op + v1;
       used.push_back(v1);
+      prev_loop = prev_group = false;
     }
   }
-  (void)trailing_neg;
   std::string text = "PATTERN p\nFROM s\nMATCH " + match + "\n";
   if (within) text += "WITHIN " + std::to_string(Uniform(rng, 2, 9)) + " MILLISECONDS\n";
   if (Chance(rng, 20)) text += "MAX GAP " + std::to_string(Uniform(rng, 1, 4)) + " MILLISECONDS\n";

@@ -17,6 +17,10 @@ patterns::StreamCatalog RandomCatalog();
 struct RandomCase {
   std::string pattern_text;
   std::vector<RowPtr> events;  // one key, processing order
+  // What the pattern exercises (for coverage counts): "greedy loop",
+  // "negation after loop", "negation after group", "optional after negation",
+  // "stage gap".
+  std::vector<std::string> features;
 };
 
 RandomCase MakeRandomCase(std::mt19937_64& rng, const patterns::StreamCatalog& catalog,
