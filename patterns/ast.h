@@ -33,6 +33,11 @@ struct Expr {
     kBinary,       // op: + - * / % = <> < <= > >= AND OR; args[0], args[1]
     kIn,           // args[0] IN (args[1..]); negated => NOT IN
     kMatches,      // args[0] MATCHES text (an RE2 pattern); negated => NOT MATCHES
+                   // (LIKE is parsed into this, op "LIKE", text the translated regex)
+    kIsNull,       // args[0] IS NULL; negated => IS NOT NULL
+    kCase,         // CASE WHEN args[0] THEN args[1] ... [ELSE args.back()] END;
+                   // int_value = number of WHEN pairs (simple CASE x WHEN v is
+                   // parsed as WHEN x = v)
   };
   Kind kind = Kind::kNullLit;
   std::string op;         // operator, or function name for kCall

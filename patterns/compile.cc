@@ -54,6 +54,21 @@ const char* TypeName(VT t) {
 
 bool IsNumber(VT t) { return t == VT::kInt || t == VT::kDouble; }
 
+// The type of a value that is either an `a` or a `b` (CASE branches,
+// COALESCE arguments): null goes with anything, int with double.
+bool Unify(VT a, VT b, VT* out) {
+  if (a == VT::kNull || a == b) {
+    *out = b;
+  } else if (b == VT::kNull) {
+    *out = a;
+  } else if (IsNumber(a) && IsNumber(b)) {
+    *out = VT::kDouble;
+  } else {
+    return false;
+  }
+  return true;
+}
+
 // ---- Glushkov fragments -----------------------------------------------------
 struct Entry {
   int item;
@@ -529,6 +544,57 @@ int Compiler::CompileAgg(const Expr& e, const Scope& s, VT* type) {
     *type = t;
     return out_->program.Add(std::move(n));
   }
+  if (fn == "COALESCE") {
+    if (e.args.empty()) return bad("COALESCE takes one or more arguments");
+    VT result = VT::kNull;
+    for (const Expr& arg : e.args) {
+      VT t;
+      int x = CompileExpr(arg, s, &t);
+      if (x < 0) return -1;
+      if (!Unify(result, t, &result)) {
+        d_.Error(arg.span, std::string("COALESCE argument is a ") + TypeName(t) +
+                               " but an earlier one is a " + TypeName(result));
+        return -1;
+      }
+      n.list.push_back(x);
+    }
+    n.op = Op::kCoalesce;
+    n.type = *type = result;
+    return out_->program.Add(std::move(n));
+  }
+  if (fn == "LOWER" || fn == "UPPER" || fn == "LENGTH") {
+    if (e.args.size() != 1) return bad(fn + " takes one argument");
+    VT t;
+    int a = CompileExpr(e.args[0], s, &t);
+    if (a < 0) return -1;
+    if (t != VT::kString && t != VT::kNull)
+      return bad(fn + " needs a string, not a " + TypeName(t));
+    n.op = fn == "LOWER" ? Op::kLower : fn == "UPPER" ? Op::kUpper : Op::kLength;
+    n.a = a;
+    n.type = *type = fn == "LENGTH" ? VT::kInt : VT::kString;
+    return out_->program.Add(std::move(n));
+  }
+  if (fn == "ROUND" || fn == "FLOOR" || fn == "CEIL" || fn == "CEILING") {
+    const bool round = fn == "ROUND";
+    if (e.args.empty() || e.args.size() > (round ? 2u : 1u))
+      return bad(round ? "ROUND takes a number and, optionally, the digits to keep"
+                       : fn + " takes one argument");
+    VT t;
+    int a = CompileExpr(e.args[0], s, &t);
+    if (a < 0) return -1;
+    if (!IsNumber(t) && t != VT::kNull) return bad(fn + " needs a number, not a " + TypeName(t));
+    if (e.args.size() == 2) {
+      VT td;
+      n.b = CompileExpr(e.args[1], s, &td);
+      if (n.b < 0) return -1;
+      if (td != VT::kInt)
+        return bad("ROUND's digits must be an integer, not a " + std::string(TypeName(td)));
+    }
+    n.op = round ? Op::kRound : fn == "FLOOR" ? Op::kFloor : Op::kCeil;
+    n.a = a;
+    n.type = *type = t == VT::kNull ? VT::kDouble : t;
+    return out_->program.Add(std::move(n));
+  }
   if (fn == "COUNT" && e.star) {
     if (out_->aggs.total_count < 0) out_->aggs.total_count = NewWord();
     n.op = Op::kAggTotal;
@@ -540,7 +606,8 @@ int Compiler::CompileAgg(const Expr& e, const Scope& s, VT* type) {
                                               "MAX",   "FIRST", "LAST", "PREV"};
   if (!kAggs.count(fn))
     return bad("unknown function " + fn +
-               "; known: COUNT, SUM, AVG, MIN, MAX, FIRST, LAST, PREV, ABS");
+               "; known: COUNT, SUM, AVG, MIN, MAX, FIRST, LAST, PREV, ABS, COALESCE, LOWER, "
+               "UPPER, LENGTH, ROUND, FLOOR, CEIL");
   if (e.args.size() != 1 || e.args[0].kind != Expr::Kind::kRef)
     return bad(fn + " takes one argument: " +
                (fn == "COUNT" ? std::string("a stage, e.g. COUNT(b), or *")
@@ -725,6 +792,17 @@ int Compiler::CompileExpr(const Expr& e, const Scope& s, VT* type) {
         n.type = *type = VT::kBool;
         return out_->program.Add(std::move(n));
       }
+      if (op == "||") {
+        for (auto [t, sub] : {std::pair{ta, &e.args[0]}, std::pair{tb, &e.args[1]}})
+          if (t != VT::kString && t != VT::kNull && !IsNumber(t)) {
+            d_.Error(sub->span,
+                     std::string("|| joins strings (and numbers); this is a ") + TypeName(t));
+            return -1;
+          }
+        n.op = Op::kConcat;
+        n.type = *type = VT::kString;
+        return out_->program.Add(std::move(n));
+      }
       if (op == "+" || op == "-" || op == "*" || op == "/" || op == "%") {
         VT r = VT::kNull;
         if (ta == VT::kNull || tb == VT::kNull)
@@ -802,8 +880,9 @@ int Compiler::CompileExpr(const Expr& e, const Scope& s, VT* type) {
       VT ta;
       int a = CompileExpr(e.args[0], s, &ta);
       if (a < 0) return -1;
-      if (ta != VT::kString) {
-        d_.Error(e.args[0].span, std::string("MATCHES needs a string, not a ") + TypeName(ta));
+      const std::string what = e.op.empty() ? "MATCHES" : e.op;
+      if (ta != VT::kString && ta != VT::kNull) {
+        d_.Error(e.args[0].span, what + " needs a string, not a " + TypeName(ta));
         return -1;
       }
       RE2::Options opts;
@@ -818,6 +897,46 @@ int Compiler::CompileExpr(const Expr& e, const Scope& s, VT* type) {
       n.a = a;
       n.regex = out_->program.AddRegex(std::move(re));
       n.type = *type = VT::kBool;
+      return out_->program.Add(std::move(n));
+    }
+    case Expr::Kind::kIsNull: {
+      VT ta;
+      int a = CompileExpr(e.args[0], s, &ta);
+      if (a < 0) return -1;
+      n.op = Op::kIsNull;
+      n.negated = e.negated;
+      n.a = a;
+      n.type = *type = VT::kBool;
+      return out_->program.Add(std::move(n));
+    }
+    case Expr::Kind::kCase: {
+      n.op = Op::kCase;
+      VT result = VT::kNull;
+      bool failed = false;
+      const size_t pairs = static_cast<size_t>(e.int_value);
+      for (size_t i = 0; i < e.args.size(); ++i) {
+        const bool is_cond = i < 2 * pairs && i % 2 == 0;
+        VT t;
+        int x = CompileExpr(e.args[i], s, &t);
+        if (x < 0) {
+          failed = true;
+          continue;
+        }
+        if (is_cond && t != VT::kBool && t != VT::kNull) {
+          d_.Error(e.args[i].span, std::string("WHEN needs a condition, not a ") + TypeName(t));
+          failed = true;
+        } else if (!is_cond && !Unify(result, t, &result)) {
+          d_.Error(e.args[i].span, std::string("this CASE branch is a ") + TypeName(t) +
+                                       " but an earlier one is a " + TypeName(result));
+          failed = true;
+        }
+        if (i < 2 * pairs)
+          n.list.push_back(x);
+        else
+          n.a = x;
+      }
+      if (failed) return -1;
+      n.type = *type = result;
       return out_->program.Add(std::move(n));
     }
   }

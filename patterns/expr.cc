@@ -2,8 +2,12 @@
 
 #include <re2/re2.h>
 
+#include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstring>
+#include <deque>
 
 namespace cepheus::patterns {
 namespace {
@@ -177,7 +181,36 @@ Value ExprProgram::EvalAgg(const ExprNode& n, const EvalContext& ctx) const {
   }
 }
 
+// Strings built while evaluating (stable addresses: a deque never moves its
+// elements). Cleared when a new evaluation starts on this thread.
+static std::deque<std::string>& TempStrings() {
+  thread_local std::deque<std::string> temps;
+  return temps;
+}
+
+static std::string_view NewTemp(std::string s) { return TempStrings().emplace_back(std::move(s)); }
+
+// A number as text, as || writes it (integers exactly, doubles shortest).
+static std::string NumberText(const Value& v) {
+  if (v.type == Value::Type::kDouble) {
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, v.d);
+    return std::string(buf, r.ptr);
+  }
+  return std::to_string(v.i);
+}
+
+static Value ToType(Value v, Value::Type t) {
+  if (t == Value::Type::kDouble && v.type == Value::Type::kInt) return Value::Double(AsDouble(v));
+  return v;
+}
+
 Value ExprProgram::Eval(int root, const EvalContext& ctx) const {
+  if (builds_strings_ && !TempStrings().empty()) TempStrings().clear();
+  return EvalNode(root, ctx);
+}
+
+Value ExprProgram::EvalNode(int root, const EvalContext& ctx) const {
   const ExprNode& n = nodes_[static_cast<size_t>(root)];
   if (IsAggregate(n.op)) return EvalAgg(n, ctx);
   switch (n.op) {
@@ -186,33 +219,33 @@ Value ExprProgram::Eval(int root, const EvalContext& ctx) const {
     case Op::kField:
       return ctx.current ? ReadField(*ctx.current, n.slot, n.field_type) : Value::Null();
     case Op::kNeg: {
-      Value v = Eval(n.a, ctx);
+      Value v = EvalNode(n.a, ctx);
       if (v.type == Value::Type::kDouble) return Value::Double(-v.d);
       if (v.type == Value::Type::kInt) return Value::Int(-v.i);
       return Value::Null();
     }
     case Op::kAbs: {
-      Value v = Eval(n.a, ctx);
+      Value v = EvalNode(n.a, ctx);
       if (v.type == Value::Type::kDouble) return Value::Double(std::fabs(v.d));
       if (v.type == Value::Type::kInt) return Value::Int(v.i < 0 ? -v.i : v.i);
       return Value::Null();
     }
     case Op::kNot: {
-      Value v = Eval(n.a, ctx);
+      Value v = EvalNode(n.a, ctx);
       return v.is_null() ? v : Value::Bool(!v.i);
     }
     case Op::kAnd: {
-      Value x = Eval(n.a, ctx);
+      Value x = EvalNode(n.a, ctx);
       if (x.type == Value::Type::kBool && !x.i) return Value::Bool(false);
-      Value y = Eval(n.b, ctx);
+      Value y = EvalNode(n.b, ctx);
       if (y.type == Value::Type::kBool && !y.i) return Value::Bool(false);
       if (x.is_null() || y.is_null()) return Value::Null();
       return Value::Bool(true);
     }
     case Op::kOr: {
-      Value x = Eval(n.a, ctx);
+      Value x = EvalNode(n.a, ctx);
       if (x.IsTrue()) return x;
-      Value y = Eval(n.b, ctx);
+      Value y = EvalNode(n.b, ctx);
       if (y.IsTrue()) return y;
       if (x.is_null() || y.is_null()) return Value::Null();
       return Value::Bool(false);
@@ -222,8 +255,8 @@ Value ExprProgram::Eval(int root, const EvalContext& ctx) const {
     case Op::kMul:
     case Op::kDiv:
     case Op::kMod: {
-      Value x = Eval(n.a, ctx);
-      Value y = Eval(n.b, ctx);
+      Value x = EvalNode(n.a, ctx);
+      Value y = EvalNode(n.b, ctx);
       if (x.is_null() || y.is_null()) return Value::Null();
       if (n.type == Value::Type::kDouble) {
         double a = AsDouble(x), b = AsDouble(y);
@@ -268,8 +301,8 @@ Value ExprProgram::Eval(int root, const EvalContext& ctx) const {
     case Op::kLe:
     case Op::kGt:
     case Op::kGe: {
-      Value x = Eval(n.a, ctx);
-      Value y = Eval(n.b, ctx);
+      Value x = EvalNode(n.a, ctx);
+      Value y = EvalNode(n.b, ctx);
       if (x.is_null() || y.is_null()) return Value::Null();
       if (n.op == Op::kEq) return Value::Bool(Equal(x, y));
       if (n.op == Op::kNe) return Value::Bool(!Equal(x, y));
@@ -286,11 +319,11 @@ Value ExprProgram::Eval(int root, const EvalContext& ctx) const {
       }
     }
     case Op::kIn: {
-      Value x = Eval(n.a, ctx);
+      Value x = EvalNode(n.a, ctx);
       if (x.is_null()) return x;
       bool any_null = false;
       for (int e : n.list) {
-        Value y = Eval(e, ctx);
+        Value y = EvalNode(e, ctx);
         if (y.is_null()) {
           any_null = true;
           continue;
@@ -301,10 +334,75 @@ Value ExprProgram::Eval(int root, const EvalContext& ctx) const {
       return Value::Bool(n.negated);
     }
     case Op::kMatches: {
-      Value x = Eval(n.a, ctx);
+      Value x = EvalNode(n.a, ctx);
       if (x.is_null()) return x;
       bool m = RE2::PartialMatch(re2::StringPiece(x.s.data(), x.s.size()), *n.regex);
       return Value::Bool(m != n.negated);
+    }
+    case Op::kIsNull:
+      return Value::Bool(EvalNode(n.a, ctx).is_null() != n.negated);
+    case Op::kCase: {
+      for (size_t i = 0; i + 1 < n.list.size(); i += 2)
+        if (EvalNode(n.list[i], ctx).IsTrue()) return ToType(EvalNode(n.list[i + 1], ctx), n.type);
+      return n.a >= 0 ? ToType(EvalNode(n.a, ctx), n.type) : Value::Null();
+    }
+    case Op::kCoalesce:
+      for (int e : n.list) {
+        Value v = EvalNode(e, ctx);
+        if (!v.is_null()) return ToType(v, n.type);
+      }
+      return Value::Null();
+    case Op::kLower:
+    case Op::kUpper: {
+      Value x = EvalNode(n.a, ctx);
+      if (x.is_null()) return x;
+      std::string t(x.s);
+      for (char& c : t)
+        c = static_cast<char>(n.op == Op::kLower ? std::tolower(static_cast<unsigned char>(c))
+                                                 : std::toupper(static_cast<unsigned char>(c)));
+      return Value::String(NewTemp(std::move(t)));
+    }
+    case Op::kLength: {
+      Value x = EvalNode(n.a, ctx);
+      if (x.is_null()) return x;
+      int64_t chars = 0;
+      for (char c : x.s) chars += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+      return Value::Int(chars);
+    }
+    case Op::kConcat: {
+      Value x = EvalNode(n.a, ctx);
+      Value y = EvalNode(n.b, ctx);
+      if (x.is_null() || y.is_null()) return Value::Null();
+      std::string t = x.type == Value::Type::kString ? std::string(x.s) : NumberText(x);
+      t += y.type == Value::Type::kString ? std::string(y.s) : NumberText(y);
+      return Value::String(NewTemp(std::move(t)));
+    }
+    case Op::kRound: {
+      Value x = EvalNode(n.a, ctx);
+      int64_t digits = 0;
+      if (n.b >= 0) {
+        Value d = EvalNode(n.b, ctx);
+        if (d.is_null()) return d;
+        digits = std::clamp<int64_t>(d.i, -18, 18);
+      }
+      if (x.is_null()) return x;
+      if (x.type == Value::Type::kInt) {
+        if (digits >= 0) return x;
+        int64_t unit = 1;
+        for (int64_t k = 0; k < -digits; ++k) unit *= 10;
+        const int64_t half = unit / 2;
+        const int64_t r = x.i >= 0 ? (x.i / unit + (x.i % unit >= half)) * unit
+                                   : -((-(x.i / unit) + (-(x.i % unit) >= half)) * unit);
+        return Value::Int(r);
+      }
+      const double scale = std::pow(10.0, static_cast<double>(digits));
+      return Value::Double(std::round(x.d * scale) / scale);
+    }
+    case Op::kFloor:
+    case Op::kCeil: {
+      Value x = EvalNode(n.a, ctx);
+      if (x.type != Value::Type::kDouble) return x;
+      return Value::Double(n.op == Op::kFloor ? std::floor(x.d) : std::ceil(x.d));
     }
     default:
       break;  // aggregates: handled above

@@ -103,8 +103,18 @@ enum class Op : uint8_t {
   kGe,
   kAnd,
   kOr,
-  kIn,       // a IN (list...)
-  kMatches,  // a MATCHES regex
+  kIn,        // a IN (list...)
+  kMatches,   // a MATCHES regex (and LIKE, translated)
+  kIsNull,    // a IS NULL (negated: IS NOT NULL); never null itself
+  kCase,      // list = cond1, value1, cond2, value2, ...; a = ELSE value or -1
+  kCoalesce,  // list: the first non-null value
+  kLower,     // LOWER(a), ASCII letters
+  kUpper,     // UPPER(a), ASCII letters
+  kLength,    // LENGTH(a): characters (UTF-8 code points)
+  kConcat,    // a || b (numbers are written as text)
+  kRound,     // ROUND(a [, b digits])
+  kFloor,     // FLOOR(a)
+  kCeil,      // CEIL(a)
 };
 
 // True for the operators that read a run's aggregate words.
@@ -144,6 +154,7 @@ class ExprProgram {
   ExprProgram& operator=(ExprProgram&&) noexcept;
 
   int Add(ExprNode n) {
+    if (n.op == Op::kLower || n.op == Op::kUpper || n.op == Op::kConcat) builds_strings_ = true;
     nodes_.push_back(std::move(n));
     return static_cast<int>(nodes_.size()) - 1;
   }
@@ -155,11 +166,15 @@ class ExprProgram {
   // Keeps a string constant alive (Values only borrow).
   std::string_view AddString(std::string s);
 
+  // A string result built by the expression (LOWER, ||, ...) lives in a
+  // per-thread buffer until the next Eval on the same thread.
   Value Eval(int root, const EvalContext& ctx) const;
   bool Test(int root, const EvalContext& ctx) const { return Eval(root, ctx).IsTrue(); }
 
  private:
+  Value EvalNode(int root, const EvalContext& ctx) const;
   Value EvalAgg(const ExprNode& n, const EvalContext& ctx) const;
+  bool builds_strings_ = false;  // has LOWER, UPPER or ||
   std::vector<ExprNode> nodes_;
   std::vector<std::unique_ptr<re2::RE2>> regexes_;
   std::vector<std::unique_ptr<std::string>> strings_;

@@ -11,6 +11,7 @@
 #include <boost/spirit/home/x3.hpp>
 #include <cctype>
 #include <charconv>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -155,6 +156,8 @@ x3::rule<class number_r, Expr> const number = "number";
 x3::rule<class call_r, Expr> const call = "function call";
 x3::rule<class ref_r, Expr> const ref = "field reference";
 x3::rule<class in_list_r, std::vector<Expr>> const in_list = "a list of values";
+x3::rule<class when_r, Expr> const when_clause = "WHEN condition THEN value";
+x3::rule<class case_r, Expr> const case_expr = "CASE WHEN ... THEN ... END";
 x3::rule<class alt_r, RegexNode> const alt = "a pattern of stages";
 x3::rule<class seq_r, RegexNode> const seq = "a sequence of stages";
 x3::rule<class elem_r, RegexNode> const elem = "a stage, a (group) or a !negation";
@@ -193,6 +196,28 @@ struct FoldOp {
     x3::_val(ctx) = MakeBinary(Op, std::move(x3::_val(ctx)), std::move(x3::_attr(ctx)));
   }
 };
+// SQL LIKE to an anchored RE2 pattern: % is any run of characters, _ one
+// character, a backslash makes the next character literal.
+std::string LikeToRegex(const std::string& like, bool ignore_case) {
+  std::string re = ignore_case ? "(?is)^" : "(?s)^";
+  for (size_t i = 0; i < like.size(); ++i) {
+    char c = like[i];
+    if (c == '\\' && i + 1 < like.size()) {
+      c = like[++i];
+    } else if (c == '%') {
+      re += ".*";
+      continue;
+    } else if (c == '_') {
+      re += ".";
+      continue;
+    }
+    if (!std::isalnum(static_cast<unsigned char>(c)) && static_cast<unsigned char>(c) < 0x80)
+      re += '\\';
+    re += c;
+  }
+  return re + "$";
+}
+
 constexpr char kOr[] = "OR";
 constexpr char kAnd[] = "AND";
 
@@ -207,7 +232,7 @@ struct ArithOps : x3::symbols<std::string> {
     for (const char* o : ops) add(o, o);
   }
 };
-ArithOps const add_ops{"+", "-"};
+ArithOps const add_ops{"+", "-", "||"};
 ArithOps const mul_ops{"*", "/", "%"};
 struct CmpOps : x3::symbols<std::string> {
   CmpOps() {
@@ -315,13 +340,107 @@ auto const make_matches = [](bool negated) {
     x3::_val(ctx) = std::move(e);
   };
 };
+auto const make_is_null = [](bool negated) {
+  return [negated](auto& ctx) {
+    Expr e;
+    e.kind = Expr::Kind::kIsNull;
+    e.negated = negated;
+    e.span = SourceSpan{x3::_val(ctx).span.begin, Where(ctx).end};
+    e.args.push_back(std::move(x3::_val(ctx)));
+    x3::_val(ctx) = std::move(e);
+  };
+};
+// x BETWEEN lo AND hi is x >= lo AND x <= hi (x is evaluated twice; expressions
+// have no side effects).
+auto const make_between = [](bool negated) {
+  return [negated](auto& ctx) {
+    auto& a = x3::_attr(ctx);
+    Expr x = std::move(x3::_val(ctx));
+    const SourceSpan span{x.span.begin, Where(ctx).end};
+    Expr lo = MakeBinary(">=", x, std::move(boost::fusion::at_c<0>(a)));
+    Expr hi = MakeBinary("<=", std::move(x), std::move(boost::fusion::at_c<1>(a)));
+    Expr both = MakeBinary("AND", std::move(lo), std::move(hi));
+    both.span = span;
+    if (negated) {
+      Expr n;
+      n.kind = Expr::Kind::kUnary;
+      n.op = "NOT";
+      n.span = span;
+      n.args.push_back(std::move(both));
+      both = std::move(n);
+    }
+    x3::_val(ctx) = std::move(both);
+  };
+};
+auto const make_like = [](bool negated, bool ignore_case) {
+  return [negated, ignore_case](auto& ctx) {
+    Expr e;
+    e.kind = Expr::Kind::kMatches;
+    e.op = ignore_case ? "ILIKE" : "LIKE";
+    e.negated = negated;
+    e.text = LikeToRegex(x3::_attr(ctx), ignore_case);
+    e.span = SourceSpan{x3::_val(ctx).span.begin, Where(ctx).end};
+    e.args.push_back(std::move(x3::_val(ctx)));
+    x3::_val(ctx) = std::move(e);
+  };
+};
 auto const in_list_def = x3::lit('(') > (expr % ',') > ')';
-auto const cmp_expr_def = add_expr[assign] >>
-                          -((cmp_ops > add_expr)[fold_sym] |
-                            spanned[kw("in") > in_list][make_in(false)] |
-                            spanned[kw("matches") > string_lit][make_matches(false)] |
-                            spanned[kw("not") >> kw("in") > in_list][make_in(true)] |
-                            spanned[kw("not") >> kw("matches") > string_lit][make_matches(true)]);
+auto const when_clause_def = spanned[kw("when") > expr > kw("then") > expr][([](auto& ctx) {
+  auto& a = x3::_attr(ctx);
+  Expr w;
+  w.kind = Expr::Kind::kCase;
+  w.span = Where(ctx);
+  w.args.push_back(std::move(boost::fusion::at_c<0>(a)));
+  w.args.push_back(std::move(boost::fusion::at_c<1>(a)));
+  x3::_val(ctx) = std::move(w);
+})];
+// Builds a CASE node from its WHEN clauses; with a subject (simple CASE) each
+// WHEN v becomes WHEN subject = v.
+template <typename Otherwise>
+Expr MakeCase(const Expr* subject, std::vector<Expr>& whens, Otherwise& otherwise,
+              SourceSpan span) {
+  Expr e;
+  e.kind = Expr::Kind::kCase;
+  e.span = span;
+  for (Expr& w : whens) {
+    e.args.push_back(subject ? MakeBinary("=", *subject, std::move(w.args[0]))
+                             : std::move(w.args[0]));
+    e.args.push_back(std::move(w.args[1]));
+  }
+  e.int_value = static_cast<int64_t>(whens.size());
+  if (otherwise) e.args.push_back(std::move(*otherwise));
+  return e;
+}
+auto const make_searched_case = [](auto& ctx) {
+  auto& a = x3::_attr(ctx);
+  x3::_val(ctx) =
+      MakeCase(nullptr, boost::fusion::at_c<0>(a), boost::fusion::at_c<1>(a), Where(ctx));
+};
+auto const make_simple_case = [](auto& ctx) {
+  auto& a = x3::_attr(ctx);
+  x3::_val(ctx) = MakeCase(&boost::fusion::at_c<0>(a), boost::fusion::at_c<1>(a),
+                           boost::fusion::at_c<2>(a), Where(ctx));
+};
+// CASE is not a reserved word: `case` may still name a field.
+auto const case_expr_def =
+    spanned[kw("case") >> &kw("when") > +when_clause > -(kw("else") > expr) > kw("end")]
+           [make_searched_case] |
+    spanned[kw("case") >> expr >> &kw("when") > +when_clause > -(kw("else") > expr) > kw("end")]
+           [make_simple_case];
+auto const cmp_expr_def =
+    add_expr[assign] >>
+    -((cmp_ops > add_expr)[fold_sym] | spanned[kw("in") > in_list][make_in(false)] |
+      spanned[kw("matches") > string_lit][make_matches(false)] |
+      spanned[kw("not") >> kw("in") > in_list][make_in(true)] |
+      spanned[kw("not") >> kw("matches") > string_lit][make_matches(true)] |
+      spanned[kw("is") >> kw("not") > kw("null")][make_is_null(true)] |
+      spanned[kw("is") > kw("null")][make_is_null(false)] |
+      spanned[kw("between") > add_expr > kw("and") > add_expr][make_between(false)] |
+      spanned[kw("not") >> kw("between") > add_expr > kw("and") > add_expr][make_between(true)] |
+      spanned[kw("like") > string_lit][make_like(false, false)] |
+      spanned[kw("ilike") > string_lit][make_like(false, true)] |
+      spanned[kw("not") >> kw("like") > string_lit][make_like(true, false)] |
+      spanned[kw("not") >> kw("ilike") > string_lit][make_like(true, true)]);
 auto const add_expr_def = mul_expr[assign] >> *((add_ops >> !x3::lit('>') > mul_expr)[fold_sym]);
 auto const mul_expr_def = unary_expr[assign] >> *((mul_ops > unary_expr)[fold_sym]);
 auto const unary_expr_def = spanned[x3::lit('-') >> !x3::lit('>') > unary_expr][([](auto& ctx) {
@@ -415,7 +534,7 @@ auto const primary_def = (x3::lit('(') > expr > ')')[assign] | spanned[duration]
                          spanned[kw("true")][literal_action(Expr::Kind::kBoolLit, 1)] |
                          spanned[kw("false")][literal_action(Expr::Kind::kBoolLit, 0)] |
                          spanned[kw("null")][literal_action(Expr::Kind::kNullLit, 0)] |
-                         call[assign] | ref[assign];
+                         case_expr[assign] | call[assign] | ref[assign];
 
 // ---- MATCH regex -----------------------------------------------------------------
 auto const alt_def = seq[assign] >> *((x3::lit('|') > seq)[([](auto& ctx) {
@@ -624,8 +743,8 @@ auto const pattern_def = (kw("pattern") > spanned[ident])[([](auto& ctx) {
 
 BOOST_SPIRIT_DEFINE(ident, var_name, string_lit, duration, expr, or_expr, and_expr, not_expr,
                     cmp_expr, add_expr, mul_expr, unary_expr, primary, number, call, ref, in_list,
-                    alt, seq, elem, atom, quant, quant_body, define_item, emit_item, emit_list,
-                    skip, pattern, clause_end)
+                    when_clause, case_expr, alt, seq, elem, atom, quant, quant_body, define_item,
+                    emit_item, emit_list, skip, pattern, clause_end)
 
 // Comments: "--" or "//" to the end of the line.
 auto const skipper = white_space | x3::lexeme[(x3::lit("--") | "//") >> *(x3::char_ - x3::eol)];
@@ -652,12 +771,11 @@ std::string DescribeFound(It where, It end) {
 const char* UnsupportedSqlWord(std::string_view word) {
   std::string up;
   for (char c : word) up.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
-  if (up == "IS")
-    return "IS [NOT] NULL is not supported (a missing field is never equal to anything)";
-  if (up == "BETWEEN") return "BETWEEN is not supported; write x >= low AND x <= high";
-  if (up == "LIKE" || up == "ILIKE")
-    return "LIKE is not supported; use MATCHES with an RE2 regular expression";
-  if (up == "CASE" || up == "WHEN") return "CASE WHEN is not supported";
+  if (up == "IS") return "IS must be followed by NULL or NOT NULL";
+  if (up == "ESCAPE") return "LIKE ... ESCAPE is not supported; a backslash escapes % and _";
+  if (up == "SIMILAR") return "SIMILAR TO is not supported; use MATCHES with an RE2 expression";
+  if (up == "WHEN" || up == "THEN" || up == "ELSE" || up == "END")
+    return "WHEN, THEN, ELSE and END belong in CASE WHEN cond THEN value [ELSE value] END";
   return nullptr;
 }
 
@@ -692,7 +810,7 @@ constexpr int kMaxStages = 256;     // stage occurrences written in MATCH
 
 // Checks a PATTERN block's size and nesting before it is parsed: parentheses
 // (in MATCH and in expressions) and runs of prefix operators (NOT, !, unary
-// -) each cost a level of recursion. Strings and comments are skipped.
+// -) and CASE ... END each cost a level of recursion. Strings and comments are skipped.
 bool CheckNesting(It b, It e, Diagnostics& diags) {
   if (static_cast<size_t>(e - b) > kMaxBlockBytes) {
     diags.Error(SpanOf(b, b + 7), "this PATTERN block has " + std::to_string(e - b) +
@@ -722,9 +840,24 @@ bool CheckNesting(It b, It e, Diagnostics& diags) {
       const bool is_not = p - w == 3 && std::tolower(static_cast<unsigned char>(w[0])) == 'n' &&
                           std::tolower(static_cast<unsigned char>(w[1])) == 'o' &&
                           std::tolower(static_cast<unsigned char>(w[2])) == 't';
+      auto is_word = [&](const char* k) {
+        const size_t n = std::strlen(k);
+        if (static_cast<size_t>(p - w) != n) return false;
+        for (size_t i = 0; i < n; ++i)
+          if (std::tolower(static_cast<unsigned char>(w[i])) != k[i]) return false;
+        return true;
+      };
       if (is_not) {
         ++prefix;
         after_operand = false;
+      } else if (is_word("case")) {  // CASE ... END nests like parentheses
+        ++depth;
+        prefix = 0;
+        after_operand = false;
+      } else if (is_word("end")) {
+        depth = std::max(0, depth - 1);
+        prefix = 0;
+        after_operand = true;
       } else {
         prefix = 0;
         after_operand = true;

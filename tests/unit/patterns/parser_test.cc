@@ -207,6 +207,11 @@ TEST(ParserLimits, DeepNestingIsAnErrorNotACrash) {
               std::string::npos);
     EXPECT_NE(ParseErr(head + Repeat("- ", n) + "v > 1").find("nesting too deep"),
               std::string::npos);
+    // (12000 CASEs exceed the block size limit first.)
+    EXPECT_NE(
+        ParseErr(head + Repeat("CASE WHEN true THEN ", n / 6) + "v > 1" + Repeat(" END", n / 6))
+            .find("nesting too deep"),
+        std::string::npos);
     EXPECT_NE(ParseErr("PATTERN p FROM s MATCH " + Repeat("(", n) + "a" + Repeat(")", n) +
                        " DEFINE a AS v > 1")
                   .find("nesting too deep"),
@@ -215,6 +220,7 @@ TEST(ParserLimits, DeepNestingIsAnErrorNotACrash) {
   // Parentheses in strings and comments do not count; moderate nesting is fine.
   ParseOk(head + Repeat("(", 40) + "v > 1" + Repeat(")", 40) + " AND t = '" + Repeat("(", 500) +
           "' -- " + Repeat("(", 500) + "\n");
+  ParseOk(head + Repeat("CASE WHEN true THEN ", 40) + "v > 1" + Repeat(" END", 40));
   // A long flat chain is not nested, but its tree is deep: refused after parsing.
   std::string chain = head;
   for (int i = 0; i < 5000; ++i) chain += "v + ";
