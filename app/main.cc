@@ -448,6 +448,9 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
               << s->timeouts_per_pattern[pat] << ")\n";
   if (const std::string held = s->matcher.HeldSummary(); !held.empty())
     std::cerr << "  held matches   " << held << "\n";
+  if (s->matcher.skip_errors)
+    std::cerr << "  skip errors    " << s->matcher.skip_errors
+              << " matches could not apply SKIP ... STRICT (in the dead_letter output)\n";
   for (const auto& w : s->warnings) std::cerr << "  WARNING        " << w << "\n";
   for (const auto& k : s->top_keys)
     std::cerr << "  top key        " << k.key << "  " << k.matches << " matches of " << k.pattern

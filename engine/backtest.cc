@@ -207,7 +207,7 @@ class GroupMatcher {
       s->env.report_timeouts = s->pattern->has_timeout_emit;
       PatternSlot* self = s.get();
       s->env.emit = [this, self](MatchResult&& m) {
-        self->renderer->Render(current_key_, m, out_);
+        self->renderer->RenderTo(current_key_, m, out_, &errors_);
         if (!m.timeout) ++self->key_matches;
         pool_.Unref(m.last);
       };
@@ -328,6 +328,10 @@ class GroupMatcher {
   uint64_t key_hash_ = 0;
   bool have_key_ = false;
   std::string* out_ = nullptr;
+  std::string errors_;  // STRICT skip failures, for the dead-letter output
+
+ public:
+  std::string TakeErrors() { return std::move(errors_); }
 };
 
 double Since(std::chrono::steady_clock::time_point t0) {
@@ -681,6 +685,10 @@ Result<BacktestSummary> Backtester::Run() {
         }
         gm.Finish(&out, &top);
         gm.AddStats(&ws);
+        if (std::string errors = gm.TakeErrors(); !errors.empty()) {
+          Status s = outputs_.dead_letter->Write(errors);
+          if (!s.ok() && st.ok()) st = s;
+        }
       }  // the matcher (and its match buffer) is gone: rows may be freed
       part.entries.clear();
       part.entries.shrink_to_fit();

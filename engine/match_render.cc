@@ -168,4 +168,26 @@ void MatchRenderer::Render(std::string_view key, const MatchResult& m, std::stri
   out->append("}\n");
 }
 
+void MatchRenderer::RenderSkipError(std::string_view key, const MatchResult& m,
+                                    std::string* out) const {
+  std::string match;
+  Render(key, m, &match);
+  if (!match.empty() && match.back() == '\n') match.pop_back();
+  const std::string& x = p_.vars[static_cast<size_t>(p_.skip_var)];
+  const std::string strategy =
+      std::string("AFTER MATCH SKIP TO ") +
+      (p_.skip == patterns::SkipStrategy::Kind::kToFirst ? "FIRST " : "LAST ") + x + " STRICT";
+  JsonObject o(*out);
+  o.String("pattern", p_.name);
+  o.String("key", key);
+  o.String("reason", m.skip_error == MatchResult::SkipError::kNoSuchStage
+                         ? strategy + ": the match has no '" + x + "' event to skip to"
+                         : strategy +
+                               ": the skip target is the match's own first event, which "
+                               "would skip nothing");
+  o.Raw("match", match);
+  o.End();
+  out->push_back('\n');
+}
+
 }  // namespace cepheus::engine

@@ -33,6 +33,17 @@ class MatchRenderer {
   explicit MatchRenderer(const patterns::CompiledPattern& p);
   // Appends one JSON line (with '\n') for `m`.
   void Render(std::string_view key, const MatchResult& m, std::string* out) const;
+  // For a match whose STRICT skip failed (m.skip_error): one dead-letter line
+  // with the pattern, key, reason and the match itself.
+  void RenderSkipError(std::string_view key, const MatchResult& m, std::string* out) const;
+  // Renders `m` to `matches`, or a STRICT skip failure to `errors`.
+  void RenderTo(std::string_view key, const MatchResult& m, std::string* matches,
+                std::string* errors) const {
+    if (m.skip_error == MatchResult::SkipError::kNone)
+      Render(key, m, matches);
+    else
+      RenderSkipError(key, m, errors);
+  }
 
  private:
   const patterns::CompiledPattern& p_;

@@ -569,6 +569,14 @@ void KeyMatcher::Release(MatcherEnv& env, const CompletionKey& now_key, EventTim
     m.last = nullptr;
     ++emitted;
     count_held(out);
+    if (p.skip_strict && (!prune || bound == out.start_id)) {
+      // Flink's throwExceptionOnMiss(): no `x` to skip to, or skipping to the
+      // match's own first event. Reported, nothing skipped; the run goes on.
+      out.skip_error =
+          prune ? MatchResult::SkipError::kOwnFirstEvent : MatchResult::SkipError::kNoSuchStage;
+      prune = false;
+      ++env.stats->skip_errors;
+    }
     if (prune) {
       auto pruned = [&](EventId start) { return inclusive ? start <= bound : start < bound; };
       std::vector<Run> keep;

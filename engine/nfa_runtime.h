@@ -42,6 +42,10 @@ struct MatchResult {
   EventTime end;
   EventId start_id;
   CompletionKey completion;
+  // AFTER MATCH SKIP TO FIRST/LAST x STRICT could not skip (the receiver
+  // reports the match as an error record instead of a match).
+  enum class SkipError : uint8_t { kNone, kNoSuchStage, kOwnFirstEvent };
+  SkipError skip_error = SkipError::kNone;
 };
 
 struct MatcherStats {
@@ -49,6 +53,7 @@ struct MatcherStats {
   uint64_t runs_dropped = 0;  // cut by the per-key run cap
   uint64_t matches = 0;
   uint64_t timeouts = 0;
+  uint64_t skip_errors = 0;  // matches a STRICT skip could not apply to
   // Matches an AFTER MATCH SKIP strategy held back until earlier-started
   // partial matches of their key ended (Flink's rule), and how long they
   // waited in event time after their last event.
@@ -67,6 +72,7 @@ struct MatcherStats {
     runs_dropped += o.runs_dropped;
     matches += o.matches;
     timeouts += o.timeouts;
+    skip_errors += o.skip_errors;
     held_matches += o.held_matches;
     held_wait_ms_total += o.held_wait_ms_total;
     held_wait_ms_max = std::max(held_wait_ms_max, o.held_wait_ms_max);

@@ -98,7 +98,8 @@ Result<RunSummary> PipelineRunner::Run() {
 
   std::vector<std::unique_ptr<Worker>> workers;
   for (int w = 0; w < parallelism; ++w) {
-    workers.push_back(std::make_unique<Worker>(pipeline_, w, outputs_.matches));
+    workers.push_back(
+        std::make_unique<Worker>(pipeline_, w, outputs_.matches, outputs_.dead_letter));
     if (options_.max_live_runs)
       workers.back()->SetRunBudget(
           std::max<size_t>(1, options_.max_live_runs / static_cast<size_t>(parallelism)));
@@ -495,6 +496,9 @@ Result<RunSummary> PipelineRunner::Run() {
   reg.GetCounter("cepheus_held_matches_total",
                  "Matches held by AFTER MATCH SKIP until earlier partial matches ended")
       .Add(summary.matcher.held_matches);
+  reg.GetCounter("cepheus_skip_errors_total",
+                 "Matches AFTER MATCH SKIP TO ... STRICT could not skip for (sent to dead_letter)")
+      .Add(summary.matcher.skip_errors);
   reg.GetGauge("cepheus_held_match_max_wait_ms",
                "Longest event-time wait of a held match after its last event")
       .Set(summary.matcher.held_wait_ms_max);
@@ -512,6 +516,11 @@ Result<RunSummary> PipelineRunner::Run() {
   summary.stopped = stopped;
   if (const std::string held = summary.matcher.HeldSummary(); !held.empty())
     spdlog::info("{}", held);
+  if (summary.matcher.skip_errors)
+    spdlog::error(
+        "{} matches could not apply AFTER MATCH SKIP ... STRICT; they went to the dead_letter "
+        "output with the reason",
+        summary.matcher.skip_errors);
   for (const std::string& w : BadInputWarnings(pipeline_.config, summary.streams))
     spdlog::warn("{}", w);
   if (summary.matcher.runs_cut_by_budget)

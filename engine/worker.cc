@@ -70,8 +70,11 @@ void SnapshotSync::WaitReleased() {
   cv_.wait(l, [&] { return released_; });
 }
 
-Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches)
-    : pipeline_(pipeline), index_(index), matches_(matches) {
+Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches, Output* errors)
+    : pipeline_(pipeline),
+      index_(index),
+      matches_(matches),
+      errors_out_(errors ? errors : matches) {
   patterns_.resize(pipeline.patterns.size());
   keying_patterns_.resize(pipeline.keyings.size());
   for (size_t k = 0; k < pipeline.keyings.size(); ++k) {
@@ -94,7 +97,7 @@ Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches)
     ps.renderer = std::make_unique<MatchRenderer>(*ps.pattern);
     PatternState* self = &ps;
     ps.env.emit = [this, self](MatchResult&& m) {
-      self->renderer->Render(self->current_key_view, m, &out_);
+      self->renderer->RenderTo(self->current_key_view, m, &out_, &errors_);
       pool_.Unref(m.last);
     };
     ps.env.on_runs_dropped = [self](size_t dropped) {
@@ -623,6 +626,11 @@ void Worker::FireColdTimers(PatternState& ps, EventTime wm) {
 }
 
 void Worker::FlushOutput() {
+  if (!errors_.empty()) {
+    Status s = errors_out_->Write(errors_);
+    if (!s.ok() && status_.ok()) status_ = s;
+    errors_.clear();
+  }
   if (out_.empty()) return;
   Status s = matches_->Write(out_);
   if (!s.ok() && status_.ok()) status_ = s;

@@ -91,7 +91,9 @@ struct RestoreMapping {
 
 class Worker {
  public:
-  Worker(const CompiledPipeline& pipeline, int index, Output* matches);
+  // `errors` receives matches a STRICT skip could not apply to (the
+  // dead-letter output); null sends them to `matches`.
+  Worker(const CompiledPipeline& pipeline, int index, Output* matches, Output* errors = nullptr);
   // Deletes everything a pattern keeps in `backend` (its state is dropped
   // when the pattern changed since the checkpoint).
   static Status DropPatternState(state::StateBackend* backend, const std::string& pattern);
@@ -215,6 +217,7 @@ class Worker {
   const CompiledPipeline& pipeline_;
   const int index_;
   Output* matches_;
+  Output* errors_out_;
   BlockingQueue<EventBatch> queue_{16};
   std::thread thread_;
   NodePool pool_;
@@ -228,6 +231,7 @@ class Worker {
   std::string prefetch_scratch_;
   Watermark watermark_ = Watermark::Min();
   std::string out_;
+  std::string errors_;  // for errors_out_
   WorkerStats stats_;
   Status status_;
 };

@@ -92,6 +92,9 @@ struct SkipStrategy {
   enum class Kind { kNoSkip, kToNext, kPastLast, kToFirst, kToLast };
   Kind kind = Kind::kNoSkip;
   std::string var;  // kToFirst, kToLast
+  // STRICT (Flink's throwExceptionOnMiss()): a match without `var`, or whose
+  // skip target is its own first event, is an error record, not a match.
+  bool strict = false;
   SourceSpan span;
 };
 

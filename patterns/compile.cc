@@ -1175,6 +1175,18 @@ std::unique_ptr<CompiledPattern> Compiler::Run() {
                "SKIP TO names '" + ast_.skip.var + "', which is not a stage of the MATCH clause");
     else
       out_->skip_var = it->second;
+    out_->skip_strict = ast_.skip.strict;
+    // A stage that can start the match: skipping to it may skip nothing at all
+    // (Flink guards the same case only with throwExceptionOnMiss()).
+    bool can_start = false;
+    for (const Edge& e : out_->states[0].edges)
+      if (out_->states[static_cast<size_t>(e.target)].var == out_->skip_var) can_start = true;
+    if (it != var_index_.end() && can_start && ast_.skip.kind == SkipStrategy::Kind::kToFirst)
+      d_.Warning(ast_.skip.span,
+                 "SKIP TO FIRST " + ast_.skip.var + ": '" + ast_.skip.var +
+                     "' can be a match's first event, and then nothing is skipped" +
+                     (ast_.skip.strict ? " (STRICT reports those matches as errors)"
+                                       : " (add STRICT to report those matches instead)"));
   }
 
   // Projections.

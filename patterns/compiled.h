@@ -107,6 +107,7 @@ struct CompiledPattern {
   std::optional<Duration> max_gap;
   SkipStrategy::Kind skip = SkipStrategy::Kind::kNoSkip;
   int skip_var = -1;
+  bool skip_strict = false;  // SKIP TO FIRST/LAST x STRICT
   std::vector<EmitField> emit;
   bool emit_events = false;
   bool has_timeout_emit = false;

@@ -694,6 +694,7 @@ auto const set_skip = [](SkipStrategy::Kind k) {
     x3::_val(ctx).span = Where(ctx);
   };
 };
+auto const set_skip_strict = [](auto& ctx) { x3::_val(ctx).strict = true; };
 auto const set_skip_var = [](SkipStrategy::Kind k) {
   return [k](auto& ctx) {
     x3::_val(ctx).kind = k;
@@ -706,8 +707,10 @@ auto const skip_def =
     spanned[kw("no") > kw("skip")][set_skip(SkipStrategy::Kind::kNoSkip)] |
     (kw("skip") >
      ((kw("to") > (spanned[kw("next") > event_word][set_skip(SkipStrategy::Kind::kToNext)] |
-                   spanned[kw("first") > var_name][set_skip_var(SkipStrategy::Kind::kToFirst)] |
-                   spanned[kw("last") > var_name][set_skip_var(SkipStrategy::Kind::kToLast)])) |
+                   (spanned[kw("first") > var_name][set_skip_var(SkipStrategy::Kind::kToFirst)] >>
+                    -kw("strict")[set_skip_strict]) |
+                   (spanned[kw("last") > var_name][set_skip_var(SkipStrategy::Kind::kToLast)] >>
+                    -kw("strict")[set_skip_strict]))) |
       spanned[kw("past") > kw("last") > event_word][set_skip(SkipStrategy::Kind::kPastLast)]));
 
 auto const pattern_clause =

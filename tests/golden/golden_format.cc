@@ -78,6 +78,19 @@ Status Render(const std::string& text, const char* kind, std::vector<std::string
       std::string_view et;
       if (doc["event_time"].get_string().get(et)) return Status::Corruption(line);
       rendered = "late " + std::to_string(ParseTs(et));
+    } else if (std::string(kind) == "dead" && line.find("\"match\":{") != std::string::npos) {
+      // A match an AFTER MATCH SKIP ... STRICT could not apply to:
+      // "skip-error KEY a@1 b@2 | fields ! reason".
+      std::string_view reason;
+      if (doc["reason"].get_string().get(reason)) return Status::Corruption(line);
+      std::string reason_text(reason);
+      // "match" is the record's last member: {..., "match":{...}}
+      const size_t at = line.find("\"match\":{") + 8;
+      std::vector<std::string> inner;
+      CEPHEUS_RETURN_IF_ERROR(
+          Render(line.substr(at, line.size() - at - 1) + "\n", "match", &inner));
+      if (inner.size() != 1) return Status::Corruption(line);
+      rendered = "skip-error " + inner[0].substr(6) + " ! " + reason_text;
     } else if (std::string(kind) == "dead") {
       int64_t ln;
       std::string_view reason;

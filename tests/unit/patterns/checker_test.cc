@@ -243,3 +243,31 @@ TEST(Checker, SqlWordsStillNameFields) {
 
 }  // namespace
 }  // namespace cepheus::patterns
+
+namespace cepheus::patterns {
+namespace {
+
+TEST(Checker, SkipToAStageThatStartsTheMatchIsFlagged) {
+  std::string warnings;
+  auto r = CompilePatternFile(SourceFile("s.cep",
+                                         "PATTERN p FROM payments MATCH a -> b WITHIN 1 MINUTE "
+                                         "DEFINE a AS ok, b AS ok AFTER MATCH SKIP TO FIRST a"),
+                              Catalog(), &warnings);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_FALSE(r.value()[0]->skip_strict);
+  EXPECT_NE(warnings.find("'a' can be a match's first event, and then nothing is skipped (add "
+                          "STRICT"),
+            std::string::npos)
+      << warnings;
+  warnings.clear();
+  r = CompilePatternFile(SourceFile("s.cep",
+                                    "PATTERN p FROM payments MATCH a -> b WITHIN 1 MINUTE "
+                                    "DEFINE a AS ok, b AS ok AFTER MATCH SKIP TO LAST b STRICT"),
+                         Catalog(), &warnings);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r.value()[0]->skip_strict);
+  EXPECT_EQ(warnings.find("first event"), std::string::npos) << warnings;
+}
+
+}  // namespace
+}  // namespace cepheus::patterns
