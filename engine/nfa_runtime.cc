@@ -210,6 +210,7 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
     n.deadline = EventTime::Max();
     if (p.within) n.deadline = std::min(n.deadline, n.start + *p.within);
     if (p.max_gap) n.deadline = std::min(n.deadline, n.last + *p.max_gap);
+    if (ts.wait_ms > 0) n.deadline = std::min(n.deadline, n.last + Duration::Millis(ts.wait_ms));
     n.pending = AllBits(ts.edges.size());
     for (size_t j = 0; j < ts.finals.size(); ++j)
       if (!ts.finals[j].guards.empty()) n.pending_finals |= 1u << j;
@@ -324,7 +325,10 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
       const bool until_now = e.until_cond >= 0 && cond.Test(e.until_cond, aggs);
       const bool can =
           (e.op != Contiguity::kStrict || r.fresh) && !until_now && cond.Test(target.cond, aggs);
-      if (can) fired[nfired++] = i;
+      // `WITHIN GAP`: an event too long after the run's last one is not
+      // taken, but it still ends a relaxed wait as any matching event does.
+      const int64_t gap = target.gap_ms;
+      if (can && (gap == 0 || row->time().millis() - r.last.millis() < gap)) fired[nfired++] = i;
       if (e.op == Contiguity::kStrict || (e.op == Contiguity::kRelaxed && can)) consumed |= bit;
       if (e.until_kills && until_now) consumed |= bit;
       for (const auto& g : e.guards)
@@ -515,7 +519,8 @@ void KeyMatcher::Release(MatcherEnv& env, const CompletionKey& now_key, EventTim
   // A match completed in an earlier step than this one was held.
   auto count_held = [&](const MatchResult& m) {
     if (m.timeout || !(m.completion < now_key)) return;
-    const int64_t wait = now > m.end ? (now - m.end).millis() : 0;
+    // Released at the end of the input (now is Max): no event time passed.
+    const int64_t wait = now > m.end && now != EventTime::Max() ? (now - m.end).millis() : 0;
     ++env.stats->held_matches;
     env.stats->held_wait_ms_total += static_cast<uint64_t>(wait);
     env.stats->held_wait_ms_max = std::max(env.stats->held_wait_ms_max, wait);

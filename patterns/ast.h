@@ -79,6 +79,16 @@ struct RegexNode {
   // kSeq: ops[i] is the contiguity written before children[i]; ops[0] is unused.
   std::vector<Contiguity> ops;
   Quantifier quant;  // kVar and groups (kSeq/kAlt written in parentheses)
+  // `b WITHIN GAP 5 SECONDS`: every event `b` takes is less than this after
+  // the event before it in the match (0: no bound).
+  int64_t gap_ms = 0;
+  SourceSpan gap_span;
+  SourceSpan span;
+};
+
+// The `WITHIN GAP d` written after a MATCH element.
+struct StageGap {
+  int64_t ms = 0;
   SourceSpan span;
 };
 

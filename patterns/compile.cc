@@ -208,6 +208,13 @@ void Compiler::CollectVars(const RegexNode& n) {
 }
 
 void Compiler::CheckStructure(const RegexNode& n, bool is_root) {
+  if (n.gap_ms != 0) {
+    if (n.kind != RegexNode::Kind::kVar) {
+      d_.Error(n.gap_span, "WITHIN GAP applies to a single stage, not a group");
+    } else if (n.gap_ms <= 0) {
+      d_.Error(n.gap_span, "WITHIN GAP must be positive");
+    }
+  }
   if (n.quant.present) {
     const Quantifier& q = n.quant;
     if (q.max != Quantifier::kUnbounded && (q.max < 1 || q.min > q.max))
@@ -336,6 +343,7 @@ Frag Compiler::BuildVar(const RegexNode& n, const std::vector<Guard>& loop_guard
       label += "]";
     }
     items.push_back(NewState(var, label));
+    out_->states[static_cast<size_t>(items.back())].gap_ms = n.gap_ms;
   }
   const Contiguity inner = q.present ? q.inner : Contiguity::kRelaxed;
   auto add_loop_edge = [&](int from, int to) {
@@ -1109,6 +1117,16 @@ std::unique_ptr<CompiledPattern> Compiler::Run() {
     edge.until_cond = e.until;
     AppendUnique(out_->states[0].edges, std::move(edge));
   }
+  for (const Edge& e : out_->states[0].edges) {
+    const NfaState& first = out_->states[static_cast<size_t>(e.target)];
+    const int v = first.var;
+    if (first.gap_ms != 0) {
+      d_.Error(ast_.match.span, "stage '" + out_->vars[static_cast<size_t>(v)] +
+                                    "' has WITHIN GAP but can start a match: the gap is measured "
+                                    "from the event before it");
+      return nullptr;
+    }
+  }
   for (const NfaState& st : out_->states)
     if (st.edges.size() > 64 || st.finals.size() > 32) {
       d_.Error(ast_.match.span, "the pattern is too ambiguous: state " + st.label +
@@ -1130,6 +1148,18 @@ std::unique_ptr<CompiledPattern> Compiler::Run() {
     for (const FinalEdge& f : st.finals)
       for (const Guard& g : f.guards)
         if (!g.strict) needs_deadline = true;
+  }
+  for (NfaState& st : out_->states) {
+    // A run here can only go on within the longest gap of its next stages;
+    // a final that waits out an absence keeps it to the pattern's window.
+    int64_t wait = 0;
+    bool bounded = !st.edges.empty() && (st.has_unguarded_final || st.finals.empty());
+    for (const Edge& e : st.edges) {
+      const int64_t g = out_->states[static_cast<size_t>(e.target)].gap_ms;
+      if (g == 0) bounded = false;
+      wait = std::max(wait, g);
+    }
+    st.wait_ms = bounded ? wait : 0;
   }
   if (needs_deadline && !out_->has_deadline())
     d_.Error(ast_.match.span,

@@ -66,6 +66,12 @@ struct NfaState {
   std::vector<Edge> edges;
   std::vector<FinalEdge> finals;
   bool has_unguarded_final = false;
+  // `b WITHIN GAP d` on the stage occurrence this state takes: an event is
+  // taken here only less than d after the run's last event (0: no bound).
+  int64_t gap_ms = 0;
+  // The longest WITHIN GAP among the stages this state can go on to (0: some
+  // way on has no such bound): a run here ends that long after its last event.
+  int64_t wait_ms = 0;
 };
 
 struct QuantInfo {

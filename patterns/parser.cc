@@ -156,6 +156,7 @@ x3::rule<class number_r, Expr> const number = "number";
 x3::rule<class call_r, Expr> const call = "function call";
 x3::rule<class ref_r, Expr> const ref = "field reference";
 x3::rule<class in_list_r, std::vector<Expr>> const in_list = "a list of values";
+x3::rule<class stage_gap_r, StageGap> const stage_gap = "WITHIN GAP duration";
 x3::rule<class when_r, Expr> const when_clause = "WHEN condition THEN value";
 x3::rule<class case_r, Expr> const case_expr = "CASE WHEN ... THEN ... END";
 x3::rule<class alt_r, RegexNode> const alt = "a pattern of stages";
@@ -577,9 +578,10 @@ auto const elem_def = spanned[x3::lit('!') > var_name][([](auto& ctx) {
                         n.span = Where(ctx);
                         x3::_val(ctx) = std::move(n);
                       })] |
-                      (atom >> -quant)[([](auto& ctx) {
+                      (atom >> -quant >> -stage_gap)[([](auto& ctx) {
                         auto& a = x3::_attr(ctx);
                         RegexNode n = std::move(boost::fusion::at_c<0>(a));
+                        auto& gap = boost::fusion::at_c<2>(a);
                         if (auto& q = boost::fusion::at_c<1>(a)) {
                           if (n.quant.present) {
                             // A quantified group that is quantified again: wrap it.
@@ -594,8 +596,17 @@ auto const elem_def = spanned[x3::lit('!') > var_name][([](auto& ctx) {
                           n.quant.present = true;
                           n.span.end = n.quant.span.end;
                         }
+                        if (gap) {
+                          n.gap_ms = gap->ms;
+                          n.gap_span = gap->span;
+                        }
                         x3::_val(ctx) = std::move(n);
                       })];
+
+auto const stage_gap_def = spanned[kw("within") >> kw("gap") > duration][([](auto& ctx) {
+  x3::_val(ctx).ms = x3::_attr(ctx);
+  x3::_val(ctx).span = Where(ctx);
+})];
 
 auto const atom_def = spanned[var_name][([](auto& ctx) {
                         RegexNode n;
@@ -746,8 +757,8 @@ auto const pattern_def = (kw("pattern") > spanned[ident])[([](auto& ctx) {
 
 BOOST_SPIRIT_DEFINE(ident, var_name, string_lit, duration, expr, or_expr, and_expr, not_expr,
                     cmp_expr, add_expr, mul_expr, unary_expr, primary, number, call, ref, in_list,
-                    when_clause, case_expr, alt, seq, elem, atom, quant, quant_body, define_item,
-                    emit_item, emit_list, skip, pattern, clause_end)
+                    when_clause, case_expr, stage_gap, alt, seq, elem, atom, quant, quant_body,
+                    define_item, emit_item, emit_list, skip, pattern, clause_end)
 
 // Comments: "--" or "//" to the end of the line.
 auto const skipper = white_space | x3::lexeme[(x3::lit("--") | "//") >> *(x3::char_ - x3::eol)];

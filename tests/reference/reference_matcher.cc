@@ -15,11 +15,19 @@ using patterns::Quantifier;
 using patterns::RegexNode;
 using patterns::SkipStrategy;
 
-enum class Mode { kNormal, kProbeTake, kProbeFinal, kProbeAlive };
+// kProbeWait: which stages can come next (for the wait a WITHIN GAP allows).
+enum class Mode { kNormal, kProbeTake, kProbeFinal, kProbeAlive, kProbeWait };
 
 struct PGuard {
   int var;
   bool strict;
+};
+
+// What a kProbeWait probe finds about the ways on from a prefix.
+struct Wait {
+  int64_t longest_gap = 0;
+  bool unbounded_stage = false;  // a next stage without WITHIN GAP
+  bool absence_final = false, final_at_once = false;
 };
 
 struct Ctx {
@@ -35,6 +43,7 @@ struct Ctx {
   Mode mode = Mode::kNormal;
   int probe_pos = -1;  // kProbeTake: the position to take; kProbeAlive: first pos >= deadline
   bool* found = nullptr;
+  struct Wait* wait = nullptr;
 };
 
 using Cont = std::function<void(Ctx)>;
@@ -83,6 +92,20 @@ class Ref {
     if (p_.max_gap) d = std::min(d, Ts(c.last) + p_.max_gap->millis());
     return d;
   }
+  // The deadline of a prefix that waits for its next stage: also the latest
+  // time any next stage's WITHIN GAP still allows.
+  int64_t PrefixDeadline(const Ctx& c, const std::function<void(Ctx)>& k) const {
+    int64_t d = Deadline(c);
+    Wait w;
+    Ctx probe = c;
+    probe.mode = Mode::kProbeWait;
+    probe.wait = &w;
+    k(probe);
+    const bool bounded =
+        w.longest_gap > 0 && !w.unbounded_stage && !(w.absence_final && !w.final_at_once);
+    if (bounded) d = std::min(d, Ts(c.last) + w.longest_gap);
+    return d;
+  }
   int FirstAtOrAfter(int64_t d) const {
     for (int i = 0; i < N(); ++i)
       if (Ts(i) >= d) return i;
@@ -123,18 +146,27 @@ class Ref {
     return takeable_at(p);
   }
 
-  bool InWindow(const Ctx& c, int p) const {
+  // `gap`: the WITHIN GAP written on the stage (0: none).
+  bool InWindow(const Ctx& c, int64_t gap, int p) const {
     if (c.path.empty()) return true;
+    if (gap > 0 && Ts(p) - Ts(c.last) >= gap) return false;
     if (p_.within && Ts(p) - Ts(c.path.front().first) >= p_.within->millis()) return false;
     if (p_.max_gap && Ts(p) - Ts(c.last) >= p_.max_gap->millis()) return false;
     return true;
   }
 
   // Tries every position for the next item `var` and continues with `k`.
-  void TakeVar(const Ctx& c, int var, int until, bool between_iters, Contiguity op,
+  void TakeVar(const Ctx& c, int var, int64_t gap, int until, bool between_iters, Contiguity op,
                const std::function<bool(const Ctx&, int)>& reluctant_conflict,
                const std::function<void(Ctx)>& k) {
     if (c.mode == Mode::kProbeFinal) return;  // a take is not the end
+    if (c.mode == Mode::kProbeWait) {
+      if (gap > 0)
+        c.wait->longest_gap = std::max(c.wait->longest_gap, gap);
+      else
+        c.wait->unbounded_stage = true;
+      return;
+    }
     // The first event that ends this branch (a greedy loop it left accepts it).
     // A match's first event has no history: only that event itself counts.
     auto kills = [&](int r) {
@@ -159,7 +191,7 @@ class Ref {
       lo = hi = c.probe_pos;
     }
     for (int p = lo; p <= hi; ++p) {
-      if (!InWindow(c, p)) continue;
+      if (!InWindow(c, gap, p)) continue;
       if (!Takeable(c, var, until, between_iters, op, p, true)) continue;
       if (c.at_start && kills(p)) continue;
       if (c.mode == Mode::kProbeTake) {
@@ -181,7 +213,7 @@ class Ref {
   // Called with each valid prefix: records timeouts, then continues.
   void AfterTake(const Ctx& n, const std::function<void(Ctx)>& k) {
     if (timeouts_ && p_.skip == SkipStrategy::Kind::kNoSkip) {
-      int64_t d = Deadline(n);
+      int64_t d = PrefixDeadline(n, k);
       if (d != INT64_MAX) {
         bool unguarded = false, alive = false;
         guarded_pending_ = false;
@@ -198,7 +230,7 @@ class Ref {
           probe.probe_pos = FirstAtOrAfter(d);
           probe.found = &alive;
           k(probe);
-          if (alive) timeouts_found_.insert(RefMatch{true, n.path});
+          if (alive) timeouts_found_.insert({RefMatch{true, n.path}, d});
         }
       }
     }
@@ -311,7 +343,7 @@ class Ref {
       }
       Ctx more = x;
       if (i >= 1) more.guards.insert(more.guards.end(), after.begin(), after.end());
-      TakeVar(more, var, until, i >= 1, op, reluctant,
+      TakeVar(more, var, n.gap_ms, until, i >= 1, op, reluctant,
               [&iter, i](Ctx y) { iter(i + 1, std::move(y)); });
     };
     iter(0, c);
@@ -333,6 +365,11 @@ class Ref {
     if (c.open_tail) c.guards.clear();
     if (c.mode == Mode::kProbeTake) return;
     if (c.mode == Mode::kProbeAlive) return;
+    if (c.mode == Mode::kProbeWait) {
+      // An absence at the end waits for the pattern's window, not a gap.
+      (c.guards.empty() ? c.wait->final_at_once : c.wait->absence_final) = true;
+      return;
+    }
     if (c.mode == Mode::kProbeFinal) {
       if (c.guards.empty()) {
         *c.found = true;
@@ -413,7 +450,7 @@ class Ref {
         if (inclusive ? s <= bound : s < bound) dead[j] = true;
       }
     }
-    for (const RefMatch& t : timeouts_found_) out.push_back(t);
+    for (const auto& [t, when] : timeouts_found_) out.push_back(t);
     std::sort(out.begin(), out.end());
     return out;
   }
@@ -424,7 +461,9 @@ class Ref {
   bool timeouts_;
   std::map<std::string, int> var_;
   std::vector<Completion> completions_;
-  std::set<RefMatch> timeouts_found_;
+  // One timeout per partial match and deadline: the same events reached by
+  // two ways that end at different times time out twice.
+  std::set<std::pair<RefMatch, int64_t>> timeouts_found_;
   bool guarded_pending_ = false;
 };
 

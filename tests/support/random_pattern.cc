@@ -110,6 +110,14 @@ RandomCase MakeRandomCase(std::mt19937_64& rng, const patterns::StreamCatalog& c
   int more = Uniform(rng, 0, 3);
   bool neg_used = false;
   bool within = Chance(rng, 60);
+  // A later stage may carry WITHIN GAP when `a` is mandatory (otherwise the
+  // stage could start a match, which the compiler refuses).
+  const bool a_mandatory = q0.empty() || q0[0] == '+' || (q0[0] == '{' && q0[1] != '0');
+  auto gap = [&]() -> std::string {
+    if (!a_mandatory || !Chance(rng, 20)) return "";
+    feature("stage gap");
+    return " WITHIN GAP " + std::to_string(Uniform(rng, 1, 4)) + " MILLISECONDS";
+  };
   for (int i = 0; i < more; ++i) {
     const char* op = RandomOp(rng);
     int kind = Uniform(rng, 0, 9);
@@ -118,7 +126,7 @@ RandomCase MakeRandomCase(std::mt19937_64& rng, const patterns::StreamCatalog& c
     if (kind <= 5) {
       std::string q = RandomQuant(rng, true, &has_until);
       note_quant(q);
-      match += op + v1 + q;
+      match += op + v1 + q + gap();
       used.push_back(v1);
       prev_loop = loops(q);
       prev_group = false;
@@ -148,7 +156,7 @@ RandomCase MakeRandomCase(std::mt19937_64& rng, const patterns::StreamCatalog& c
         prev_group = false;
       }
     } else {
-      match += op + v1;
+      match += op + v1 + gap();
       used.push_back(v1);
       prev_loop = prev_group = false;
     }

@@ -109,8 +109,8 @@ TEST(Differential, NfaAgreesWithBruteForceReference) {
   EXPECT_GT(compiled, kCases * 8 / 10);
   EXPECT_GT(with_matches, compiled / 3);
   // Each construct the issue tracker found wrong once stays well covered.
-  for (const char* f :
-       {"greedy loop", "negation after loop", "negation after group", "optional after negation"}) {
+  for (const char* f : {"greedy loop", "negation after loop", "negation after group",
+                        "optional after negation", "stage gap"}) {
     std::printf("differential cases with %s: %d of %d\n", f, exercised[f], compiled);
     if (!cases_env) {
       EXPECT_GT(exercised[f], kCases / 100) << f;

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
 #include "patterns/compiled.h"
 
 namespace cepheus::patterns {
@@ -115,6 +118,48 @@ TEST(Checker, StructuralRules) {
             std::string::npos);
   EXPECT_NE(Errors("PATTERN p FROM payments MATCH a EMIT COUNT(a) AS x, amount AS x").find("twice"),
             std::string::npos);
+}
+
+TEST(Checker, StageGapRules) {
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a WITHIN GAP 1 S -> b")
+                .find("'a' has WITHIN GAP but can start a match"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a? -> b WITHIN GAP 1 S")
+                .find("'b' has WITHIN GAP but can start a match"),
+            std::string::npos);
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a -> (b c) WITHIN GAP 1 S")
+                .find("WITHIN GAP applies to a single stage"),
+            std::string::npos);
+  // A misspelt GAP is named, with what was expected.
+  EXPECT_NE(Errors("PATTERN p FROM payments MATCH a -> b WITHIN GAPS 1 S").find("expected"),
+            std::string::npos);
+
+  auto r = Compile("PATTERN p FROM payments MATCH a -> b WITHIN GAP 2 S -> c+ WITHIN GAP 5 S -> d");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const CompiledPattern& p = *r.value()[0];
+  // After a: only b can come, within 2 s. After c: c again (5 s) or d (no
+  // bound), so a run there waits as long as the pattern allows.
+  std::map<std::string, std::set<int64_t>> wait;  // stage -> waits of its states
+  for (const NfaState& st : p.states)
+    if (st.var >= 0) wait[p.vars[static_cast<size_t>(st.var)]].insert(st.wait_ms);
+  EXPECT_EQ(wait.at("a"), std::set<int64_t>{2000});
+  EXPECT_EQ(wait.at("b"), std::set<int64_t>{5000});
+  EXPECT_EQ(wait.at("c"), std::set<int64_t>{0});
+  std::map<std::string, std::set<int64_t>> gap;
+  for (const NfaState& st : p.states)
+    if (st.var >= 0) gap[p.vars[static_cast<size_t>(st.var)]].insert(st.gap_ms);
+  EXPECT_EQ(gap.at("b"), std::set<int64_t>{2000});
+  EXPECT_EQ(gap.at("c"), std::set<int64_t>{5000});
+  EXPECT_EQ(gap.at("d"), std::set<int64_t>{0});
+
+  // The bound belongs to the occurrence it is written on: the second b
+  // below has none.
+  auto twice = Compile("PATTERN p FROM payments MATCH a -> b WITHIN GAP 1 S -> b");
+  ASSERT_TRUE(twice.ok()) << twice.status().message();
+  std::multiset<int64_t> b_gaps;
+  for (const NfaState& st : twice.value()[0]->states)
+    if (st.var == 1) b_gaps.insert(st.gap_ms);
+  EXPECT_EQ(b_gaps, (std::multiset<int64_t>{0, 1000}));
 }
 
 TEST(Checker, AbsenceWithWithinCompiles) {
