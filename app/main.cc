@@ -35,11 +35,14 @@ cepheus::Result<cepheus::engine::CompiledPipeline> Load(const std::string& path)
   return cepheus::engine::CompilePipeline(std::move(cfg.value()));
 }
 
-// The three outputs of a pipeline; late events and dead letters default to
-// standard error. `matches_file` (if set) overrides the matches output.
+// The outputs of a pipeline; late events and dead letters default to
+// standard error, watermarks to nowhere. `matches_file` (if set) overrides
+// the matches output.
 struct OpenedOutputs {
-  std::unique_ptr<cepheus::engine::Output> matches, late, dead;
-  cepheus::engine::RunOutputs Get() const { return {matches.get(), late.get(), dead.get()}; }
+  std::unique_ptr<cepheus::engine::Output> matches, late, dead, watermarks;
+  cepheus::engine::RunOutputs Get() const {
+    return {matches.get(), late.get(), dead.get(), watermarks.get()};
+  }
 };
 
 cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig& cfg,
@@ -56,6 +59,11 @@ cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig
     auto o = cepheus::sinks::MakeOutput(configs[i], mode);
     if (!o.ok()) return o.status();
     *slots[i] = std::move(o.value());
+  }
+  if (cfg.watermarks) {
+    auto o = cepheus::sinks::MakeOutput(*cfg.watermarks, mode);
+    if (!o.ok()) return o.status();
+    out.watermarks = std::move(o.value());
   }
   return out;
 }
@@ -87,7 +95,8 @@ cepheus::Status CheckFilesUsable(const cepheus::engine::PipelineConfig& cfg) {
   std::vector<std::pair<std::string, fs::path>> writable;
   for (const auto& [name, o] : {std::pair{"matches", &cfg.matches},
                                 {"late", cfg.late ? &*cfg.late : nullptr},
-                                {"dead_letter", cfg.dead_letter ? &*cfg.dead_letter : nullptr}})
+                                {"dead_letter", cfg.dead_letter ? &*cfg.dead_letter : nullptr},
+                                {"watermarks", cfg.watermarks ? &*cfg.watermarks : nullptr}})
     if (o && o->type == "file")
       writable.emplace_back(std::string("output '") + name + "'", o->path);
   if (cfg.checkpoints_enabled) writable.emplace_back("the state directory", cfg.state_dir + "/x");
@@ -141,7 +150,8 @@ cepheus::Status CheckStart(const cepheus::engine::PipelineConfig& cfg, bool rest
   }
   if (restart) return cepheus::Status::Ok();
   for (const auto* o : {&cfg.matches, cfg.late ? &*cfg.late : nullptr,
-                        cfg.dead_letter ? &*cfg.dead_letter : nullptr}) {
+                        cfg.dead_letter ? &*cfg.dead_letter : nullptr,
+                        cfg.watermarks ? &*cfg.watermarks : nullptr}) {
     if (!o || o->type != "file") continue;
     std::error_code ec;
     const auto size = fs::file_size(o->path, ec);

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/stat.h>
 
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
 
 #include "common/json.h"
@@ -24,7 +25,36 @@ struct EventReader::Input {
   std::string header;  // the CSV header line of the current file
   bool ended = false;
   int wm_input = 0;
+  std::string punctuation_key;  // "\"__watermark\"" for JSONL inputs, else empty
+  int watermark_field = -1;
 };
+
+namespace {
+
+// Whether `text` is a punctuation record (a JSON object with `field` at its
+// top level) and, if so, the watermark it carries or why it is unusable.
+std::optional<Result<EventTime>> ReadPunctuation(std::string_view text, const std::string& field) {
+  static thread_local simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(text.data(), text.size()).get(doc)) return std::nullopt;  // an event's problem
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj)) return std::nullopt;
+  simdjson::dom::element v;
+  if (obj.at_key(field).get(v)) return std::nullopt;
+  const std::string what = "watermark punctuation \"" + field + "\": ";
+  int64_t ms;
+  std::string_view s;
+  if (!v.get_int64().get(ms)) return Result<EventTime>(EventTime::FromMillis(ms));
+  if (!v.get_string().get(s)) {
+    if (auto t = ParseTimeOrEpochMillis(s)) return Result<EventTime>(*t);
+    return Result<EventTime>(
+        Status::InvalidArgument(what + "'" + std::string(s) + "' is not an RFC 3339 time"));
+  }
+  return Result<EventTime>(Status::InvalidArgument(
+      what + "expected epoch milliseconds or an RFC 3339 time, found " + simdjson::to_string(v)));
+}
+
+}  // namespace
 
 EventReader::EventReader(const CompiledPipeline& pipeline, ReaderOptions options)
     : pipeline_(pipeline),
@@ -118,6 +148,9 @@ Status EventReader::Open() {
           dopt.required.push_back(f);
     }
     in->decoder = sc.source.format == "csv" ? MakeCsvDecoder(dopt) : MakeJsonlDecoder(dopt);
+    if (sc.source.format == "jsonl" && !sc.punctuation_field.empty())
+      in->punctuation_key = "\"" + sc.punctuation_field + "\"";
+    if (!sc.watermark_field.empty()) in->watermark_field = sc.schema.IndexOf(sc.watermark_field);
     CEPHEUS_RETURN_IF_ERROR(OpenFile(*in));
     in->wm_input = watermarks_.AddInput(sc.watermark, in->reader->bounded());
     inputs_.push_back(std::move(in));
@@ -160,6 +193,7 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
     progress = true;
     texts_.clear();
     metas_.clear();
+    punctuations_.clear();
     for (const LineReader::Line& l : lines_) {
       if (l.text.find_first_not_of(" \t") == std::string_view::npos) continue;
       if (!in.header_done) {
@@ -171,10 +205,22 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
         in.header_done = true;
         continue;
       }
+      if (!in.punctuation_key.empty() &&
+          l.text.find(in.punctuation_key) != std::string_view::npos &&
+          ReadPunctuation(l.text, in.config->punctuation_field)) {
+        punctuations_.push_back(Punctuation{texts_.size(), &l});
+        continue;
+      }
       texts_.push_back(l.text);
       metas_.push_back(&l);
     }
-    if (texts_.empty()) continue;
+    if (texts_.empty()) {
+      const uint64_t dead_before = counts_.dead_letters;
+      for (const Punctuation& pu : punctuations_) ApplyPunctuation(in, pu, now, dead);
+      stream_counts_[static_cast<size_t>(in.index)].dead_letters +=
+          counts_.dead_letters - dead_before;
+      continue;
+    }
     if (!in.ranges.empty()) {
       positions_.clear();
       for (const auto* m : metas_) positions_.push_back(InputPosition(in.file_index, m->offset));
@@ -184,7 +230,10 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
     StreamCounts& sc = stream_counts_[static_cast<size_t>(in.index)];
     sc.records += texts_.size();
     const uint64_t dead_before = counts_.dead_letters, late_before = counts_.late;
+    size_t next_punctuation = 0;
     for (size_t i = 0; i < texts_.size(); ++i) {
+      while (next_punctuation < punctuations_.size() && punctuations_[next_punctuation].before == i)
+        ApplyPunctuation(in, punctuations_[next_punctuation++], now, dead);
       ++counts_.records_read;
       const LineReader::Line& meta = *metas_[i];
       if (!decoded_[i].row) {
@@ -224,16 +273,38 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
           continue;
         }
         watermarks_.input(in.wm_input).OnEvent(ts, now);
+        if (in.watermark_field >= 0 && !row->IsNull(static_cast<size_t>(in.watermark_field)))
+          watermarks_.input(in.wm_input)
+              .OnPunctuation(
+                  EventTime::FromMillis(row->GetInt(static_cast<size_t>(in.watermark_field))), now);
         watermarks_.Update(now);
       }
       ++counts_.events;
       events->push_back(ReadEvent{std::move(row), in.index});
     }
+    while (next_punctuation < punctuations_.size())
+      ApplyPunctuation(in, punctuations_[next_punctuation++], now, dead);
     sc.dead_letters += counts_.dead_letters - dead_before;
     sc.late += counts_.late - late_before;
   }
   if (all_ended) return Turn::kEnd;
   return progress ? Turn::kProgress : Turn::kIdle;
+}
+
+void EventReader::ApplyPunctuation(Input& in, const Punctuation& pu, int64_t now,
+                                   std::string* dead) {
+  ++counts_.records_read;
+  ++stream_counts_[static_cast<size_t>(in.index)].records;
+  auto t = ReadPunctuation(pu.meta->text, in.config->punctuation_field);
+  if (!t->ok()) {
+    AppendDeadLetter(in, *pu.meta, t->status().message(), pu.meta->text, dead);
+    return;
+  }
+  ++counts_.punctuations;
+  // The complete (batch) mode has no watermark: a punctuation only counts.
+  if (!options_.judge_lateness) return;
+  watermarks_.input(in.wm_input).OnPunctuation(t->value(), now);
+  watermarks_.Update(now);
 }
 
 void EventReader::AppendDeadLetter(const Input& in, const LineReader::Line& meta,
@@ -307,10 +378,10 @@ size_t EventReader::NumFiles(const Input& in) const {
 
 std::string EventReader::SavePosition() const {
   std::string out;
-  PutVarint(&out, 1);  // format version
+  PutVarint(&out, 2);  // format version (2: punctuations)
   PutVarint(&out, seq_);
   for (uint64_t c : {counts_.records_read, counts_.events, counts_.dead_letters, counts_.late,
-                     counts_.out_of_range})
+                     counts_.out_of_range, counts_.punctuations})
     PutVarint(&out, c);
   PutSigned(&out, watermarks_.current().time().millis());
   PutVarint(&out, inputs_.size());
@@ -327,9 +398,10 @@ std::string EventReader::SavePosition() const {
     PutVarint(&out, in->header.size());
     out += in->header;
     const auto w = watermarks_.input(in->wm_input).Save();
-    PutVarint(&out, (w.ended ? 1 : 0) | (w.has_events ? 2 : 0));
+    PutVarint(&out, (w.ended ? 1 : 0) | (w.has_events ? 2 : 0) | (w.punctuation ? 4 : 0));
     PutSigned(&out, w.max_ts.millis());
     PutSigned(&out, w.last_event_wall_ms);
+    if (w.punctuation) PutSigned(&out, w.punctuation->millis());
   }
   return out;
 }
@@ -338,10 +410,12 @@ Status EventReader::RestorePosition(std::string_view saved) {
   auto bad = [] { return Status::Corruption("checkpoint: damaged reader position"); };
   uint64_t version, n;
   int64_t wm;
-  if (!GetVarint(&saved, &version) || version != 1 || !GetVarint(&saved, &seq_)) return bad();
+  if (!GetVarint(&saved, &version) || version < 1 || version > 2 || !GetVarint(&saved, &seq_))
+    return bad();
   for (uint64_t* c : {&counts_.records_read, &counts_.events, &counts_.dead_letters, &counts_.late,
                       &counts_.out_of_range})
     if (!GetVarint(&saved, c)) return bad();
+  if (version >= 2 && !GetVarint(&saved, &counts_.punctuations)) return bad();
   if (!GetSigned(&saved, &wm) || !GetVarint(&saved, &n)) return bad();
   if (n != inputs_.size())
     return Status::InvalidArgument("checkpoint was taken with " + std::to_string(n) +
@@ -367,6 +441,11 @@ Status EventReader::RestorePosition(std::string_view saved) {
     w.has_events = wflags & 2;
     w.max_ts = EventTime::FromMillis(max_ts);
     w.last_event_wall_ms = wall;
+    if (wflags & 4) {
+      int64_t punctuation;
+      if (!GetSigned(&saved, &punctuation)) return bad();
+      w.punctuation = EventTime::FromMillis(punctuation);
+    }
     watermarks_.input(in.wm_input).Restore(w);
     if (!in.ranges.empty()) return Status::InvalidArgument("cannot restore a ranged reader");
     if (next_file == 0 || next_file > in.files.size() || in.files[next_file - 1] != file)

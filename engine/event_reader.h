@@ -58,6 +58,7 @@ struct ReaderCounts {
   uint64_t dead_letters = 0;
   uint64_t late = 0;
   uint64_t out_of_range = 0;  // outside --from/--to
+  uint64_t punctuations = 0;  // watermark punctuation records read
 };
 
 // What one stream's records came to (this process's reading only).
@@ -118,6 +119,12 @@ class EventReader {
   void AppendDeadLetter(const Input& in, const LineReader::Line& meta, const std::string& reason,
                         std::string_view record, std::string* dead);
   size_t NumFiles(const Input& in) const;
+  // A punctuation record read between events (see StreamConfig).
+  struct Punctuation {
+    size_t before = 0;  // applies before texts_[before]
+    const LineReader::Line* meta = nullptr;
+  };
+  void ApplyPunctuation(Input& in, const Punctuation& pu, int64_t now, std::string* dead);
 
   const CompiledPipeline& pipeline_;
   ReaderOptions options_;
@@ -135,6 +142,7 @@ class EventReader {
   std::vector<const LineReader::Line*> metas_;
   std::vector<DecodedRecord> decoded_;
   std::vector<uint64_t> positions_;
+  std::vector<Punctuation> punctuations_;
 };
 
 }  // namespace cepheus::engine

@@ -107,14 +107,50 @@ bool GreedyExitDies(const CompiledPattern& p, uint64_t left, Eval& cond, const u
 
 uint64_t AllBits(size_t n) { return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1; }
 
-// Adds `m` unless a result with the same events is there already (several
-// derivations can complete the same events); a duplicate's reference is dropped.
-void AddUnique(std::vector<MatchResult>& v, MatchResult&& m, NodePool* pool) {
-  if (std::any_of(v.begin(), v.end(),
-                  [&](const MatchResult& u) { return SamePath(u.last, m.last); }))
-    pool->Unref(m.last);
-  else
-    v.push_back(std::move(m));
+// A hash of the events (and stages) of a path, for finding duplicates.
+uint64_t PathHash(const BufNode* n) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  for (; n; n = n->prev) {
+    h ^= static_cast<uint64_t>(n->id.ts) * 0xff51afd7ed558ccdull +
+         (uint64_t{n->id.tie} << 20 | static_cast<uint32_t>(n->var));
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
+  }
+  return h;
+}
+
+// Keeps the first of the results with the same events (several derivations
+// can complete the same events), in order; a duplicate's reference is
+// dropped. O(n log n) in the results, so thousands completing on one event
+// (skip till any) stay cheap.
+void KeepUniquePaths(std::vector<MatchResult>& v, NodePool* pool) {
+  if (v.size() < 2) return;
+  std::vector<std::pair<uint64_t, size_t>> keys;
+  keys.reserve(v.size());
+  for (size_t i = 0; i < v.size(); ++i) keys.emplace_back(PathHash(v[i].last), i);
+  std::sort(keys.begin(), keys.end());
+  std::vector<bool> drop(v.size(), false);
+  for (size_t g = 0; g < keys.size();) {
+    size_t e = g + 1;
+    while (e < keys.size() && keys[e].first == keys[g].first) ++e;
+    for (size_t j = g + 1; j < e; ++j)
+      for (size_t k = g; k < j; ++k)
+        if (!drop[keys[k].second] && SamePath(v[keys[k].second].last, v[keys[j].second].last)) {
+          drop[keys[j].second] = true;
+          break;
+        }
+    g = e;
+  }
+  size_t out = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (drop[i]) {
+      pool->Unref(v[i].last);
+      continue;
+    }
+    if (out != i) v[out] = std::move(v[i]);
+    ++out;
+  }
+  v.resize(out);
 }
 
 }  // namespace
@@ -413,12 +449,8 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
   }
   has_fresh_ = spawned > 0;
 
-  if (completed.size() > 1) {
-    // Several derivations may complete the same events: report each once.
-    std::vector<MatchResult> unique;
-    for (MatchResult& m : completed) AddUnique(unique, std::move(m), env.pool);
-    completed = std::move(unique);
-  }
+  // Several derivations may complete the same events: report each once.
+  KeepUniquePaths(completed, env.pool);
   for (MatchResult& m : completed) held_.push_back(std::move(m));
   completed.clear();
   if (!held_.empty()) {
@@ -485,18 +517,18 @@ void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
       const NfaState& st = p.states[static_cast<size_t>(r.state)];
       if (r.pending_finals) {
         // Absence at the end: the window closed without the negated event.
-        AddUnique(completed, MatchResult{false, r.node, r.aggs, r.start, r.last, r.start_id, key},
-                  env.pool);
+        completed.push_back(MatchResult{false, r.node, r.aggs, r.start, r.last, r.start_id, key});
       } else if (env.report_timeouts && deadline != EventTime::Max() && !st.has_unguarded_final &&
                  !r.completed && r.pending) {
-        AddUnique(timeouts, MatchResult{true, r.node, r.aggs, r.start, r.last, r.start_id, key},
-                  env.pool);
+        timeouts.push_back(MatchResult{true, r.node, r.aggs, r.start, r.last, r.start_id, key});
       } else {
         env.pool->Unref(r.node);
       }
       r.node = nullptr;  // the reference moved to the result (or was dropped)
     }
     runs_ = std::move(keep);
+    KeepUniquePaths(completed, env.pool);
+    KeepUniquePaths(timeouts, env.pool);
     for (MatchResult& m : timeouts) EmitNow(env, std::move(m));
     for (MatchResult& m : completed) held_.push_back(std::move(m));
     Release(env, key, deadline);

@@ -206,7 +206,8 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
     } else {
       CheckKeys(et, sec + ".event_time",
                 {"field", "max_out_of_orderness", "idle_timeout", "follow_wall_clock_when_idle",
-                 "min_time", "max_time", "max_future_skew"});
+                 "min_time", "max_time", "max_future_skew", "watermark", "punctuation_field",
+                 "watermark_field"});
       if (!et["field"]) return Err(path, et, "event_time needs a field");
       s.time_field = Str(et["field"], sec + ".event_time.field");
       if (et["max_out_of_orderness"]) {
@@ -240,6 +241,33 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
         if (!d.ok()) return d.status();
         s.max_future_skew = *d;
       }
+      if (et["watermark"]) {
+        const std::string mode = Str(et["watermark"], sec + ".event_time.watermark");
+        if (mode != "bounded" && mode != "punctuated")
+          return Err(path, et["watermark"],
+                     "event_time.watermark must be bounded (generated from event times, and "
+                     "punctuations) or punctuated (punctuations only), not '" +
+                         mode + "'");
+        s.watermark.from_event_times = mode == "bounded";
+      }
+      if (et["punctuation_field"])
+        s.punctuation_field = Str(et["punctuation_field"], sec + ".event_time.punctuation_field");
+      if (et["watermark_field"]) {
+        s.watermark_field = Str(et["watermark_field"], sec + ".event_time.watermark_field");
+        const int wf = s.schema.IndexOf(s.watermark_field);
+        if (wf < 0)
+          return Err(path, et["watermark_field"],
+                     "watermark_field '" + s.watermark_field + "' is not in the schema");
+        const FieldType t = s.schema.field(static_cast<size_t>(wf)).type;
+        if (t != FieldType::kTimestamp && t != FieldType::kInt)
+          return Err(path, et["watermark_field"],
+                     "watermark_field '" + s.watermark_field +
+                         "' must be a timestamp (or int epoch milliseconds)");
+      }
+      if (!s.watermark.from_event_times && s.source.format == "csv" && s.watermark_field.empty())
+        return Err(path, et,
+                   "a punctuated CSV stream needs event_time.watermark_field (CSV has no "
+                   "punctuation records)");
     }
     int tf = s.schema.IndexOf(s.time_field);
     if (tf < 0)
@@ -279,7 +307,7 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
   }
   if (const YAML::Node outs = root["outputs"]) {
     if (!outs.IsMap())
-      return Err(path, outs, "'outputs' must be a map (matches, late, dead_letter)");
+      return Err(path, outs, "'outputs' must be a map (matches, late, dead_letter, watermarks)");
     for (const auto& kv : outs) {
       std::string k = Str(kv.first, "outputs key");
       auto o = ReadOutput(path, cfg.base_dir, kv.second, k.c_str());
@@ -290,17 +318,21 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
         cfg.late = *o;
       else if (k == "dead_letter")
         cfg.dead_letter = *o;
+      else if (k == "watermarks")
+        cfg.watermarks = *o;
       else
-        return Err(path, kv.first, "unknown output '" + k + "' (matches, late, dead_letter)");
+        return Err(path, kv.first,
+                   "unknown output '" + k + "' (matches, late, dead_letter, watermarks)");
     }
     // Two outputs appending to one file would interleave (and the
     // exactly-once file sink stages each output's records on its own).
     std::map<std::string, std::string> files;
     for (const auto& kv : outs) {
       const std::string k = Str(kv.first, "outputs key");
-      const OutputConfig& o = k == "matches" ? cfg.matches
-                              : k == "late"  ? *cfg.late
-                                             : *cfg.dead_letter;
+      const OutputConfig& o = k == "matches"      ? cfg.matches
+                              : k == "late"       ? *cfg.late
+                              : k == "watermarks" ? *cfg.watermarks
+                                                  : *cfg.dead_letter;
       if (o.type != "file") continue;
       for (const auto& [other_path, other] : files)
         if (SameFile(other_path, o.path))

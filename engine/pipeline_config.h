@@ -28,6 +28,12 @@ struct StreamConfig {
   std::vector<std::string> key;
   std::string time_field;
   timing::WatermarkOptions watermark;
+  // A JSONL record with this key (and whatever else) is a watermark
+  // punctuation, not an event: {"__watermark": <epoch ms or RFC 3339>}.
+  std::string punctuation_field = "__watermark";
+  // Optional: a field of every event that carries the input's watermark
+  // after that event (a timestamp or int field; null: no watermark).
+  std::string watermark_field;
   // Event times outside [min_time, max_time) are dead letters (default years
   // 1900 to 2400): a corrupt or mis-scaled time must not move the watermark.
   EventTime min_time = EventTime::FromMillis(-2208988800000);
@@ -57,7 +63,9 @@ struct PipelineConfig {
   OutputConfig matches{"stdout", ""};
   std::optional<OutputConfig> late;         // default: stderr
   std::optional<OutputConfig> dead_letter;  // default: stderr
-  int parallelism = 0;                      // 0: number of cores
+  // Where the combined watermark goes each time it advances (default: nowhere).
+  std::optional<OutputConfig> watermarks;
+  int parallelism = 0;  // 0: number of cores
   size_t max_runs_per_key = 10000;
   // A stream whose dead letters plus late events exceed this fraction of its
   // records (at least 100 of them) gets a loud warning in the log and the

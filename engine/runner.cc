@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/hash.h"
+#include "common/json.h"
 #include "engine/checkpoint.h"
 #include "engine/event_reader.h"
 #include "engine/match_render.h"
@@ -114,7 +115,8 @@ Result<RunSummary> PipelineRunner::Run() {
   std::unique_ptr<CheckpointStore> store;
   const std::pair<const char*, Output*> slots[] = {{"matches", outputs_.matches},
                                                    {"late", outputs_.late},
-                                                   {"dead_letter", outputs_.dead_letter}};
+                                                   {"dead_letter", outputs_.dead_letter},
+                                                   {"watermarks", outputs_.watermarks}};
   uint64_t next_checkpoint = 0;
   if (ck.enabled) {
     store = std::make_unique<CheckpointStore>(ck.state_dir);
@@ -237,7 +239,7 @@ Result<RunSummary> PipelineRunner::Run() {
                                        "How long workers were paused in the last checkpoint");
   auto& g_ckpt_id =
       reg.GetGauge("cepheus_last_checkpoint_id", "Id of the last completed checkpoint");
-  std::string dead_out, late_out;
+  std::string dead_out, late_out, wm_out;
   // Counters are published once per turn, not per record.
   ReaderCounts published;
   auto publish_counters = [&] {
@@ -256,9 +258,31 @@ Result<RunSummary> PipelineRunner::Run() {
       CEPHEUS_RETURN_IF_ERROR(outputs_.late->Write(late_out));
       late_out.clear();
     }
+    if (!wm_out.empty()) {
+      CEPHEUS_RETURN_IF_ERROR(outputs_.watermarks->Write(wm_out));
+      wm_out.clear();
+    }
     return Status::Ok();
   };
+  // The watermarks output: one record each time the watermark sent to the
+  // workers advances, written before the workers see it (so before any
+  // result it releases), and one at the end of the input.
+  auto note_watermark = [&](Watermark wm) {
+    if (!outputs_.watermarks || wm <= sent_wm) return;
+    JsonObject o(wm_out);
+    if (wm.is_max()) {
+      o.Raw("watermark", "null");
+      o.Raw("watermark_ms", "null");
+      o.Raw("end_of_input", "true");
+    } else {
+      o.String("watermark", FormatRfc3339(wm.time()));
+      o.Int("watermark_ms", wm.time().millis());
+    }
+    o.End();
+    wm_out.push_back('\n');
+  };
   auto send = [&](Watermark wm) {
+    note_watermark(wm);
     for (int w = 0; w < parallelism; ++w) {
       EventBatch& b = batches[static_cast<size_t>(w)];
       b.watermark = wm;
@@ -347,6 +371,7 @@ Result<RunSummary> PipelineRunner::Run() {
     for (auto& b : batches) b.barrier = sync;
     send(wm);
     Status s = sync->WaitAllArrived();
+    if (s.ok()) s = flush_side_outputs();  // the watermark just sent
     f->t_written_back = MonotonicMillis();
     if (s.ok() && ec)
       s = Status::IoError("cannot create '" + store->DirOf(meta.id) + "': " + ec.message());
@@ -464,6 +489,8 @@ Result<RunSummary> PipelineRunner::Run() {
     if (!cs.ok()) failure = cs.WithPrefix("final checkpoint failed: ");
   } else if (!stopped) {
     send(Watermark::Max());
+    Status ws = flush_side_outputs();
+    if (failure.ok() && !ws.ok()) failure = ws;
   }
   if (stopped || !failure.ok()) {
     for (auto& w : workers) {
@@ -507,7 +534,7 @@ Result<RunSummary> PipelineRunner::Run() {
   reg.GetCounter("cepheus_state_keys_loaded_total", "Keys read back from the state backend")
       .Add(summary.keys_loaded);
   // A failed flush (full disk, closed pipe) fails the run: output was lost.
-  for (Output* o : {outputs_.matches, outputs_.late, outputs_.dead_letter}) {
+  for (Output* o : {outputs_.matches, outputs_.late, outputs_.dead_letter, outputs_.watermarks}) {
     if (!o) continue;
     Status flushed = o->Flush();
     if (failure.ok() && !flushed.ok()) failure = flushed;

@@ -76,6 +76,8 @@ struct RunOutputs {
   Output* matches = nullptr;
   Output* late = nullptr;
   Output* dead_letter = nullptr;
+  // Optional: a record each time the watermark sent to the workers advances.
+  Output* watermarks = nullptr;
 };
 
 class PipelineRunner {

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -90,7 +91,11 @@ class Recovery : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   // Keyed events in arrival order: time + jitter up to twice the lateness.
-  std::string RandomInput(std::mt19937_64& rng, int64_t lateness, int n, int keys) {
+  // With `punctuations`, every 17th record is followed by a watermark
+  // punctuation a little behind its arrival time (some later events are late
+  // because of it).
+  std::string RandomInput(std::mt19937_64& rng, int64_t lateness, int n, int keys,
+                          bool punctuations = false) {
     std::vector<std::pair<int64_t, std::string>> arrivals;
     int64_t ts = 0;
     for (int i = 0; i < n; ++i) {
@@ -107,7 +112,12 @@ class Recovery : public ::testing::Test {
     std::stable_sort(arrivals.begin(), arrivals.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });
     std::string out;
-    for (auto& [at, ev] : arrivals) out += ev + "\n";
+    int i = 0;
+    for (auto& [at, ev] : arrivals) {
+      out += ev + "\n";
+      if (punctuations && ++i % 17 == 0)
+        out += "{\"__watermark\":" + std::to_string(at - 2 * lateness - 1) + "}\n";
+    }
     return out;
   }
 
@@ -125,11 +135,13 @@ TEST_F(Recovery, StopRestoreContinueEqualsOneUninterruptedRun) {
     const fs::path input = dir_ / "input.jsonl";
     const int n = std::uniform_int_distribution<int>(20, 200)(rng);
     const int keys = std::uniform_int_distribution<int>(1, 12)(rng);
-    std::ofstream(input) << RandomInput(rng, lateness, n, keys);
+    std::ofstream(input) << RandomInput(rng, lateness, n, keys, /*punctuations=*/c % 3 == 1);
     auto p = OneStreamPipeline(rc.pattern_text, input.string(), lateness, kSchema);
     if (!p.ok()) continue;  // a pattern the checker rejects
     ++cases;
     SCOPED_TRACE(rc.pattern_text + "\ncase " + std::to_string(c));
+    if (std::getenv("RECOVERY_VERBOSE"))  // which case takes the time
+      std::cerr << "case " << c << " at " << std::time(nullptr) << "\n" << rc.pattern_text;
 
     engine::RunOptions plain;
     plain.parallelism = 2;

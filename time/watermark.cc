@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <limits>
 
-#include <algorithm>
-
 namespace cepheus::timing {
 
 void InputWatermark::OnEvent(EventTime t, int64_t wall_ms) {
@@ -13,15 +11,25 @@ void InputWatermark::OnEvent(EventTime t, int64_t wall_ms) {
   last_event_wall_ms_ = wall_ms;
 }
 
+void InputWatermark::OnPunctuation(EventTime t, int64_t wall_ms) {
+  if (!has_punctuation_ || t > punctuation_) punctuation_ = t;
+  has_punctuation_ = true;
+  last_event_wall_ms_ = wall_ms;
+}
+
 bool InputWatermark::IsIdle(int64_t wall_ms) const {
   if (bounded_ || ended_) return false;
-  if (!has_events_) return wall_ms - last_event_wall_ms_ >= options_.idle_timeout.millis();
   return wall_ms - last_event_wall_ms_ >= options_.idle_timeout.millis();
 }
 
 Watermark InputWatermark::FromEvents() const {
   if (ended_) return Watermark::Max();
-  if (!has_events_) return Watermark::Min();
+  const Watermark punctuated = has_punctuation_ ? Watermark::At(punctuation_) : Watermark::Min();
+  if (!has_events_ || !options_.from_event_times) return punctuated;
+  return std::max(punctuated, Generated());
+}
+
+Watermark InputWatermark::Generated() const {
   // Saturating: an event time near the minimum (decoders refuse those, but
   // this class does not rely on it) must not wrap around to +infinity.
   const int64_t delay = options_.max_out_of_orderness.millis();
@@ -31,7 +39,9 @@ Watermark InputWatermark::FromEvents() const {
 
 Watermark InputWatermark::Current(int64_t wall_ms) const {
   Watermark w = FromEvents();
-  if (!ended_ && has_events_ && options_.follow_wall_clock_when_idle && IsIdle(wall_ms)) {
+  // A punctuated input's watermark is what it says, never the wall clock.
+  if (!ended_ && has_events() && options_.from_event_times &&
+      options_.follow_wall_clock_when_idle && IsIdle(wall_ms)) {
     const EventTime advanced = w.time() + Duration::Millis(wall_ms - last_event_wall_ms_);
     // (Never +infinity: that means "every input ended".)
     w = std::max(w, Watermark::At(std::min(

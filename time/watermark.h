@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "common/time_types.h"
@@ -21,6 +22,9 @@ struct WatermarkOptions {
   // While every unbounded input is idle, event time advances with the wall
   // clock from the last event. Default on; turn off to freeze the watermark.
   bool follow_wall_clock_when_idle = true;
+  // False (`watermark: punctuated`): event times do not move the watermark;
+  // only punctuations (records or a watermark field) and the end do.
+  bool from_event_times = true;
 };
 
 class InputWatermark {
@@ -29,12 +33,16 @@ class InputWatermark {
 
   // An event at `t` arrived at wall time `wall_ms`.
   void OnEvent(EventTime t, int64_t wall_ms);
+  // The input says that no event at or before `t` follows (Flink's
+  // Watermark(t)). Combined with the generated watermark by max.
+  void OnPunctuation(EventTime t, int64_t wall_ms);
   // The input ended: everything is known.
   void OnEnd() { ended_ = true; }
 
   bool ended() const { return ended_; }
   bool bounded() const { return bounded_; }
-  bool has_events() const { return has_events_; }
+  // Has a base for the watermark: an event or a punctuation was seen.
+  bool has_events() const { return has_events_ || has_punctuation_; }
   // Idle: unbounded, not ended, and silent for at least the idle timeout.
   bool IsIdle(int64_t wall_ms) const;
   // The watermark from events alone.
@@ -48,22 +56,33 @@ class InputWatermark {
     bool has_events = false;
     EventTime max_ts = EventTime::Min();
     int64_t last_event_wall_ms = 0;
+    std::optional<EventTime> punctuation;
   };
-  Saved Save() const { return Saved{ended_, has_events_, max_ts_, last_event_wall_ms_}; }
+  Saved Save() const {
+    Saved s{ended_, has_events_, max_ts_, last_event_wall_ms_, std::nullopt};
+    if (has_punctuation_) s.punctuation = punctuation_;
+    return s;
+  }
   void Restore(const Saved& s) {
     ended_ = s.ended;
     has_events_ = s.has_events;
     max_ts_ = s.max_ts;
     last_event_wall_ms_ = s.last_event_wall_ms;
+    has_punctuation_ = s.punctuation.has_value();
+    punctuation_ = s.punctuation.value_or(EventTime::Min());
   }
 
  private:
+  Watermark Generated() const;  // from event times (has_events_)
+
   WatermarkOptions options_;
   bool bounded_;
   bool ended_ = false;
   bool has_events_ = false;
   EventTime max_ts_ = EventTime::Min();
   int64_t last_event_wall_ms_ = 0;
+  bool has_punctuation_ = false;
+  EventTime punctuation_ = EventTime::Min();
 };
 
 // The minimum over a set of inputs. An idle input does not hold back the

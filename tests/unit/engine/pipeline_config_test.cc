@@ -121,6 +121,45 @@ TEST(PipelineConfig, EventTimeRangeAndFutureSkew) {
             std::string::npos);
 }
 
+TEST(PipelineConfig, WatermarkModesAndTheWatermarksOutput) {
+  const std::string base =
+      "streams:\n  s:\n    source: { path: e.jsonl }\n"
+      "    schema: { a: string, ts: timestamp, wm: timestamp }\n"
+      "    event_time: { field: ts";
+  auto d = ParsePipelineConfig(base + " }\npatterns: [x]\n", "p.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->streams[0].watermark.from_event_times);
+  EXPECT_EQ(d->streams[0].punctuation_field, "__watermark");
+  EXPECT_FALSE(d->watermarks.has_value());
+  auto c = ParsePipelineConfig(
+      base +
+          ", watermark: punctuated, punctuation_field: wmark, watermark_field: wm }\n"
+          "patterns: [x]\noutputs:\n  watermarks: { type: file, path: out/wm.jsonl }\n",
+      "/p/p.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_FALSE(c->streams[0].watermark.from_event_times);
+  EXPECT_EQ(c->streams[0].punctuation_field, "wmark");
+  EXPECT_EQ(c->streams[0].watermark_field, "wm");
+  ASSERT_TRUE(c->watermarks.has_value());
+  EXPECT_EQ(c->watermarks->path, "/p/out/wm.jsonl");
+  EXPECT_NE(Error(base + ", watermark: sometimes }\npatterns: [x]\n")
+                .find("event_time.watermark must be bounded"),
+            std::string::npos);
+  EXPECT_NE(Error(base + ", watermark_field: nope }\npatterns: [x]\n").find("not in the schema"),
+            std::string::npos);
+  EXPECT_NE(Error(base + ", watermark_field: a }\npatterns: [x]\n").find("must be a timestamp"),
+            std::string::npos);
+  std::string csv = base;
+  csv.replace(csv.find("path: e.jsonl"), 13, "path: e.csv, format: csv");
+  EXPECT_NE(Error(csv + ", watermark: punctuated }\npatterns: [x]\n")
+                .find("needs event_time.watermark_field"),
+            std::string::npos);
+  EXPECT_NE(Error(base + " }\npatterns: [x]\noutputs:\n  matches: { type: file, path: m }\n"
+                         "  watermarks: { type: file, path: m }\n")
+                .find("write the same file"),
+            std::string::npos);
+}
+
 // Misspelt or misplaced keys anywhere are errors with a suggestion, and
 // values of the wrong type name the setting.
 TEST(PipelineConfig, StrictKeysAndTypedValues) {

@@ -322,6 +322,59 @@ TEST(Runner, ProcessWideRunBudgetCutsTheOldestRuns) {
   }
 }
 
+// Watermarks from the input (Flink's Watermark(t) from the source): a
+// punctuation record moves the watermark, later events at or before it are
+// late, a bad punctuation is a dead letter, and the watermarks output shows
+// each value the workers were given, then the end of the input.
+TEST(Runner, PunctuationsDriveTheWatermarkAndTheWatermarksOutputShowsIt) {
+  const std::string dir = testing::ScratchDir("cepheus-punct");
+  const std::string input = dir + "/in.jsonl";
+  testing::WriteFile(input,
+                     "{\"key\":\"k\",\"type\":\"A\",\"ts\":1000}\n"
+                     "{\"__watermark\":1500}\n"
+                     "{\"key\":\"k\",\"type\":\"B\",\"ts\":1400}\n"
+                     "{\"key\":\"k\",\"type\":\"B\",\"ts\":1600}\n"
+                     "{\"__watermark\":\"1970-01-01T00:00:05Z\"}\n"
+                     "{\"__watermark\":\"soon\"}\n"
+                     "{\"key\":\"k\",\"type\":\"A\",\"ts\":4000}\n"
+                     "{\"key\":\"k\",\"type\":\"A\",\"ts\":9000}\n");
+  for (bool punctuated : {true, false}) {
+    SCOPED_TRACE(punctuated ? "punctuated" : "bounded + punctuations");
+    auto p = testing::OneStreamPipeline(
+        "PATTERN p FROM s MATCH a -> b DEFINE a AS type = 'A', b AS type = 'B'", input,
+        /*lateness_ms=*/0, "key string, type string, ts timestamp");
+    ASSERT_TRUE(p.ok()) << p.status().message();
+    auto& stream = const_cast<StreamConfig&>(p->config.streams[0]);
+    stream.watermark.from_event_times = !punctuated;
+    sinks::MemoryOutput matches, late, dead, watermarks;
+    RunOptions opts;
+    opts.lines_per_turn = 1;  // one record per turn: every watermark is sent on its own
+    PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead, &watermarks}, opts);
+    auto summary = runner.Run();
+    ASSERT_TRUE(summary.ok()) << summary.status().message();
+    EXPECT_EQ(summary->reader.punctuations, 2u);
+    EXPECT_EQ(summary->reader.dead_letters, 1u);
+    EXPECT_NE(dead.contents().find("watermark punctuation \\\"__watermark\\\": 'soon' is not an "
+                                   "RFC 3339 time"),
+              std::string::npos)
+        << dead.contents();
+    EXPECT_EQ(summary->reader.late, 2u) << late.contents();  // B@1400 and A@4000
+    EXPECT_NE(late.contents().find("\"watermark\":\"1970-01-01T00:00:05.000Z\""), std::string::npos)
+        << late.contents();
+    EXPECT_EQ(summary->matches, 1u) << matches.contents();
+    // What the workers were given, in order. Punctuated: the punctuations.
+    // Bounded: event times move it too, and it is sent with the next events,
+    // so 1500 and 5000 show as the later 1599 and 8999.
+    auto line = [](int64_t ms) {
+      return "{\"watermark\":\"" + FormatRfc3339(EventTime::FromMillis(ms)) +
+             "\",\"watermark_ms\":" + std::to_string(ms) + "}\n";
+    };
+    const std::string end = "{\"watermark\":null,\"watermark_ms\":null,\"end_of_input\":true}\n";
+    EXPECT_EQ(watermarks.contents(), punctuated ? line(1500) + line(5000) + end
+                                                : line(999) + line(1599) + line(8999) + end);
+  }
+}
+
 TEST(Runner, MissingInputFileFailsWithAClearError) {
   PipelineConfig cfg;
   StreamConfig s;

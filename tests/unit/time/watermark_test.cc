@@ -21,6 +21,42 @@ TEST(Watermark, TrailsMaxEventTimeByTheAllowedDisorder) {
   EXPECT_TRUE(w.FromEvents().is_max());
 }
 
+// A punctuation (Flink's Watermark(t)) moves an input's watermark to t; with
+// generated watermarks as well, the larger of the two holds.
+TEST(Watermark, PunctuationsCombineWithGeneratedWatermarksByMax) {
+  WatermarkOptions o;
+  o.max_out_of_orderness = Duration::Millis(100);
+  InputWatermark w(o, /*bounded=*/true);
+  w.OnPunctuation(T(500), 0);
+  EXPECT_EQ(w.FromEvents().time(), T(500)) << "a punctuation alone is a base";
+  EXPECT_TRUE(w.FromEvents().IsLate(T(500)));
+  w.OnEvent(T(1000), 0);
+  EXPECT_EQ(w.FromEvents().time(), T(899)) << "the generated one is ahead now";
+  w.OnPunctuation(T(2000), 0);
+  EXPECT_EQ(w.FromEvents().time(), T(2000));
+  w.OnPunctuation(T(1500), 0);  // an older punctuation does not move it back
+  EXPECT_EQ(w.FromEvents().time(), T(2000));
+  auto saved = w.Save();
+  InputWatermark restored(o, true);
+  restored.Restore(saved);
+  EXPECT_EQ(restored.FromEvents().time(), T(2000)) << "a checkpoint keeps the punctuation";
+}
+
+TEST(Watermark, PunctuatedInputsIgnoreEventTimesAndTheWallClock) {
+  WatermarkOptions o;
+  o.from_event_times = false;
+  o.idle_timeout = Duration::Seconds(1);
+  WatermarkCombiner c;
+  int in = c.AddInput(o, /*bounded=*/false);
+  c.input(in).OnEvent(T(10'000), 0);
+  EXPECT_EQ(c.Update(0), Watermark::Min()) << "events alone do not move it";
+  c.input(in).OnPunctuation(T(3000), 0);
+  EXPECT_EQ(c.Update(0).time(), T(3000));
+  EXPECT_EQ(c.Update(60'000).time(), T(3000)) << "idle: still what the input said";
+  c.input(in).OnEnd();
+  EXPECT_TRUE(c.Update(60'000).is_max());
+}
+
 TEST(Watermark, CombinedIsTheMinimumOverActiveInputs) {
   WatermarkCombiner c;
   int a = c.AddInput(WatermarkOptions{}, true);
