@@ -39,7 +39,7 @@ cepheus::Result<cepheus::engine::CompiledPipeline> Load(const std::string& path)
 // standard error, watermarks to nowhere. `matches_file` (if set) overrides
 // the matches output.
 struct OpenedOutputs {
-  std::unique_ptr<cepheus::engine::Output> matches, late, dead, watermarks;
+  std::unique_ptr<cepheus::io::Sink> matches, late, dead, watermarks;
   cepheus::engine::RunOutputs Get() const {
     return {matches.get(), late.get(), dead.get(), watermarks.get()};
   }
@@ -48,13 +48,14 @@ struct OpenedOutputs {
 cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig& cfg,
                                            const std::string& matches_file,
                                            cepheus::sinks::FileMode mode) {
-  using cepheus::engine::OutputConfig;
+  using cepheus::io::SinkConfig;
+  using cepheus::io::SinkKind;
   OpenedOutputs out;
-  const OutputConfig configs[] = {
-      matches_file.empty() ? cfg.matches : OutputConfig{"file", matches_file},
-      cfg.late.value_or(OutputConfig{"stderr", ""}),
-      cfg.dead_letter.value_or(OutputConfig{"stderr", ""})};
-  std::unique_ptr<cepheus::engine::Output>* slots[] = {&out.matches, &out.late, &out.dead};
+  const SinkConfig configs[] = {
+      matches_file.empty() ? cfg.matches : SinkConfig{SinkKind::kFile, matches_file},
+      cfg.late.value_or(SinkConfig{SinkKind::kStderr, ""}),
+      cfg.dead_letter.value_or(SinkConfig{SinkKind::kStderr, ""})};
+  std::unique_ptr<cepheus::io::Sink>* slots[] = {&out.matches, &out.late, &out.dead};
   for (int i = 0; i < 3; ++i) {
     auto o = cepheus::sinks::MakeOutput(configs[i], mode);
     if (!o.ok()) return o.status();
@@ -97,8 +98,7 @@ cepheus::Status CheckFilesUsable(const cepheus::engine::PipelineConfig& cfg) {
                                 {"late", cfg.late ? &*cfg.late : nullptr},
                                 {"dead_letter", cfg.dead_letter ? &*cfg.dead_letter : nullptr},
                                 {"watermarks", cfg.watermarks ? &*cfg.watermarks : nullptr}})
-    if (o && o->type == "file")
-      writable.emplace_back(std::string("output '") + name + "'", o->path);
+    if (o && o->is_file()) writable.emplace_back(std::string("output '") + name + "'", o->path);
   if (cfg.checkpoints_enabled) writable.emplace_back("the state directory", cfg.state_dir + "/x");
   for (const auto& [what, file] : writable) {
     const fs::path dir = ExistingAncestor(file.parent_path());
@@ -152,7 +152,7 @@ cepheus::Status CheckStart(const cepheus::engine::PipelineConfig& cfg, bool rest
   for (const auto* o : {&cfg.matches, cfg.late ? &*cfg.late : nullptr,
                         cfg.dead_letter ? &*cfg.dead_letter : nullptr,
                         cfg.watermarks ? &*cfg.watermarks : nullptr}) {
-    if (!o || o->type != "file") continue;
+    if (!o || !o->is_file()) continue;
     std::error_code ec;
     const auto size = fs::file_size(o->path, ec);
     if (!ec && size > 0)
@@ -376,9 +376,9 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
     const auto& c = p->config;
     std::vector<std::string> outs;
     if (!a.output.empty()) outs.push_back(a.output);
-    if (a.output.empty() && c.matches.type == "file") outs.push_back(c.matches.path);
-    if (c.late && c.late->type == "file") outs.push_back(c.late->path);
-    if (c.dead_letter && c.dead_letter->type == "file") outs.push_back(c.dead_letter->path);
+    if (a.output.empty() && c.matches.is_file()) outs.push_back(c.matches.path);
+    if (c.late && c.late->is_file()) outs.push_back(c.late->path);
+    if (c.dead_letter && c.dead_letter->is_file()) outs.push_back(c.dead_letter->path);
     for (const auto& stream_files : opts.files)
       for (const auto& f : stream_files)
         for (const auto& o : outs)

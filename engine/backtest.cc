@@ -743,7 +743,7 @@ Result<BacktestSummary> Backtester::Run() {
   }
   GroupMatcher::TrimTop(&top);
   summary.top_keys = std::move(top);
-  for (Output* o : {outputs_.matches, outputs_.late, outputs_.dead_letter})
+  for (io::Sink* o : {outputs_.matches, outputs_.late, outputs_.dead_letter})
     if (o) CEPHEUS_RETURN_IF_ERROR(o->Flush());
   summary.seconds = Since(t0);
   return summary;

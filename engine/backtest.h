@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "engine/event_reader.h"
-#include "engine/output.h"
 #include "engine/pipeline.h"
 #include "engine/runner.h"
+#include "io/sink.h"
 
 namespace cepheus::engine {
 

@@ -109,17 +109,19 @@ Result<Duration> ReadDuration(const std::string& path, const YAML::Node& n, cons
   return *d;
 }
 
-Result<OutputConfig> ReadOutput(const std::string& path, const std::string& base,
-                                const YAML::Node& n, const char* name) {
+Result<io::SinkConfig> ReadOutput(const std::string& path, const std::string& base,
+                                  const YAML::Node& n, const char* name) {
   if (!n.IsMap())
     return Err(path, n, std::string("outputs.") + name + " must be a map like {type: stdout}");
   const std::string section = std::string("outputs.") + name;
   CheckKeys(n, section, {"type", "path"});
-  OutputConfig o;
-  o.type = n["type"] ? Str(n["type"], section + ".type") : "";
-  if (o.type != "stdout" && o.type != "stderr" && o.type != "file")
+  io::SinkConfig o;
+  const std::string type = n["type"] ? Str(n["type"], section + ".type") : "";
+  const std::optional<io::SinkKind> kind = io::ParseSinkKind(type);
+  if (!kind)
     return Err(path, n, std::string("outputs.") + name + ".type must be stdout, stderr or file");
-  if (o.type == "file") {
+  o.kind = *kind;
+  if (o.is_file()) {
     if (!n["path"])
       return Err(path, n, std::string("outputs.") + name + " of type file needs a path");
     o.path = Resolve(base, Str(n["path"], section + ".path"));
@@ -329,11 +331,11 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
     std::map<std::string, std::string> files;
     for (const auto& kv : outs) {
       const std::string k = Str(kv.first, "outputs key");
-      const OutputConfig& o = k == "matches"      ? cfg.matches
-                              : k == "late"       ? *cfg.late
-                              : k == "watermarks" ? *cfg.watermarks
-                                                  : *cfg.dead_letter;
-      if (o.type != "file") continue;
+      const io::SinkConfig& o = k == "matches"      ? cfg.matches
+                                : k == "late"       ? *cfg.late
+                                : k == "watermarks" ? *cfg.watermarks
+                                                    : *cfg.dead_letter;
+      if (!o.is_file()) continue;
       for (const auto& [other_path, other] : files)
         if (SameFile(other_path, o.path))
           return Err(path, kv.second,

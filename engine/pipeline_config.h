@@ -11,6 +11,7 @@
 #include "common/schema.h"
 #include "common/status.h"
 #include "common/time_types.h"
+#include "io/sink.h"
 #include "time/watermark.h"
 
 namespace cepheus::engine {
@@ -50,21 +51,16 @@ struct PatternSource {
   std::string display_name() const { return path.empty() ? "<inline pattern>" : path; }
 };
 
-struct OutputConfig {
-  std::string type;  // stdout | stderr | file
-  std::string path;
-};
-
 struct PipelineConfig {
   std::string path;      // the YAML file
   std::string base_dir;  // its directory
   std::vector<StreamConfig> streams;
   std::vector<PatternSource> patterns;
-  OutputConfig matches{"stdout", ""};
-  std::optional<OutputConfig> late;         // default: stderr
-  std::optional<OutputConfig> dead_letter;  // default: stderr
+  io::SinkConfig matches{io::SinkKind::kStdout, ""};
+  std::optional<io::SinkConfig> late;         // default: stderr
+  std::optional<io::SinkConfig> dead_letter;  // default: stderr
   // Where the combined watermark goes each time it advances (default: nowhere).
-  std::optional<OutputConfig> watermarks;
+  std::optional<io::SinkConfig> watermarks;
   int parallelism = 0;  // 0: number of cores
   size_t max_runs_per_key = 10000;
   // A stream whose dead letters plus late events exceed this fraction of its

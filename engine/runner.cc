@@ -113,10 +113,10 @@ Result<RunSummary> PipelineRunner::Run() {
   const CheckpointOptions& ck = options_.checkpoint;
   std::unique_ptr<state::StateBackend> backend;
   std::unique_ptr<CheckpointStore> store;
-  const std::pair<const char*, Output*> slots[] = {{"matches", outputs_.matches},
-                                                   {"late", outputs_.late},
-                                                   {"dead_letter", outputs_.dead_letter},
-                                                   {"watermarks", outputs_.watermarks}};
+  const std::pair<const char*, io::Sink*> slots[] = {{"matches", outputs_.matches},
+                                                     {"late", outputs_.late},
+                                                     {"dead_letter", outputs_.dead_letter},
+                                                     {"watermarks", outputs_.watermarks}};
   uint64_t next_checkpoint = 0;
   if (ck.enabled) {
     store = std::make_unique<CheckpointStore>(ck.state_dir);
@@ -534,7 +534,7 @@ Result<RunSummary> PipelineRunner::Run() {
   reg.GetCounter("cepheus_state_keys_loaded_total", "Keys read back from the state backend")
       .Add(summary.keys_loaded);
   // A failed flush (full disk, closed pipe) fails the run: output was lost.
-  for (Output* o : {outputs_.matches, outputs_.late, outputs_.dead_letter, outputs_.watermarks}) {
+  for (io::Sink* o : {outputs_.matches, outputs_.late, outputs_.dead_letter, outputs_.watermarks}) {
     if (!o) continue;
     Status flushed = o->Flush();
     if (failure.ok() && !flushed.ok()) failure = flushed;

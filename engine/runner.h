@@ -15,8 +15,8 @@
 #include "common/clock.h"
 #include "engine/event_reader.h"
 #include "engine/nfa_runtime.h"
-#include "engine/output.h"
 #include "engine/pipeline.h"
+#include "io/sink.h"
 #include "metrics/counters.h"
 #include "state/state_backend.h"
 
@@ -73,11 +73,11 @@ struct RunSummary {
 };
 
 struct RunOutputs {
-  Output* matches = nullptr;
-  Output* late = nullptr;
-  Output* dead_letter = nullptr;
+  io::Sink* matches = nullptr;
+  io::Sink* late = nullptr;
+  io::Sink* dead_letter = nullptr;
   // Optional: a record each time the watermark sent to the workers advances.
-  Output* watermarks = nullptr;
+  io::Sink* watermarks = nullptr;
 };
 
 class PipelineRunner {

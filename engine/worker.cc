@@ -70,7 +70,7 @@ void SnapshotSync::WaitReleased() {
   cv_.wait(l, [&] { return released_; });
 }
 
-Worker::Worker(const CompiledPipeline& pipeline, int index, Output* matches, Output* errors)
+Worker::Worker(const CompiledPipeline& pipeline, int index, io::Sink* matches, io::Sink* errors)
     : pipeline_(pipeline),
       index_(index),
       matches_(matches),

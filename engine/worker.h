@@ -19,8 +19,8 @@
 #include "common/blocking_queue.h"
 #include "engine/match_render.h"
 #include "engine/nfa_runtime.h"
-#include "engine/output.h"
 #include "engine/pipeline.h"
+#include "io/sink.h"
 #include "state/state_backend.h"
 
 namespace cepheus::engine {
@@ -93,7 +93,8 @@ class Worker {
  public:
   // `errors` receives matches a STRICT skip could not apply to (the
   // dead-letter output); null sends them to `matches`.
-  Worker(const CompiledPipeline& pipeline, int index, Output* matches, Output* errors = nullptr);
+  Worker(const CompiledPipeline& pipeline, int index, io::Sink* matches,
+         io::Sink* errors = nullptr);
   // Deletes everything a pattern keeps in `backend` (its state is dropped
   // when the pattern changed since the checkpoint).
   static Status DropPatternState(state::StateBackend* backend, const std::string& pattern);
@@ -216,8 +217,8 @@ class Worker {
 
   const CompiledPipeline& pipeline_;
   const int index_;
-  Output* matches_;
-  Output* errors_out_;
+  io::Sink* matches_;
+  io::Sink* errors_out_;
   BlockingQueue<EventBatch> queue_{16};
   std::thread thread_;
   NodePool pool_;

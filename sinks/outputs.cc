@@ -17,7 +17,7 @@
 namespace cepheus::sinks {
 namespace {
 
-class FileOutput final : public engine::Output {
+class FileOutput final : public io::Sink {
  public:
   FileOutput(std::FILE* f, std::string name, bool owned)
       : f_(f), name_(std::move(name)), owned_(owned) {}
@@ -92,7 +92,7 @@ Status AppendFile(const std::string& from, int to_fd, const std::string& to_name
 // visible file ended before the part and how long the part is, so a restart
 // can finish an interrupted append or cut off anything a later, incomplete
 // checkpoint added.
-class ExactlyOnceFileOutput final : public engine::Output {
+class ExactlyOnceFileOutput final : public io::Sink {
  public:
   explicit ExactlyOnceFileOutput(std::string path) : path_(std::move(path)) {
     const fs::path p(path_);
@@ -243,9 +243,9 @@ class ExactlyOnceFileOutput final : public engine::Output {
 // beside it, renamed over the target by Finish(). A job that fails removes
 // the temporary file; one that is killed leaves it hidden, and the next
 // output opened in that directory removes it (its pid no longer runs).
-class AtomicFileOutput final : public engine::Output {
+class AtomicFileOutput final : public io::Sink {
  public:
-  static Result<std::unique_ptr<engine::Output>> Open(const std::string& path) {
+  static Result<std::unique_ptr<io::Sink>> Open(const std::string& path) {
     const fs::path p(path);
     const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
     std::error_code ec;
@@ -258,7 +258,7 @@ class AtomicFileOutput final : public engine::Output {
     const std::string tmp = (dir / (prefix + std::to_string(::getpid()))).string();
     std::FILE* f = std::fopen(tmp.c_str(), "w");
     if (!f) return Errno("cannot open output file '" + tmp + "'");
-    return std::unique_ptr<engine::Output>(new AtomicFileOutput(path, tmp, f));
+    return std::unique_ptr<io::Sink>(new AtomicFileOutput(path, tmp, f));
   }
   ~AtomicFileOutput() override {
     if (file_) {
@@ -299,17 +299,16 @@ class AtomicFileOutput final : public engine::Output {
 
 }  // namespace
 
-Result<std::unique_ptr<engine::Output>> MakeOutput(const engine::OutputConfig& config,
-                                                   FileMode mode) {
-  if (config.type == "file" && mode == FileMode::kExactlyOnce)
-    return std::unique_ptr<engine::Output>(new ExactlyOnceFileOutput(config.path));
-  if (config.type == "file" && mode == FileMode::kAtomic)
-    return AtomicFileOutput::Open(config.path);
-  if (config.type == "stdout")
-    return std::unique_ptr<engine::Output>(new FileOutput(stdout, "standard output", false));
-  if (config.type == "stderr")
-    return std::unique_ptr<engine::Output>(new FileOutput(stderr, "standard error", false));
-  if (config.type == "file") {
+Result<std::unique_ptr<io::Sink>> MakeOutput(const io::SinkConfig& config, FileMode mode) {
+  using io::SinkKind;
+  if (config.is_file() && mode == FileMode::kExactlyOnce)
+    return std::unique_ptr<io::Sink>(new ExactlyOnceFileOutput(config.path));
+  if (config.is_file() && mode == FileMode::kAtomic) return AtomicFileOutput::Open(config.path);
+  if (config.kind == SinkKind::kStdout)
+    return std::unique_ptr<io::Sink>(new FileOutput(stdout, "standard output", false));
+  if (config.kind == SinkKind::kStderr)
+    return std::unique_ptr<io::Sink>(new FileOutput(stderr, "standard error", false));
+  if (config.is_file()) {
     std::error_code ec;
     auto dir = std::filesystem::path(config.path).parent_path();
     if (!dir.empty()) std::filesystem::create_directories(dir, ec);
@@ -319,9 +318,10 @@ Result<std::unique_ptr<engine::Output>> MakeOutput(const engine::OutputConfig& c
     if (!f)
       return Status::IoError("cannot open output file '" + config.path +
                              "': " + std::strerror(errno));
-    return std::unique_ptr<engine::Output>(new FileOutput(f, config.path, true));
+    return std::unique_ptr<io::Sink>(new FileOutput(f, config.path, true));
   }
-  return Status::InvalidArgument("unknown output type '" + config.type + "'");
+  return Status::InvalidArgument("unknown output type '" + std::string(SinkKindName(config.kind)) +
+                                 "'");
 }
 
 Status MemoryOutput::Write(std::string_view lines) {

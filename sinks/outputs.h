@@ -5,7 +5,7 @@
 // directory. In a checkpointed
 // run (`exactly_once`) a file sink makes records visible only when the
 // checkpoint covering them completes, and a restart neither loses nor repeats
-// any (see engine/output.h). Each sink serializes concurrent writers.
+// any (see io/sink.h). Each sink serializes concurrent writers.
 #pragma once
 
 #include <memory>
@@ -13,8 +13,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "engine/output.h"
-#include "engine/pipeline_config.h"
+#include "io/sink.h"
 
 namespace cepheus::sinks {
 
@@ -26,11 +25,11 @@ enum class FileMode {
                  // Finish() (batch jobs); without Finish() the file is removed
 };
 
-Result<std::unique_ptr<engine::Output>> MakeOutput(const engine::OutputConfig& config,
-                                                   FileMode mode = FileMode::kPlain);
+Result<std::unique_ptr<io::Sink>> MakeOutput(const io::SinkConfig& config,
+                                             FileMode mode = FileMode::kPlain);
 
 // An output that keeps everything in memory (tests, benchmarks).
-class MemoryOutput final : public engine::Output {
+class MemoryOutput final : public io::Sink {
  public:
   Status Write(std::string_view lines) override;
   Status Flush() override { return Status::Ok(); }

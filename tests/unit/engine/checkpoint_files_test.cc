@@ -23,9 +23,10 @@ class CheckpointFiles : public ::testing::Test {
  protected:
   void SetUp() override { dir_ = ScratchDir("cepheus-ckfiles"); }
   void TearDown() override { fs::remove_all(dir_); }
-  std::unique_ptr<Output> Sink() {
-    auto o = sinks::MakeOutput(OutputConfig{"file", (dir_ / "out" / "m.jsonl").string()},
-                               sinks::FileMode::kExactlyOnce);
+  std::unique_ptr<io::Sink> Sink() {
+    auto o =
+        sinks::MakeOutput(io::SinkConfig{io::SinkKind::kFile, (dir_ / "out" / "m.jsonl").string()},
+                          sinks::FileMode::kExactlyOnce);
     EXPECT_TRUE(o.ok());
     return std::move(o.value());
   }

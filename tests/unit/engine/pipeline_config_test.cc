@@ -37,7 +37,7 @@ TEST(PipelineConfig, LoadsAndResolvesPathsAgainstTheFile) {
   EXPECT_FALSE(c->patterns[1].inline_text.empty());
   EXPECT_EQ(c->matches.path, "/etc/cepheus/out/m.jsonl");
   ASSERT_TRUE(c->late.has_value());
-  EXPECT_EQ(c->late->type, "stderr");
+  EXPECT_EQ(c->late->kind, io::SinkKind::kStderr);
   EXPECT_FALSE(c->dead_letter.has_value());
   EXPECT_EQ(c->parallelism, 3);
   EXPECT_EQ(c->max_runs_per_key, 77u);

@@ -21,9 +21,11 @@ const std::map<std::string, std::set<std::string>>& Allowed() {
       {"time", {"common", "time"}},
       {"state", {"common", "state"}},
       {"metrics", {"common", "metrics"}},
-      {"engine", {"common", "patterns", "time", "state", "metrics", "engine"}},
-      {"sinks", {"common", "patterns", "time", "state", "metrics", "engine", "sinks"}},
-      {"app", {"common", "patterns", "time", "state", "metrics", "engine", "sinks", "app"}},
+      {"io", {"common", "io"}},
+      {"engine", {"common", "io", "patterns", "time", "state", "metrics", "engine"}},
+      // Connectors see the io interfaces, never the engine.
+      {"sinks", {"common", "io", "sinks"}},
+      {"app", {"common", "io", "patterns", "time", "state", "metrics", "engine", "sinks", "app"}},
   };
   return kAllowed;
 }

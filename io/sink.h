@@ -1,19 +1,37 @@
-// Output: where the engine writes records (JSON lines): matches, late events,
-// dead letters. Implementations live in sinks/. Write() may be called from
-// several worker threads; implementations serialize internally.
+// io: the interfaces between the engine and its connectors. A sink is where
+// the engine writes records (JSON lines today): matches, late events, dead
+// letters, watermarks. Implementations live in sinks/ and depend on this
+// header only, never on the engine; the app wires concrete sinks in.
+// Write() may be called from several worker threads; implementations
+// serialize internally.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "common/status.h"
 
-namespace cepheus::engine {
+namespace cepheus::io {
 
-class Output {
+// The kinds of sink a pipeline can name (outputs.<name>.type).
+enum class SinkKind { kStdout, kStderr, kFile };
+
+// "stdout", "stderr", "file".
+std::string_view SinkKindName(SinkKind kind);
+std::optional<SinkKind> ParseSinkKind(std::string_view name);
+
+// One configured sink: its kind and, for files, the resolved path.
+struct SinkConfig {
+  SinkKind kind = SinkKind::kStdout;
+  std::string path;
+  bool is_file() const { return kind == SinkKind::kFile; }
+};
+
+class Sink {
  public:
-  virtual ~Output() = default;
+  virtual ~Sink() = default;
   // `lines` holds zero or more complete records, each ending in '\n'.
   virtual Status Write(std::string_view lines) = 0;
   virtual Status Flush() = 0;
@@ -39,4 +57,22 @@ class Output {
   virtual Status Recover(const std::string& /*record*/) { return Status::Ok(); }
 };
 
-}  // namespace cepheus::engine
+inline std::string_view SinkKindName(SinkKind kind) {
+  switch (kind) {
+    case SinkKind::kStdout:
+      return "stdout";
+    case SinkKind::kStderr:
+      return "stderr";
+    case SinkKind::kFile:
+      return "file";
+  }
+  return "?";
+}
+
+inline std::optional<SinkKind> ParseSinkKind(std::string_view name) {
+  for (SinkKind k : {SinkKind::kStdout, SinkKind::kStderr, SinkKind::kFile})
+    if (SinkKindName(k) == name) return k;
+  return std::nullopt;
+}
+
+}  // namespace cepheus::io
