@@ -13,7 +13,7 @@
 
 namespace cepheus {
 
-class Status {
+class [[nodiscard]] Status {
  public:
   enum class Code { kOk = 0, kInvalidArgument, kNotFound, kIoError, kCorruption, kInternal };
 
@@ -45,6 +45,9 @@ class Status {
   Status WithPrefix(const std::string& prefix) const {
     return ok() ? Status() : Status(code(), prefix + message());
   }
+  // Statuses are [[nodiscard]]: dropping one says so, here, with the reason
+  // at the call site (`s.IgnoreError();  // best effort: ...`).
+  void IgnoreError() const {}
 
  private:
   struct State {
@@ -57,7 +60,7 @@ class Status {
 
 // Either a T or a non-OK Status. Access to value() requires ok().
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}         // NOLINT(implicit)
   Result(Status status) : v_(std::move(status)) {}  // NOLINT(implicit); status must not be OK

@@ -194,8 +194,7 @@ class SectionReader {
 // Runs the patterns of one keying over one sorted partition.
 class GroupMatcher {
  public:
-  GroupMatcher(const CompiledPipeline& p, int keying)
-      : pipeline_(p), keying_(keying), key_(p, keying) {
+  GroupMatcher(const CompiledPipeline& p, int keying) : key_(p, keying) {
     for (int pi : p.keyings[static_cast<size_t>(keying)].patterns) {
       auto s = std::make_unique<PatternSlot>();
       s->pattern = p.patterns[static_cast<size_t>(pi)].get();
@@ -318,8 +317,6 @@ class GroupMatcher {
   }
 
  private:
-  const CompiledPipeline& pipeline_;
-  int keying_;
   KeyText key_;
   NodePool pool_;
   std::vector<std::unique_ptr<PatternSlot>> slots_;

@@ -241,7 +241,16 @@ Status CheckpointStore::Complete(const CheckpointMetadata& meta) const {
   return state::WriteFileDurably(DirOf(meta.id) + "/" + kMetadataFile, meta.Encode());
 }
 
-void CheckpointStore::Retain(int retain) const {
+namespace {
+// Keeps the first failure of a sequence of deletions.
+void KeepFirst(Status& first, const std::string& dir, const std::error_code& ec) {
+  if (ec && first.ok())
+    first = Status::IoError("cannot delete checkpoint '" + dir + "': " + ec.message());
+}
+}  // namespace
+
+Status CheckpointStore::Retain(int retain) const {
+  Status first;
   auto ids = Ids();
   int complete_seen = 0;
   bool newer_complete = false;
@@ -256,22 +265,35 @@ void CheckpointStore::Retain(int retain) const {
       drop = newer_complete;
     }
     if (!drop) continue;
+    // The metadata goes first and durably: a crash after this point leaves
+    // an incomplete checkpoint, never a complete one with missing files.
     fs::remove(DirOf(*it) + "/" + kMetadataFile, ec);
-    if (!ec) state::SyncDirectory(DirOf(*it));
+    KeepFirst(first, DirOf(*it), ec);
+    if (ec) continue;  // still complete: leave its files alone
+    if (Status synced = state::SyncDirectory(DirOf(*it)); !synced.ok() && first.ok())
+      first = synced;
     fs::remove_all(DirOf(*it), ec);
+    KeepFirst(first, DirOf(*it), ec);
   }
+  return first;
 }
 
-void CheckpointStore::DeleteNewerThan(uint64_t id) const {
+Status CheckpointStore::DeleteNewerThan(uint64_t id) const {
+  Status first;
   for (uint64_t i : Ids()) {
     std::error_code ec;
     if (i > id) fs::remove_all(DirOf(i), ec);
+    KeepFirst(first, DirOf(i), ec);
   }
+  return first;
 }
 
-void CheckpointStore::DeleteAll() const {
+Status CheckpointStore::DeleteAll() const {
   std::error_code ec;
   fs::remove_all(state_dir_ + "/checkpoints", ec);
+  Status s;
+  KeepFirst(s, state_dir_ + "/checkpoints", ec);
+  return s;
 }
 
 }  // namespace cepheus::engine

@@ -78,13 +78,14 @@ class CheckpointStore {
   // Deletes complete checkpoints beyond the newest `retain`, and incomplete
   // ones older than the newest complete one. The metadata goes first, so a
   // deletion cut short leaves an incomplete checkpoint, never a complete one
-  // with missing files.
-  void Retain(int retain) const;
+  // with missing files. An error names the first checkpoint that could not
+  // be deleted (the others are still tried).
+  Status Retain(int retain) const;
   // Deletes checkpoint directories newer than `id` (left by a crash during a
   // snapshot, or damaged ones that a restore skipped).
-  void DeleteNewerThan(uint64_t id) const;
+  Status DeleteNewerThan(uint64_t id) const;
   // Deletes every checkpoint (a fresh start after a finished run).
-  void DeleteAll() const;
+  Status DeleteAll() const;
 
  private:
   std::vector<uint64_t> Ids() const;  // every chk-* directory, ascending

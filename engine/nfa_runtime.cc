@@ -274,8 +274,8 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
   };
 
   // Takes the fired edges of one run (or of the start state when parent is null).
-  int fired[64];
-  int targets_done[64];
+  int fired[patterns::kMaxEdgesPerState];
+  int targets_done[patterns::kMaxEdgesPerState];
   auto take = [&](const Parent* parent, const NfaState& st, int nfired) {
     uint64_t keep = ResolveConflicts(p, st, fired, nfired);
     int ndone = 0;

@@ -17,6 +17,7 @@
 #include "common/small_vector.h"
 #include "engine/match_buffer.h"
 #include "patterns/compiled.h"
+#include "patterns/limits.h"
 
 namespace cepheus::engine {
 
@@ -157,8 +158,10 @@ class KeyMatcher {
     int state = 0;
     uint64_t pending = 0;         // edges of `state` still open
     uint32_t pending_finals = 0;  // guarded final edges still open
-    bool fresh = true;            // no event seen since the last take
-    bool completed = false;       // its path was already emitted as a match
+    static_assert(patterns::kMaxEdgesPerState <= 64, "pending has one bit per edge");
+    static_assert(patterns::kMaxFinalsPerState <= 32, "pending_finals has one bit per final");
+    bool fresh = true;       // no event seen since the last take
+    bool completed = false;  // its path was already emitted as a match
     EventTime start, last;
     EventTime deadline = EventTime::Max();  // WITHIN / MAX GAP, fixed at creation
     EventId start_id;

@@ -120,7 +120,7 @@ Result<RunSummary> PipelineRunner::Run() {
   uint64_t next_checkpoint = 0;
   if (ck.enabled) {
     store = std::make_unique<CheckpointStore>(ck.state_dir);
-    if (ck.restart) store->DeleteAll();
+    if (ck.restart) CEPHEUS_RETURN_IF_ERROR(store->DeleteAll());
     auto usable = store->Usable();
     if (!usable.ok()) return usable.status();
     std::optional<CheckpointStore::Found> found;
@@ -129,7 +129,7 @@ Result<RunSummary> PipelineRunner::Run() {
           "state: the previous run of this pipeline finished (checkpoint {}); starting from the "
           "beginning",
           usable->front().metadata.id);
-      store->DeleteAll();
+      CEPHEUS_RETURN_IF_ERROR(store->DeleteAll());
       usable->clear();
     }
     // The newest usable checkpoint whose state opens; a state that does not
@@ -180,7 +180,7 @@ Result<RunSummary> PipelineRunner::Run() {
     wso.cache_keys = ck.cache_keys;
     for (auto& w : workers) w->AttachState(wso);
     if (meta) {
-      store->DeleteNewerThan(meta->id);
+      CEPHEUS_RETURN_IF_ERROR(store->DeleteNewerThan(meta->id));
       // Patterns: unchanged ones keep their state, changed or removed ones
       // drop it, new ones start empty.
       for (const auto& [name, fp] : meta->patterns) {
@@ -223,7 +223,7 @@ Result<RunSummary> PipelineRunner::Run() {
           meta->watermark == Watermark::Min() ? std::string("none")
                                               : FormatRfc3339(meta->watermark.time()));
     } else {
-      store->DeleteAll();
+      CEPHEUS_RETURN_IF_ERROR(store->DeleteAll());
     }
     next_checkpoint = store->NextId();
   }
@@ -331,7 +331,9 @@ Result<RunSummary> PipelineRunner::Run() {
     for (const auto& [slot, rec] : f->meta.outputs)
       for (auto [name, out] : slots)
         if (out && std::string_view(name) == slot) CEPHEUS_RETURN_IF_ERROR(out->Commit(rec));
-    store->Retain(ck.retain);
+    if (Status r = store->Retain(ck.retain); !r.ok())
+      // Old checkpoints left behind cost disk space, not correctness.
+      spdlog::warn("checkpoint.retain: {}", r.message());
     ++summary.checkpoints;
     c_checkpoints.Add(1);
     g_ckpt_id.Set(static_cast<int64_t>(f->meta.id));

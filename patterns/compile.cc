@@ -8,6 +8,7 @@
 
 #include "common/hash.h"
 #include "patterns/compiled.h"
+#include "patterns/limits.h"
 #include "patterns/parser.h"
 
 namespace cepheus::patterns {
@@ -317,8 +318,9 @@ Frag Compiler::BuildVar(const RegexNode& n, const std::vector<Guard>& loop_guard
   copies = std::min(copies, kMaxRepeat);
   uint64_t qbit = 0;
   if (q.present && q.mode != Quantifier::Mode::kDefault) {
-    if (out_->quants.size() >= 64) {
-      d_.Error(q.span, "at most 64 greedy or reluctant quantifiers per pattern");
+    if (out_->quants.size() >= kMaxPreferenceQuantifiers) {
+      d_.Error(q.span, "at most " + std::to_string(kMaxPreferenceQuantifiers) +
+                           " greedy or reluctant quantifiers per pattern");
     } else {
       qbit = uint64_t{1} << out_->quants.size();
       out_->quants.push_back(QuantInfo{q.mode, n.name, var, -1});
@@ -1128,9 +1130,10 @@ std::unique_ptr<CompiledPattern> Compiler::Run() {
     }
   }
   for (const NfaState& st : out_->states)
-    if (st.edges.size() > 64 || st.finals.size() > 32) {
+    if (st.edges.size() > kMaxEdgesPerState || st.finals.size() > kMaxFinalsPerState) {
       d_.Error(ast_.match.span, "the pattern is too ambiguous: state " + st.label +
-                                    " has more than 64 ways to continue");
+                                    " has more than " + std::to_string(kMaxEdgesPerState) +
+                                    " ways to continue");
       return nullptr;
     }
   for (const Exit& x : top.last) {

@@ -8,6 +8,10 @@
 #include "common/text.h"
 
 #include <algorithm>
+#if defined(__clang__)
+// X3 grammars mix `>>` (sequence) and `>` (expectation) by design.
+#pragma clang diagnostic ignored "-Woverloaded-shift-op-parentheses"
+#endif
 #include <boost/spirit/home/x3.hpp>
 #include <cctype>
 #include <charconv>

@@ -9,5 +9,6 @@ if command -v ccache >/dev/null 2>&1; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" \
-  -DCEPHEUS_BUILD_BENCH="${CEPHEUS_BUILD_BENCH:-ON}" "${launcher[@]}" >/dev/null
+  -DCEPHEUS_BUILD_BENCH="${CEPHEUS_BUILD_BENCH:-ON}" -DCEPHEUS_WERROR="${CEPHEUS_WERROR:-OFF}" \
+  "${launcher[@]}" >/dev/null
 cmake --build "$build_dir" -j"$(nproc)"

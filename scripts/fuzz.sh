@@ -13,7 +13,8 @@ targets=("$@")
 build="$root/build-fuzz"
 launcher=()
 if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
-CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Fuzz "${launcher[@]}" >/dev/null
+CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Fuzz \
+  -DCEPHEUS_WERROR="${CEPHEUS_WERROR:-OFF}" "${launcher[@]}" >/dev/null
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 
 # Seed corpora from the repository (refreshed every run; libFuzzer adds to them).

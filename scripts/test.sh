@@ -7,9 +7,12 @@
 # scaled down (CEPHEUS_TEST_SCALE) because sanitized code runs several times
 # slower. SANITIZE=0 skips the second pass (e.g. for a quick local run).
 # Finally the libFuzzer targets run for FUZZ_SECONDS each (default 30; 0 skips).
+# Compiler warnings are errors here (CEPHEUS_WERROR=OFF relaxes it).
 # docs/testing.md describes all of it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Warnings are errors in every build of the suite (cmake/Warnings.cmake).
+export CEPHEUS_WERROR="${CEPHEUS_WERROR:-ON}"
 bash "$root/scripts/install-deps.sh"
 bash "$root/scripts/check-format.sh"
 bash "$root/scripts/build.sh" "$root/build" Release

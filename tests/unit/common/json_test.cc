@@ -44,7 +44,9 @@ TEST(Json, RandomBytesAlwaysGiveValidUtf8) {
     if (IsValidUtf8(in) && in.find_first_of(std::string("\"\\\0", 3)) == std::string::npos) {
       bool control = false;
       for (unsigned char c : in) control |= c < 0x20;
-      if (!control) ASSERT_EQ(out, "\"" + in + "\"") << "valid text is copied as it is";
+      if (!control) {
+        ASSERT_EQ(out, "\"" + in + "\"") << "valid text is copied as it is";
+      }
     }
   }
 }

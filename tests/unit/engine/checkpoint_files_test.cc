@@ -78,7 +78,7 @@ TEST_F(CheckpointFiles, StoreFindsTheNewestCompleteAndRetainsThree) {
     CheckpointMetadata m = Sample();
     m.id = id;
     ASSERT_TRUE(store.Complete(m).ok());
-    store.Retain(3);
+    ASSERT_TRUE(store.Retain(3).ok());
   }
   fs::create_directories(store.StateDirOf(6));  // a snapshot that never completed
   EXPECT_FALSE(fs::exists(store.DirOf(2)));

@@ -207,7 +207,7 @@ TEST_F(LineReaderTest, CsvRecordsKeepQuotedNewlinesAndNumberTheirFirstLine) {
 
 TEST_F(LineReaderTest, ByteOrderMarkAtTheStartIsSkipped) {
   const std::string body = "id,ts\n1,5\n";
-  for (const std::string& name : {"bom.csv", "bom.csv.gz"}) {
+  for (const std::string name : {"bom.csv", "bom.csv.gz"}) {
     const std::string bytes = "\xEF\xBB\xBF" + body;
     const std::string path = Write(name, name.ends_with(".gz") ? Gzip(bytes) : bytes);
     auto all = ReadAll(path);

@@ -183,7 +183,9 @@ TEST_P(Backend, AnImageIsTheStateWhenItWasTakenWhateverIsWrittenMeanwhile) {
         batch.Delete(i % 128, "ns", k);
       else
         batch.Put(i % 128, "ns", k, "r" + std::to_string(round) + std::string(100, 'x'));
-      if (batch.count() == 5000) ASSERT_TRUE(b.Write(batch).ok());
+      if (batch.count() == 5000) {
+        ASSERT_TRUE(b.Write(batch).ok());
+      }
     }
     ASSERT_TRUE(b.Write(batch).ok());
     auto image = b.BeginSnapshot();
@@ -199,7 +201,9 @@ TEST_P(Backend, AnImageIsTheStateWhenItWasTakenWhateverIsWrittenMeanwhile) {
   StateWriteBatch later;
   for (int i = 0; i < 40000; ++i) {
     later.Put(i % 128, "ns", "k" + std::to_string(i), "after all images");
-    if (later.count() == 5000) ASSERT_TRUE(b.Write(later).ok());
+    if (later.count() == 5000) {
+      ASSERT_TRUE(b.Write(later).ok());
+    }
   }
   ASSERT_TRUE(b.Write(later).ok());
   writer.join();
