@@ -1,5 +1,6 @@
-// Wall-clock time, injected so that tests control it. Only unbounded live
-// sources consult it (idle detection); bounded inputs never do.
+// Wall-clock time, injected so that tests control it: idle detection of
+// unbounded live sources, checkpoint intervals and timings. Bounded inputs
+// never consult it, so results never depend on it.
 #pragma once
 
 #include <atomic>
@@ -12,6 +13,9 @@ class Clock {
  public:
   virtual ~Clock() = default;
   virtual int64_t NowMillis() const = 0;
+  // For intervals and durations (checkpoint interval, timings): never goes
+  // back. Default: the wall clock.
+  virtual int64_t MonotonicMillis() const { return NowMillis(); }
 };
 
 class SystemClock final : public Clock {
@@ -19,6 +23,11 @@ class SystemClock final : public Clock {
   int64_t NowMillis() const override {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  int64_t MonotonicMillis() const override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
         .count();
   }
 };

@@ -11,6 +11,7 @@
 #include "common/hash.h"
 #include "common/json.h"
 #include "engine/checkpoint.h"
+#include "engine/checkpoint_coordinator.h"
 #include "engine/event_reader.h"
 #include "engine/match_render.h"
 #include "engine/worker.h"
@@ -19,18 +20,6 @@
 namespace cepheus::engine {
 namespace {
 constexpr size_t kBatchEvents = 2048;
-
-int64_t WallMillis() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t MonotonicMillis() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
 
 std::string SchemaText(const Schema& schema) {
   std::string t;
@@ -57,22 +46,6 @@ std::string PatternFingerprint(const CompiledPipeline& p, int pattern_index) {
   return Fingerprint(p.patterns[static_cast<size_t>(pattern_index)]->ToText());
 }
 
-// Testing aid: CEPHEUS_CHECKPOINT_DELAY_MS stretches two moments of every
-// checkpoint (after the parts are staged, before the metadata; and after the
-// metadata, before the parts are published), so that crash tests can kill
-// the process inside them. Unset in normal use.
-void FaultDelay() {
-  static const long ms = [] {
-    const char* v = std::getenv("CEPHEUS_CHECKPOINT_DELAY_MS");
-    return v ? std::strtol(v, nullptr, 10) : 0L;
-  }();
-  if (ms <= 0) return;
-  struct timespec d {
-    ms / 1000, (ms % 1000) * 1000000L
-  };
-  nanosleep(&d, nullptr);
-}
-
 const char* BackendName(state::BackendKind k) {
   return k == state::BackendKind::kMemory ? "memory" : "rocksdb";
 }
@@ -88,6 +61,8 @@ Result<RunSummary> PipelineRunner::Run() {
   RunSummary summary;
   metrics::Registry local_metrics;
   metrics::Registry& reg = options_.metrics ? *options_.metrics : local_metrics;
+  SystemClock system_clock;
+  const Clock& clock = options_.clock ? *options_.clock : system_clock;
 
   ReaderOptions ropts;
   ropts.clock = options_.clock;
@@ -232,13 +207,6 @@ Result<RunSummary> PipelineRunner::Run() {
   auto& c_records = reg.GetCounter("cepheus_records_read_total", "Input records read");
   auto& c_dead = reg.GetCounter("cepheus_dead_letters_total", "Records that could not be decoded");
   auto& c_late = reg.GetCounter("cepheus_late_events_total", "Events at or behind the watermark");
-  auto& c_checkpoints = reg.GetCounter("cepheus_checkpoints_total", "Checkpoints completed");
-  auto& g_ckpt_ms = reg.GetGauge("cepheus_last_checkpoint_duration_ms",
-                                 "Duration of the last completed checkpoint");
-  auto& g_ckpt_pause_ms = reg.GetGauge("cepheus_last_checkpoint_pause_ms",
-                                       "How long workers were paused in the last checkpoint");
-  auto& g_ckpt_id =
-      reg.GetGauge("cepheus_last_checkpoint_id", "Id of the last completed checkpoint");
   std::string dead_out, late_out, wm_out;
   // Counters are published once per turn, not per record.
   ReaderCounts published;
@@ -293,130 +261,41 @@ Result<RunSummary> PipelineRunner::Run() {
     sent_wm = wm;
   };
 
-  // One checkpoint, in two parts (docs/architecture.md "Checkpoints").
-  // Synchronous: a barrier after everything read so far; each worker writes
-  // back the keys that changed since the last checkpoint and waits while the
-  // outputs close their parts and the backend takes an image of the state
-  // (RocksDB lists and pins its live files; nothing is flushed). Then the
-  // workers go on. Asynchronous, on a thread of its own: the image is
-  // written into the checkpoint directory and the metadata makes the
-  // checkpoint complete; then, back on this thread, the outputs publish
-  // their parts. One checkpoint is in flight at a time.
-  struct InFlight {
-    CheckpointMetadata meta;
-    std::unique_ptr<state::PendingSnapshot> image;
-    int64_t t0 = 0, t_written_back = 0, t_sync = 0;
-    std::thread thread;
-    std::atomic<bool> done{false};
-    Status status;  // of the asynchronous part; read after `done`
-  };
-  std::unique_ptr<InFlight> inflight;
-  // Joins the thread on every way out of Run (it uses the store and backend).
-  struct JoinInFlight {
-    std::unique_ptr<InFlight>& f;
-    ~JoinInFlight() {
-      if (f && f->thread.joinable()) f->thread.join();
-    }
-  } join_inflight{inflight};
-  int64_t last_checkpoint_ms = MonotonicMillis();
-  // Completes the checkpoint in flight if its asynchronous part is done (or
-  // waits for it with `wait`).
-  auto finish_checkpoint = [&](bool wait) -> Status {
-    if (!inflight || (!wait && !inflight->done.load(std::memory_order_acquire)))
-      return Status::Ok();
-    inflight->thread.join();
-    std::unique_ptr<InFlight> f = std::move(inflight);
-    CEPHEUS_RETURN_IF_ERROR(f->status);
-    FaultDelay();
-    for (const auto& [slot, rec] : f->meta.outputs)
-      for (auto [name, out] : slots)
-        if (out && std::string_view(name) == slot) CEPHEUS_RETURN_IF_ERROR(out->Commit(rec));
-    if (Status r = store->Retain(ck.retain); !r.ok())
-      // Old checkpoints left behind cost disk space, not correctness.
-      spdlog::warn("checkpoint.retain: {}", r.message());
-    ++summary.checkpoints;
-    c_checkpoints.Add(1);
-    g_ckpt_id.Set(static_cast<int64_t>(f->meta.id));
-    const int64_t t1 = MonotonicMillis();
-    g_ckpt_ms.Set(t1 - f->t0);
-    g_ckpt_pause_ms.Set(f->t_sync - f->t0);
-    spdlog::info(
-        "checkpoint {} complete in {} ms (workers paused {} ms: {} ms writing back changed keys, "
-        "{} ms taking the image){}",
-        f->meta.id, t1 - f->t0, f->t_sync - f->t0, f->t_written_back - f->t0,
-        f->t_sync - f->t_written_back, f->meta.finished ? ", run finished" : "");
-    return Status::Ok();
-  };
-  auto begin_checkpoint = [&](Watermark wm, bool finished) -> Status {
-    CEPHEUS_RETURN_IF_ERROR(finish_checkpoint(/*wait=*/true));
-    auto f = std::make_unique<InFlight>();
-    f->t0 = MonotonicMillis();
-    last_checkpoint_ms = f->t0;
-    CheckpointMetadata& meta = f->meta;
-    meta.id = next_checkpoint++;
-    meta.finished = finished;
-    meta.parallelism = parallelism;
-    meta.reader_state = reader.SavePosition();
-    meta.watermark = wm;
-    meta.state_backend = BackendName(ck.backend);
-    meta.state_location = "state";
-    meta.key_groups = "0-" + std::to_string(state::kDefaultKeyGroups - 1);
-    for (size_t i = 0; i < pipeline_.patterns.size(); ++i)
-      meta.patterns.emplace_back(pipeline_.patterns[i]->name,
-                                 PatternFingerprint(pipeline_, static_cast<int>(i)));
-    for (const Keying& k : pipeline_.keyings) meta.keyings.push_back(KeyingSignature(pipeline_, k));
-    // The directory exists from the start: a crash at any point of the
-    // checkpoint leaves it without metadata, i.e. visibly incomplete.
-    std::error_code ec;
-    std::filesystem::create_directories(store->DirOf(meta.id), ec);
-    auto sync = std::make_shared<SnapshotSync>(parallelism);
-    for (auto& b : batches) b.barrier = sync;
-    send(wm);
-    Status s = sync->WaitAllArrived();
-    if (s.ok()) s = flush_side_outputs();  // the watermark just sent
-    f->t_written_back = MonotonicMillis();
-    if (s.ok() && ec)
-      s = Status::IoError("cannot create '" + store->DirOf(meta.id) + "': " + ec.message());
-    for (auto [slot, out] : slots) {
-      if (!s.ok() || !out) continue;
-      auto rec = out->PrepareCommit(meta.id);
-      if (!rec.ok())
-        s = rec.status();
-      else
-        meta.outputs.emplace_back(slot, std::move(rec.value()));
-    }
-    if (s.ok()) {
-      auto image = backend->BeginSnapshot();
-      if (image.ok())
-        f->image = std::move(image.value());
-      else
-        s = image.status();
-    }
-    sync->Release();
-    CEPHEUS_RETURN_IF_ERROR(s);
-    f->t_sync = MonotonicMillis();
-    InFlight* raw = f.get();
-    inflight = std::move(f);
-    raw->thread = std::thread([raw, &store, &ck] {
-      const std::string dir = store->StateDirOf(raw->meta.id);
-      Status st = raw->image->WriteTo(dir);
-      raw->image.reset();  // unpins the files
-      if (st.ok() && ck.copy_files) st = state::UnshareSnapshotFiles(dir);
-      if (st.ok()) {
-        FaultDelay();
-        raw->meta.created_ms = WallMillis();
-        st = store->Complete(raw->meta);
-      }
-      raw->status = st;
-      raw->done.store(true, std::memory_order_release);
-    });
-    return Status::Ok();
-  };
-  // A checkpoint that has completed when this returns.
-  auto checkpoint = [&](Watermark wm, bool finished) -> Status {
-    CEPHEUS_RETURN_IF_ERROR(begin_checkpoint(wm, finished));
-    return finish_checkpoint(/*wait=*/true);
-  };
+  // Checkpoints (engine/checkpoint_coordinator.h): the runner lends the
+  // coordinator its barrier injection, its side outputs and its position.
+  std::unique_ptr<CheckpointCoordinator> coordinator;
+  if (ck.enabled) {
+    CheckpointCoordinator::Wiring wiring;
+    wiring.store = store.get();
+    wiring.backend = backend.get();
+    wiring.sinks.assign(std::begin(slots), std::end(slots));
+    wiring.parallelism = parallelism;
+    wiring.clock = &clock;
+    wiring.hooks = options_.checkpoint_hooks;
+    wiring.retain = ck.retain;
+    wiring.copy_files = ck.copy_files;
+    wiring.interval_ms = ck.interval_ms;
+    wiring.metrics = &reg;
+    wiring.describe = [&] {
+      CheckpointMetadata meta;
+      meta.reader_state = reader.SavePosition();
+      meta.state_backend = BackendName(ck.backend);
+      meta.state_location = "state";
+      meta.key_groups = "0-" + std::to_string(state::kDefaultKeyGroups - 1);
+      for (size_t i = 0; i < pipeline_.patterns.size(); ++i)
+        meta.patterns.emplace_back(pipeline_.patterns[i]->name,
+                                   PatternFingerprint(pipeline_, static_cast<int>(i)));
+      for (const Keying& k : pipeline_.keyings)
+        meta.keyings.push_back(KeyingSignature(pipeline_, k));
+      return meta;
+    };
+    wiring.inject_barrier = [&](const std::shared_ptr<SnapshotSync>& barrier, Watermark wm) {
+      for (auto& b : batches) b.barrier = barrier;
+      send(wm);
+    };
+    wiring.flush_side_outputs = flush_side_outputs;
+    coordinator = std::make_unique<CheckpointCoordinator>(std::move(wiring), next_checkpoint);
+  }
 
   Status failure;
   std::vector<ReadEvent> events;
@@ -459,11 +338,9 @@ Result<RunSummary> PipelineRunner::Run() {
       failure = fs;
       break;
     }
-    if (ck.enabled) {
-      Status cs = finish_checkpoint(/*wait=*/false);
-      if (cs.ok() && !inflight && ck.interval_ms > 0 &&
-          MonotonicMillis() - last_checkpoint_ms >= ck.interval_ms)
-        cs = begin_checkpoint(wm, false);
+    if (coordinator) {
+      Status cs = coordinator->Finish(/*wait=*/false);
+      if (cs.ok() && coordinator->Due()) cs = coordinator->Begin(wm, false);
       if (!cs.ok()) {
         failure = cs.WithPrefix("checkpoint failed: ");
         break;
@@ -481,13 +358,13 @@ Result<RunSummary> PipelineRunner::Run() {
   if (failure.ok() && !fs.ok()) failure = fs;
   const bool stopped = stop_.load() || !failure.ok();
   if (ck.enabled && failure.ok()) {
-    Status cs = finish_checkpoint(/*wait=*/true);
+    Status cs = coordinator->Finish(/*wait=*/true);
     if (!cs.ok()) failure = cs.WithPrefix("checkpoint failed: ");
   }
   if (ck.enabled && failure.ok()) {
     // A stop ends at a checkpoint the next run continues from; the end of
     // the input at a final one that commits the last outputs.
-    Status cs = checkpoint(stopped ? sent_wm : Watermark::Max(), !stopped);
+    Status cs = coordinator->TakeNow(stopped ? sent_wm : Watermark::Max(), !stopped);
     if (!cs.ok()) failure = cs.WithPrefix("final checkpoint failed: ");
   } else if (!stopped) {
     send(Watermark::Max());
@@ -502,6 +379,7 @@ Result<RunSummary> PipelineRunner::Run() {
     }
   }
   for (auto& w : workers) w->Join();
+  if (coordinator) summary.checkpoints = coordinator->completed();
   summary.reader = reader.counts();
   summary.streams = reader.stream_counts();
   for (auto& w : workers) {

@@ -23,6 +23,8 @@
 namespace cepheus::engine {
 
 // Durable state and checkpoints (docs/architecture.md "Durable state").
+class CheckpointHooks;  // engine/checkpoint_coordinator.h
+
 struct CheckpointOptions {
   bool enabled = false;
   state::BackendKind backend = state::BackendKind::kRocksDb;
@@ -47,6 +49,9 @@ struct RunOptions {
   // the clock (and idle watermarks).
   int poll_ms = 100;
   CheckpointOptions checkpoint;
+  // Testing aid: called at two moments inside every checkpoint (crash tests
+  // kill the process there). Null in normal use.
+  CheckpointHooks* checkpoint_hooks = nullptr;
   // Process-wide budget of partial matches held in memory, shared equally by
   // the workers; past it the oldest runs are cut (counted, logged). 0: none.
   size_t max_live_runs = 0;

@@ -114,10 +114,10 @@ class Checkpoints : public ::testing::Test {
       if (f) ::dup2(::fileno(f), 2);
       FILE* null = std::fopen("/dev/null", "w");
       if (null) ::dup2(::fileno(null), 1);
-      if (delay_ms) ::setenv("CEPHEUS_CHECKPOINT_DELAY_MS", std::to_string(delay_ms).c_str(), 1);
       const std::string p = std::to_string(parallelism);
+      const std::string delay = "--testing-checkpoint-delay-ms=" + std::to_string(delay_ms);
       ::execl(CEPHEUS_BINARY, CEPHEUS_BINARY, "run", pipeline.c_str(), "-p", p.c_str(),
-              static_cast<char*>(nullptr));
+              delay.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
     return pid;
