@@ -211,10 +211,9 @@ int Run(const std::string& path, int parallelism, bool restart, int64_t checkpoi
   if (cfg.checkpoints_enabled) {
     auto& ck = opts.checkpoint;
     ck.enabled = true;
-    ck.backend = cfg.state_backend == "memory" ? cepheus::state::BackendKind::kMemory
-                                               : cepheus::state::BackendKind::kRocksDb;
+    ck.backend = cfg.state_backend;
     ck.state_dir = cfg.state_dir;
-    ck.interval_ms = cfg.checkpoint_interval.millis();
+    ck.interval = cfg.checkpoint_interval;
     ck.retain = cfg.checkpoint_retain;
     ck.copy_files = cfg.checkpoint_copy_files;
     ck.cache_keys = ck.backend == cepheus::state::BackendKind::kMemory ? 0 : cfg.state_cache_keys;

@@ -385,7 +385,7 @@ Result<BacktestSummary> Backtester::Run() {
           std::vector<uint64_t> cuts;  // shard t reads [cuts[t], cuts[t + 1])
           for (int t = 0; t <= shards; ++t)
             cuts.push_back(size * static_cast<uint64_t>(t) / static_cast<uint64_t>(shards));
-          if (pipeline_.config.streams[st].source.format == "csv") {
+          if (pipeline_.config.streams[st].source.is_csv()) {
             // A CSV record may span lines (quoted newlines): cut only where
             // a record starts.
             auto starts = LineReader::CsvRecordStarts(f, cuts);

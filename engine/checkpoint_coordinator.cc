@@ -41,8 +41,8 @@ CheckpointCoordinator::~CheckpointCoordinator() {
 }
 
 bool CheckpointCoordinator::Due() const {
-  return !inflight_ && w_.interval_ms > 0 &&
-         w_.clock->MonotonicMillis() - last_begin_ms_ >= w_.interval_ms;
+  return !inflight_ && w_.interval.millis() > 0 &&
+         w_.clock->MonotonicMillis() - last_begin_ms_ >= w_.interval.millis();
 }
 
 Status CheckpointCoordinator::Finish(bool wait) {

@@ -66,7 +66,7 @@ class CheckpointCoordinator {
     CheckpointHooks* hooks = nullptr;  // optional
     int retain = 3;
     bool copy_files = false;
-    int64_t interval_ms = 0;  // 0: only when asked
+    Duration interval = Duration::Millis(0);  // 0: only when asked
     // What the checkpoint records beyond the coordinator's own fields: the
     // reader position, patterns, keyings, backend (called at the barrier).
     std::function<CheckpointMetadata()> describe;

@@ -77,7 +77,7 @@ Status EventReader::OpenFile(Input& in) {
     return Status::IoError("stream '" + in.config->name + "': " + reader.status().message());
   if (in.reader) finished_bytes_ += in.reader->raw_bytes_read();
   in.reader = std::move(reader.value());
-  in.reader->set_quoted_records(in.config->source.format == "csv");
+  in.reader->set_quoted_records(in.config->source.is_csv());
   in.header_done = !in.decoder->wants_header();  // every CSV file has its header
   if (!in.header_done && !in.ranges.empty() && in.ranges[in.next_file - 1].begin > 0) {
     // A range after the first: the header is the file's first record.
@@ -147,8 +147,8 @@ Status EventReader::Open() {
         if (std::find(dopt.required.begin(), dopt.required.end(), f) == dopt.required.end())
           dopt.required.push_back(f);
     }
-    in->decoder = sc.source.format == "csv" ? MakeCsvDecoder(dopt) : MakeJsonlDecoder(dopt);
-    if (sc.source.format == "jsonl" && !sc.punctuation_field.empty())
+    in->decoder = sc.source.is_csv() ? MakeCsvDecoder(dopt) : MakeJsonlDecoder(dopt);
+    if (!sc.source.is_csv() && !sc.punctuation_field.empty())
       in->punctuation_key = "\"" + sc.punctuation_field + "\"";
     if (!sc.watermark_field.empty()) in->watermark_field = sc.schema.IndexOf(sc.watermark_field);
     CEPHEUS_RETURN_IF_ERROR(OpenFile(*in));

@@ -160,16 +160,16 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
           path, n,
           "stream '" + s.name + "' needs source: {type: file, path: ..., format: jsonl|csv}");
     CheckKeys(src, sec + ".source", {"type", "path", "format"});
-    s.source.type = src["type"] ? Str(src["type"], sec + ".source.type") : "file";
-    if (s.source.type != "file")
-      return Err(path, src,
-                 "source type '" + s.source.type + "' is not supported here (supported: file)");
+    const std::string type = src["type"] ? Str(src["type"], sec + ".source.type") : "file";
+    if (type != "file")
+      return Err(path, src, "source type '" + type + "' is not supported here (supported: file)");
     if (!src["path"])
       return Err(path, src, "a file source needs a path (or \"-\" for standard input)");
     s.source.path = Resolve(cfg.base_dir, Str(src["path"], sec + ".source.path"));
-    s.source.format = src["format"] ? Str(src["format"], sec + ".source.format") : "jsonl";
-    if (s.source.format != "jsonl" && s.source.format != "csv")
-      return Err(path, src, "format must be jsonl or csv, not '" + s.source.format + "'");
+    const std::string format = src["format"] ? Str(src["format"], sec + ".source.format") : "jsonl";
+    if (format != "jsonl" && format != "csv")
+      return Err(path, src, "format must be jsonl or csv, not '" + format + "'");
+    s.source.format = format == "csv" ? RecordFormat::kCsv : RecordFormat::kJsonl;
     const YAML::Node schema = n["schema"];
     if (!schema || !schema.IsMap() || schema.size() == 0)
       return Err(path, n,
@@ -266,7 +266,7 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
                      "watermark_field '" + s.watermark_field +
                          "' must be a timestamp (or int epoch milliseconds)");
       }
-      if (!s.watermark.from_event_times && s.source.format == "csv" && s.watermark_field.empty())
+      if (!s.watermark.from_event_times && s.source.is_csv() && s.watermark_field.empty())
         return Err(path, et,
                    "a punctuated CSV stream needs event_time.watermark_field (CSV has no "
                    "punctuation records)");
@@ -389,9 +389,9 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
     CheckKeys(st, "state", {"backend", "dir", "cache_keys"});
     if (st["dir"]) cfg.state_dir = Resolve(cfg.base_dir, Str(st["dir"], "state.dir"));
     if (st["backend"]) {
-      cfg.state_backend = Str(st["backend"], "state.backend");
-      if (cfg.state_backend != "rocksdb" && cfg.state_backend != "memory")
-        return Err(path, st["backend"], "state.backend must be rocksdb or memory");
+      const auto kind = state::ParseBackendKind(Str(st["backend"], "state.backend"));
+      if (!kind) return Err(path, st["backend"], "state.backend must be rocksdb or memory");
+      cfg.state_backend = *kind;
     }
     if (st["cache_keys"]) {
       int64_t v = Int(st["cache_keys"], "state.cache_keys");

@@ -12,14 +12,19 @@
 #include "common/status.h"
 #include "common/time_types.h"
 #include "io/sink.h"
+#include "state/state_backend.h"
 #include "time/watermark.h"
 
 namespace cepheus::engine {
 
+// How a stream's records are framed and encoded.
+enum class RecordFormat { kJsonl, kCsv };
+
 struct SourceConfig {
-  std::string type = "file";     // file
-  std::string path;              // "-" for standard input
-  std::string format = "jsonl";  // jsonl | csv
+  // The only kind so far: a file (or several), or standard input.
+  std::string path;  // "-" for standard input
+  RecordFormat format = RecordFormat::kJsonl;
+  bool is_csv() const { return format == RecordFormat::kCsv; }
 };
 
 struct StreamConfig {
@@ -74,8 +79,8 @@ struct PipelineConfig {
   // that explodes (skip till any) cannot bring in the OOM killer.
   size_t max_live_runs = 0;
   std::string state_dir = "state";
-  std::string state_backend = "rocksdb";  // rocksdb | memory
-  size_t state_cache_keys = 100000;       // per worker (rocksdb); 0: no limit
+  state::BackendKind state_backend = state::BackendKind::kRocksDb;
+  size_t state_cache_keys = 100000;  // per worker (rocksdb); 0: no limit
   bool checkpoints_enabled = true;
   Duration checkpoint_interval = Duration::Seconds(10);  // 0: only at stop and end
   int checkpoint_retain = 3;

@@ -46,10 +46,6 @@ std::string PatternFingerprint(const CompiledPipeline& p, int pattern_index) {
   return Fingerprint(p.patterns[static_cast<size_t>(pattern_index)]->ToText());
 }
 
-const char* BackendName(state::BackendKind k) {
-  return k == state::BackendKind::kMemory ? "memory" : "rocksdb";
-}
-
 }  // namespace
 
 PipelineRunner::PipelineRunner(const CompiledPipeline& pipeline, RunOutputs outputs,
@@ -112,10 +108,10 @@ Result<RunSummary> PipelineRunner::Run() {
     std::vector<std::string> failures;
     for (auto& candidate : *usable) {
       const CheckpointMetadata& m = candidate.metadata;
-      if (m.state_backend != BackendName(ck.backend))
+      if (m.state_backend != state::BackendKindName(ck.backend))
         return Status::InvalidArgument("checkpoint " + std::to_string(m.id) + " holds " +
                                        m.state_backend + " state; the pipeline now uses " +
-                                       BackendName(ck.backend));
+                                       state::BackendKindName(ck.backend));
       auto opened = state::OpenWorkingState(ck.backend, store->working_dir(),
                                             candidate.dir + "/" + m.state_location);
       if (opened.ok()) {
@@ -274,12 +270,12 @@ Result<RunSummary> PipelineRunner::Run() {
     wiring.hooks = options_.checkpoint_hooks;
     wiring.retain = ck.retain;
     wiring.copy_files = ck.copy_files;
-    wiring.interval_ms = ck.interval_ms;
+    wiring.interval = ck.interval;
     wiring.metrics = &reg;
     wiring.describe = [&] {
       CheckpointMetadata meta;
       meta.reader_state = reader.SavePosition();
-      meta.state_backend = BackendName(ck.backend);
+      meta.state_backend = state::BackendKindName(ck.backend);
       meta.state_location = "state";
       meta.key_groups = "0-" + std::to_string(state::kDefaultKeyGroups - 1);
       for (size_t i = 0; i < pipeline_.patterns.size(); ++i)

@@ -30,7 +30,7 @@ struct CheckpointOptions {
   state::BackendKind backend = state::BackendKind::kRocksDb;
   std::string state_dir;
   // Wall-clock time between checkpoints; 0: only at a stop and at the end.
-  int64_t interval_ms = 10000;
+  Duration interval = Duration::Seconds(10);
   int retain = 3;         // complete checkpoints kept
   size_t cache_keys = 0;  // deserialized keys per worker; 0: no limit
   // Ignore (and delete) existing checkpoints: start from the beginning.

@@ -120,6 +120,15 @@ Status WriteFileDurably(const std::string& path, std::string_view data);
 Status SyncDirectory(const std::string& dir);
 
 enum class BackendKind { kMemory, kRocksDb };
+// "memory" / "rocksdb": the name in pipeline files and checkpoint metadata.
+inline const char* BackendKindName(BackendKind k) {
+  return k == BackendKind::kMemory ? "memory" : "rocksdb";
+}
+inline std::optional<BackendKind> ParseBackendKind(std::string_view name) {
+  if (name == "memory") return BackendKind::kMemory;
+  if (name == "rocksdb") return BackendKind::kRocksDb;
+  return std::nullopt;
+}
 // The working state of a job. With an empty `snapshot_dir` it starts empty
 // (whatever was in `working_dir` is deleted); otherwise it starts as a copy of
 // that snapshot, which is left untouched (RocksDB table files are hard-linked,

@@ -81,7 +81,7 @@ engine::RunOptions Checkpointed(const fs::path& dir) {
   engine::RunOptions o;
   o.checkpoint.enabled = true;
   o.checkpoint.state_dir = dir.string();
-  o.checkpoint.interval_ms = 0;
+  o.checkpoint.interval = Duration::Millis(0);
   return o;
 }
 

@@ -43,7 +43,7 @@ Result<engine::CompiledPipeline> OneStreamPipeline(const std::string& pattern,
   engine::StreamConfig s;
   s.name = "s";
   s.source.path = input;
-  s.source.format = format;
+  s.source.format = format == "csv" ? engine::RecordFormat::kCsv : engine::RecordFormat::kJsonl;
   std::vector<Field> fields;
   std::stringstream ss(schema_spec);
   std::string part;

@@ -27,7 +27,7 @@ TEST(PipelineConfig, LoadsAndResolvesPathsAgainstTheFile) {
   ASSERT_EQ(c->streams.size(), 1u);
   const StreamConfig& s = c->streams[0];
   EXPECT_EQ(s.source.path, "/etc/cepheus/data/p.csv");
-  EXPECT_EQ(s.source.format, "csv");
+  EXPECT_EQ(s.source.format, RecordFormat::kCsv);
   EXPECT_EQ(s.key, std::vector<std::string>{"card"});
   EXPECT_EQ(s.watermark.max_out_of_orderness.millis(), 5000);
   EXPECT_EQ(s.watermark.idle_timeout.millis(), 60000);
@@ -214,7 +214,7 @@ TEST(PipelineConfig, StateAndCheckpointSettings) {
       "    event_time: ts\npatterns: [x]\n";
   auto d = ParsePipelineConfig(base, "/p/p.yaml");
   ASSERT_TRUE(d.ok());
-  EXPECT_EQ(d->state_backend, "rocksdb");
+  EXPECT_EQ(d->state_backend, state::BackendKind::kRocksDb);
   EXPECT_EQ(d->state_dir, "/p/state");
   EXPECT_TRUE(d->checkpoints_enabled);
   EXPECT_EQ(d->checkpoint_interval.millis(), 10000);
@@ -224,7 +224,7 @@ TEST(PipelineConfig, StateAndCheckpointSettings) {
                                    "checkpoint: { interval: 30s, retain: 5 }\n",
                                "/p/p.yaml");
   ASSERT_TRUE(c.ok()) << c.status().message();
-  EXPECT_EQ(c->state_backend, "memory");
+  EXPECT_EQ(c->state_backend, state::BackendKind::kMemory);
   EXPECT_EQ(c->state_dir, "/var/lib/x");
   EXPECT_EQ(c->state_cache_keys, 5u);
   EXPECT_EQ(c->checkpoint_interval.millis(), 30000);
