@@ -14,5 +14,9 @@ inline constexpr size_t kMaxEdgesPerState = 64;
 inline constexpr size_t kMaxFinalsPerState = 32;
 // Greedy or reluctant quantifiers per pattern: one bit each in edge masks.
 inline constexpr size_t kMaxPreferenceQuantifiers = 64;
+// NFA states of one pattern after counted repetitions are unrolled.
+inline constexpr int kMaxStates = 4096;
+// The largest count a quantifier may name (`a{n,m}`).
+inline constexpr int kMaxRepeat = 1000;
 
 }  // namespace cepheus::patterns
