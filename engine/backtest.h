@@ -19,8 +19,9 @@
 #include <vector>
 
 #include "engine/event_reader.h"
+#include "engine/nfa_runtime.h"
 #include "engine/pipeline.h"
-#include "engine/runner.h"
+#include "engine/run_outputs.h"
 #include "io/sink.h"
 
 namespace cepheus::engine {

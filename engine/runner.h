@@ -16,6 +16,7 @@
 #include "engine/event_reader.h"
 #include "engine/nfa_runtime.h"
 #include "engine/pipeline.h"
+#include "engine/run_outputs.h"
 #include "io/sink.h"
 #include "metrics/counters.h"
 #include "state/state_backend.h"
@@ -75,14 +76,6 @@ struct RunSummary {
   uint64_t keys_evicted = 0, keys_loaded = 0;
   uint64_t peak_cached_keys = 0;  // the most keys one worker held in memory
   int64_t peak_live_runs = 0;     // sum over workers of their peak after a batch
-};
-
-struct RunOutputs {
-  io::Sink* matches = nullptr;
-  io::Sink* late = nullptr;
-  io::Sink* dead_letter = nullptr;
-  // Optional: a record each time the watermark sent to the workers advances.
-  io::Sink* watermarks = nullptr;
 };
 
 class PipelineRunner {
