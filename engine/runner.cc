@@ -68,6 +68,27 @@ Result<RunSummary> PipelineRunner::Run() {
   // Every input is opened first: a missing file fails the run before it starts.
   CEPHEUS_RETURN_IF_ERROR(reader.Open());
 
+  // Live counters: the workers add to them after every batch.
+  WorkerMetrics worker_metrics;
+  worker_metrics.matches = &reg.GetCounter("cepheus_matches_total", "Matches emitted");
+  worker_metrics.timeouts =
+      &reg.GetCounter("cepheus_timeouts_total", "Partial matches that timed out");
+  worker_metrics.runs_dropped =
+      &reg.GetCounter("cepheus_runs_dropped_total", "Partial matches cut by max_runs_per_key");
+  worker_metrics.runs_cut_by_budget = &reg.GetCounter(
+      "cepheus_runs_cut_by_budget_total", "Partial matches cut to keep limits.max_live_runs");
+  worker_metrics.held_matches =
+      &reg.GetCounter("cepheus_held_matches_total",
+                      "Matches held by AFTER MATCH SKIP until earlier partial matches ended");
+  worker_metrics.skip_errors = &reg.GetCounter(
+      "cepheus_skip_errors_total",
+      "Matches AFTER MATCH SKIP TO ... STRICT could not skip for (sent to dead_letter)");
+  worker_metrics.keys_evicted = &reg.GetCounter("cepheus_state_keys_evicted_total",
+                                                "Keys written back and dropped from the cache");
+  worker_metrics.keys_loaded =
+      &reg.GetCounter("cepheus_state_keys_loaded_total", "Keys read back from the state backend");
+  worker_metrics.live_runs =
+      &reg.GetGauge("cepheus_live_runs", "Partial matches held in memory now");
   std::vector<std::unique_ptr<Worker>> workers;
   for (int w = 0; w < parallelism; ++w) {
     workers.push_back(
@@ -76,6 +97,7 @@ Result<RunSummary> PipelineRunner::Run() {
       workers.back()->SetRunBudget(
           std::max<size_t>(1, options_.max_live_runs / static_cast<size_t>(parallelism)));
   }
+  for (auto& w : workers) w->SetMetrics(&worker_metrics);
   std::vector<EventBatch> batches(static_cast<size_t>(parallelism));
   size_t pending_events = 0;
   Watermark sent_wm = Watermark::Min();
@@ -389,26 +411,9 @@ Result<RunSummary> PipelineRunner::Run() {
   summary.matches = summary.matcher.matches;
   summary.timeouts = summary.matcher.timeouts;
   summary.runs_dropped = summary.matcher.runs_dropped;
-  reg.GetCounter("cepheus_matches_total", "Matches emitted").Add(summary.matches);
-  reg.GetCounter("cepheus_timeouts_total", "Partial matches that timed out").Add(summary.timeouts);
-  reg.GetCounter("cepheus_runs_dropped_total", "Partial matches cut by max_runs_per_key")
-      .Add(summary.runs_dropped);
-  reg.GetCounter("cepheus_runs_cut_by_budget_total",
-                 "Partial matches cut to keep limits.max_live_runs")
-      .Add(summary.matcher.runs_cut_by_budget);
-  reg.GetCounter("cepheus_held_matches_total",
-                 "Matches held by AFTER MATCH SKIP until earlier partial matches ended")
-      .Add(summary.matcher.held_matches);
-  reg.GetCounter("cepheus_skip_errors_total",
-                 "Matches AFTER MATCH SKIP TO ... STRICT could not skip for (sent to dead_letter)")
-      .Add(summary.matcher.skip_errors);
   reg.GetGauge("cepheus_held_match_max_wait_ms",
                "Longest event-time wait of a held match after its last event")
       .Set(summary.matcher.held_wait_ms_max);
-  reg.GetCounter("cepheus_state_keys_evicted_total", "Keys written back and dropped from the cache")
-      .Add(summary.keys_evicted);
-  reg.GetCounter("cepheus_state_keys_loaded_total", "Keys read back from the state backend")
-      .Add(summary.keys_loaded);
   // A failed flush (full disk, closed pipe) fails the run: output was lost.
   for (io::Sink* o : {outputs_.matches, outputs_.late, outputs_.dead_letter, outputs_.watermarks}) {
     if (!o) continue;

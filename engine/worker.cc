@@ -176,6 +176,7 @@ void Worker::OnBatch(EventBatch& batch) {
   if (state_.cache_keys && cached_keys_ > state_.cache_keys) EvictColdKeys();
   if (run_budget_ && stats_.matcher.live_runs > static_cast<int64_t>(run_budget_)) CutOldestRuns();
   stats_.peak_live_runs = std::max(stats_.peak_live_runs, stats_.matcher.live_runs);
+  PublishMetrics();  // before the output: a scraped count covers what was written
   FlushOutput();
   ++batch_no_;
   if (batch.barrier) {
@@ -623,6 +624,26 @@ void Worker::FireColdTimers(PatternState& ps, EventTime wm) {
   ps.cold_min = EventTime::Max();
   for (int g = begin; g < end; ++g)
     ps.cold_min = std::min(ps.cold_min, ps.group_cold_min[static_cast<size_t>(g)]);
+}
+
+void Worker::PublishMetrics() {
+  if (!metrics_) return;
+  const MatcherStats& now = stats_.matcher;
+  MatcherStats& then = published_.matcher;
+  auto add = [](metrics::Counter* c, uint64_t now_v, uint64_t& then_v) {
+    if (c && now_v > then_v) c->Add(now_v - then_v);
+    then_v = now_v;
+  };
+  add(metrics_->matches, now.matches, then.matches);
+  add(metrics_->timeouts, now.timeouts, then.timeouts);
+  add(metrics_->runs_dropped, now.runs_dropped, then.runs_dropped);
+  add(metrics_->runs_cut_by_budget, now.runs_cut_by_budget, then.runs_cut_by_budget);
+  add(metrics_->held_matches, now.held_matches, then.held_matches);
+  add(metrics_->skip_errors, now.skip_errors, then.skip_errors);
+  add(metrics_->keys_evicted, stats_.keys_evicted, published_.keys_evicted);
+  add(metrics_->keys_loaded, stats_.keys_loaded, published_.keys_loaded);
+  if (metrics_->live_runs) metrics_->live_runs->Add(now.live_runs - then.live_runs);
+  then.live_runs = now.live_runs;
 }
 
 void Worker::FlushOutput() {

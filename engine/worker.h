@@ -21,6 +21,7 @@
 #include "engine/nfa_runtime.h"
 #include "engine/pipeline.h"
 #include "io/sink.h"
+#include "metrics/counters.h"
 #include "state/state_backend.h"
 
 namespace cepheus::engine {
@@ -68,6 +69,21 @@ struct WorkerStats {
   uint64_t keys_loaded = 0;   // read back from the state backend
   uint64_t peak_cached_keys = 0;
   int64_t peak_live_runs = 0;  // after each batch (and any budget cut)
+};
+
+// Process-wide metrics that every worker adds to after each batch, so a
+// scrape during a run sees live values (the counters are atomic; a null
+// member is not published).
+struct WorkerMetrics {
+  metrics::Counter* matches = nullptr;
+  metrics::Counter* timeouts = nullptr;
+  metrics::Counter* runs_dropped = nullptr;
+  metrics::Counter* runs_cut_by_budget = nullptr;
+  metrics::Counter* held_matches = nullptr;
+  metrics::Counter* skip_errors = nullptr;
+  metrics::Counter* keys_evicted = nullptr;
+  metrics::Counter* keys_loaded = nullptr;
+  metrics::Gauge* live_runs = nullptr;
 };
 
 // Where a worker keeps its state beyond memory (see docs/architecture.md).
@@ -118,6 +134,8 @@ class Worker {
   // Waits for the thread to finish (after a batch with a Max watermark or stop).
   void Join();
   const WorkerStats& stats() const { return stats_; }
+  // Before Start(): where to publish live counters (borrowed; may be null).
+  void SetMetrics(const WorkerMetrics* metrics) { metrics_ = metrics; }
   const Status& status() const { return status_; }
 
   // Processes one batch on the caller's thread (used by Start's loop; also
@@ -234,6 +252,10 @@ class Worker {
   std::string out_;
   std::string errors_;  // for errors_out_
   WorkerStats stats_;
+  // Live metrics: what was already added to them.
+  void PublishMetrics();
+  const WorkerMetrics* metrics_ = nullptr;
+  WorkerStats published_;
   Status status_;
 };
 
