@@ -1,13 +1,16 @@
 #include "engine/backtest.h"
 
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -25,14 +28,27 @@ namespace {
 
 constexpr const char* kSpillPrefix = "cepheus-spill-";
 
+// Whether the process that named a spill directory
+// (cepheus-spill-<pid>-<time>) is still running: its directory is not stale,
+// even in the instant between creating its lock file and locking it.
+bool SpillOwnerAlive(const std::string& name) {
+  const std::string rest = name.substr(std::string_view(kSpillPrefix).size());
+  const long pid = std::strtol(rest.c_str(), nullptr, 10);
+  if (pid <= 0) return false;
+  if (pid == static_cast<long>(::getpid())) return true;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
+
 // Removes spill directories that killed backtests left in `base`: those whose
-// lock nobody holds (a live backtest holds its directory's lock).
+// owner process is gone and whose lock nobody holds (a live backtest holds its
+// directory's lock).
 void RemoveStaleSpillDirs(const std::filesystem::path& base) {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(base, ec)) {
     const std::string name = e.path().filename().string();
     if (!name.starts_with(kSpillPrefix) || !e.is_directory(ec)) continue;
     if (!std::filesystem::exists(e.path() / "cepheus.lock", ec)) continue;  // not ours
+    if (SpillOwnerAlive(name)) continue;
     auto lock = state::DirLock::Acquire(e.path().string());
     if (!lock.ok()) continue;  // in use
     lock.value().reset();

@@ -1,12 +1,16 @@
 // Contract tests between `backtest` and `run`: the same patterns over the same
 // history must give the same match records (ids included).
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "engine/backtest.h"
 #include "engine/pipeline.h"
@@ -180,6 +184,44 @@ TEST_F(BacktestContract, RandomStreamsWithDisorderBeyondTheLateness) {
   }
   EXPECT_GT(with_matches, 30 * total_cases / 200)  // (30 of the full 200 cases)
       << "the random cases must actually match something";
+}
+
+// A spill directory is someone else's while its owner process lives, even
+// when its lock is free (the instant between creating the lock file and
+// locking it): two backtests starting together in one temporary directory
+// must not delete each other's spill. Once the owner is gone, the next
+// backtest removes it.
+TEST_F(BacktestContract, SpillDirectoriesOfLiveProcessesAreNotRemoved) {
+  const fs::path input = dir_ / "in.jsonl";
+  std::ofstream(input) << "{\"key\":\"k\",\"type\":\"A\",\"v\":1,\"ts\":1}\n";
+  auto p = OneStreamPipeline("PATTERN p FROM s MATCH a DEFINE a AS type = 'A'", input.string(), 0,
+                             "key string, type string, v int, ts timestamp");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  const pid_t owner = ::fork();
+  if (owner == 0) {
+    ::execlp("sleep", "sleep", "30", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ASSERT_GT(owner, 0);
+  const fs::path base = dir_ / "spill";
+  const fs::path theirs = base / ("cepheus-spill-" + std::to_string(owner) + "-1");
+  fs::create_directories(theirs);
+  std::ofstream(theirs / "cepheus.lock") << owner;  // created, not locked yet
+  std::ofstream(theirs / "run-0") << "data";
+  auto backtest = [&] {
+    sinks::MemoryOutput m, l, d;
+    engine::BacktestOptions o;
+    o.parallelism = 1;
+    o.spill_dir = base.string();
+    engine::Backtester b(p.value(), engine::RunOutputs{&m, &l, &d}, o);
+    return b.Run().ok();
+  };
+  ASSERT_TRUE(backtest());
+  EXPECT_TRUE(fs::exists(theirs / "run-0")) << "the owner is alive: its spill stays";
+  ::kill(owner, SIGKILL);
+  ::waitpid(owner, nullptr, 0);
+  ASSERT_TRUE(backtest());
+  EXPECT_FALSE(fs::exists(theirs)) << "the owner is gone: its spill is removed";
 }
 
 TEST_F(BacktestContract, KeysSharingAHashAreStillMatchedApart) {
