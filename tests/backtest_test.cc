@@ -112,7 +112,8 @@ void CheckContracts(const std::string& name, const std::string& pattern,
   auto spilled = Backtest(live.value(), 2, false, /*budget=*/1);
   auto split = Backtest(live.value(), 3, false, size_t{1} << 30, nullptr, /*split_above=*/1);
   auto split_spilled = Backtest(live.value(), 2, false, /*budget=*/1, nullptr, /*split_above=*/1);
-  ASSERT_TRUE(one.ok() && spilled.ok() && split.ok() && split_spilled.ok());
+  for (const auto* r : {&one, &spilled, &split, &split_spilled})
+    ASSERT_TRUE(r->ok()) << r->status().message();
   EXPECT_EQ(one->matches, complete->matches) << "parallelism 1 vs 3";
   EXPECT_EQ(spilled->matches, complete->matches) << "spilling to disk";
   EXPECT_EQ(split->matches, complete->matches) << "input split across reader threads";
