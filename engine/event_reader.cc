@@ -206,27 +206,23 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
         continue;
       }
       if (!in.punctuation_key.empty() &&
-          l.text.find(in.punctuation_key) != std::string_view::npos &&
-          ReadPunctuation(l.text, in.config->punctuation_field)) {
-        punctuations_.push_back(Punctuation{texts_.size(), &l});
-        continue;
+          l.text.find(in.punctuation_key) != std::string_view::npos) {
+        if (auto wm = ReadPunctuation(l.text, in.config->punctuation_field)) {
+          punctuations_.push_back(Punctuation{texts_.size(), &l, std::move(*wm)});
+          continue;
+        }
       }
       texts_.push_back(l.text);
       metas_.push_back(&l);
     }
-    if (texts_.empty()) {
-      const uint64_t dead_before = counts_.dead_letters;
-      for (const Punctuation& pu : punctuations_) ApplyPunctuation(in, pu, now, dead);
-      stream_counts_[static_cast<size_t>(in.index)].dead_letters +=
-          counts_.dead_letters - dead_before;
-      continue;
-    }
+    if (texts_.empty() && punctuations_.empty()) continue;
     if (!in.ranges.empty()) {
       positions_.clear();
       for (const auto* m : metas_) positions_.push_back(InputPosition(in.file_index, m->offset));
     }
-    DecodeBatch(*in.decoder, texts_, in.reader->readable_after(texts_.back()), &seq_, &decoded_,
-                in.ranges.empty() ? nullptr : &positions_);
+    if (!texts_.empty())
+      DecodeBatch(*in.decoder, texts_, in.reader->readable_after(texts_.back()), &seq_, &decoded_,
+                  in.ranges.empty() ? nullptr : &positions_);
     StreamCounts& sc = stream_counts_[static_cast<size_t>(in.index)];
     sc.records += texts_.size();
     const uint64_t dead_before = counts_.dead_letters, late_before = counts_.late;
@@ -295,15 +291,14 @@ void EventReader::ApplyPunctuation(Input& in, const Punctuation& pu, int64_t now
                                    std::string* dead) {
   ++counts_.records_read;
   ++stream_counts_[static_cast<size_t>(in.index)].records;
-  auto t = ReadPunctuation(pu.meta->text, in.config->punctuation_field);
-  if (!t->ok()) {
-    AppendDeadLetter(in, *pu.meta, t->status().message(), pu.meta->text, dead);
+  if (!pu.watermark.ok()) {
+    AppendDeadLetter(in, *pu.meta, pu.watermark.status().message(), pu.meta->text, dead);
     return;
   }
   ++counts_.punctuations;
   // The complete (batch) mode has no watermark: a punctuation only counts.
   if (!options_.judge_lateness) return;
-  watermarks_.input(in.wm_input).OnPunctuation(t->value(), now);
+  watermarks_.input(in.wm_input).OnPunctuation(pu.watermark.value(), now);
   watermarks_.Update(now);
 }
 

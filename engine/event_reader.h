@@ -123,6 +123,7 @@ class EventReader {
   struct Punctuation {
     size_t before = 0;  // applies before texts_[before]
     const LineReader::Line* meta = nullptr;
+    Result<EventTime> watermark = EventTime();  // what it says, or why it is unusable
   };
   void ApplyPunctuation(Input& in, const Punctuation& pu, int64_t now, std::string* dead);
 
