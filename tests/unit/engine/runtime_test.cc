@@ -426,6 +426,54 @@ TEST(Runner, WorkerCountersArePublishedDuringTheRun) {
   EXPECT_GT(summary->matches, 1000u);
 }
 
+// The checkpoint interval is measured on the injected clock: with a clock
+// that stands still, an interval of 1 ms never elapses, so only the final
+// checkpoint is taken; moved by hand, interval checkpoints follow it.
+TEST(Runner, CheckpointIntervalFollowsTheInjectedClock) {
+  const std::string dir = testing::ScratchDir("cepheus-ckpt-clock");
+  const std::string input = dir + "/in.jsonl";
+  std::string events;
+  for (int i = 0; i < 400; ++i)
+    events += "{\"key\":\"k\",\"type\":\"A\",\"ts\":" + std::to_string(1000 + i) + "}\n";
+  testing::WriteFile(input, events);
+  auto p = testing::OneStreamPipeline("PATTERN p FROM s MATCH a DEFINE a AS type = 'A'", input, 0,
+                                      "key string, type string, ts timestamp");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  for (bool moving : {false, true}) {
+    SCOPED_TRACE(moving ? "clock moved by the output" : "clock standing still");
+    ManualClock clock(1'000'000);
+    // A sink that moves the clock each time a worker writes to it.
+    class Ticking final : public io::Sink {
+     public:
+      Ticking(ManualClock& c, bool on) : c_(c), on_(on) {}
+      Status Write(std::string_view) override {
+        if (on_) c_.Advance(10);
+        return Status::Ok();
+      }
+      Status Flush() override { return Status::Ok(); }
+
+     private:
+      ManualClock& c_;
+      bool on_;
+    } matches(clock, moving);
+    sinks::MemoryOutput late, dead;
+    RunOptions opts;
+    opts.clock = &clock;
+    opts.lines_per_turn = 1;
+    opts.checkpoint.enabled = true;
+    opts.checkpoint.backend = state::BackendKind::kMemory;
+    opts.checkpoint.state_dir = dir + (moving ? "/state-moving" : "/state-still");
+    opts.checkpoint.interval = Duration::Millis(1);
+    PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead}, opts);
+    auto summary = runner.Run();
+    ASSERT_TRUE(summary.ok()) << summary.status().message();
+    if (moving)
+      EXPECT_GT(summary->checkpoints, 1u);
+    else
+      EXPECT_EQ(summary->checkpoints, 1u) << "only the final checkpoint";
+  }
+}
+
 TEST(Runner, MissingInputFileFailsWithAClearError) {
   PipelineConfig cfg;
   StreamConfig s;
