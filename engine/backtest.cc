@@ -369,62 +369,41 @@ Result<BacktestSummary> Backtester::Run() {
   const int parallelism = std::max(1, options_.parallelism);
   const size_t nkeyings = pipeline_.keyings.size();
 
-  // The inputs of each stream, in order.
-  std::vector<std::vector<std::string>> stream_files(pipeline_.config.streams.size());
-  for (size_t st = 0; st < stream_files.size(); ++st)
-    stream_files[st] = st < options_.files.size() && !options_.files[st].empty()
-                           ? options_.files[st]
-                           : std::vector<std::string>{pipeline_.config.streams[st].source.path};
-
   // Phase 1 runs on several threads in complete mode: each reads a share of
-  // every input (byte ranges of big uncompressed files, whole compressed
-  // files), and events carry positional input positions so that the result
-  // does not depend on the split. As-live mode reads in input order on one
-  // thread: its watermark must see the events in that order.
+  // every stream (io::SourceProvider::OpenShares: byte ranges of big files,
+  // whole small or compressed files), and events carry positions that do not
+  // depend on the split. As-live mode reads in input order on one thread:
+  // its watermark must see the events in that order.
+  if (!options_.sources)
+    return Status::InvalidArgument("no source provider (BacktestOptions::sources)");
   const int shards = options_.as_live ? 1 : parallelism;
-  std::vector<ReaderOptions> shard_opts(static_cast<size_t>(shards));
-  for (ReaderOptions& o : shard_opts) {
-    o.judge_lateness = options_.as_live;
-    o.from = options_.from;
-    o.to = options_.to;
-    if (shards == 1)
-      o.files = stream_files;
-    else
-      o.ranges.resize(stream_files.size());
-  }
-  if (shards > 1) {
-    for (size_t st = 0; st < stream_files.size(); ++st) {
-      for (size_t fi = 0; fi < stream_files[st].size(); ++fi) {
-        const std::string& f = stream_files[st][fi];
-        uint64_t size = 0;
-        if (LineReader::Splittable(f, &size) && size >= options_.split_above) {
-          std::vector<uint64_t> cuts;  // shard t reads [cuts[t], cuts[t + 1])
-          for (int t = 0; t <= shards; ++t)
-            cuts.push_back(size * static_cast<uint64_t>(t) / static_cast<uint64_t>(shards));
-          if (pipeline_.config.streams[st].source.is_csv()) {
-            // A CSV record may span lines (quoted newlines): cut only where
-            // a record starts.
-            auto starts = LineReader::CsvRecordStarts(f, cuts);
-            if (!starts.ok()) return starts.status();
-            cuts = std::move(starts.value());
-          }
-          for (int t = 0; t < shards; ++t) {
-            const uint64_t b = cuts[static_cast<size_t>(t)];
-            const uint64_t e = cuts[static_cast<size_t>(t) + 1];
-            if (b < e)
-              shard_opts[static_cast<size_t>(t)].ranges[st].push_back(
-                  ReaderOptions::Range{f, static_cast<uint32_t>(fi), b, e});
-          }
-        } else {
-          shard_opts[fi % static_cast<size_t>(shards)].ranges[st].push_back(
-              ReaderOptions::Range{f, static_cast<uint32_t>(fi), 0, UINT64_MAX});
-        }
-      }
+  std::vector<std::vector<std::unique_ptr<io::Source>>> shard_sources(static_cast<size_t>(shards));
+  for (size_t st = 0; st < pipeline_.config.streams.size(); ++st) {
+    const io::SourceSpec spec = StreamSourceSpec(
+        pipeline_.config.streams[st],
+        st < options_.files.size() ? options_.files[st] : std::vector<std::string>{});
+    if (shards == 1) {
+      auto source = options_.sources->Open(spec);
+      if (!source.ok()) return source.status();
+      shard_sources[0].push_back(std::move(source.value()));
+      continue;
+    }
+    auto shares = options_.sources->OpenShares(spec, shards, options_.split_above);
+    if (!shares.ok()) return shares.status();
+    for (int t = 0; t < shards; ++t) {
+      auto& share = shares.value();
+      shard_sources[static_cast<size_t>(t)].push_back(static_cast<size_t>(t) < share.size()
+                                                          ? std::move(share[static_cast<size_t>(t)])
+                                                          : nullptr);
     }
   }
   std::vector<std::unique_ptr<EventReader>> readers;
-  for (const ReaderOptions& o : shard_opts) {
-    readers.push_back(std::make_unique<EventReader>(pipeline_, o));
+  for (auto& sources : shard_sources) {
+    ReaderOptions o;
+    o.judge_lateness = options_.as_live;
+    o.from = options_.from;
+    o.to = options_.to;
+    readers.push_back(std::make_unique<EventReader>(pipeline_, o, std::move(sources)));
     CEPHEUS_RETURN_IF_ERROR(readers.back()->Open());  // a missing file fails before anything runs
   }
 

@@ -23,6 +23,7 @@
 #include "engine/pipeline.h"
 #include "engine/run_outputs.h"
 #include "io/sink.h"
+#include "io/source.h"
 
 namespace cepheus::engine {
 
@@ -36,6 +37,8 @@ struct BacktestProgress {
 };
 
 struct BacktestOptions {
+  // Opens the streams' sources, and their shares for parallel reading. Required.
+  io::SourceProvider* sources = nullptr;
   int parallelism = 1;
   bool as_live = false;
   std::optional<EventTime> from, to;
@@ -43,8 +46,8 @@ struct BacktestOptions {
   // Bytes of buffered events before sorted runs are spilled to disk.
   size_t memory_budget = size_t{1} << 30;
   std::string spill_dir;  // default: a new directory under the system temp dir
-  // Uncompressed files at least this big are split into byte ranges across
-  // reader threads (complete mode); smaller ones are read whole.
+  // Inputs at least this big may be split across reader threads (complete
+  // mode; io::SourceProvider::OpenShares); smaller ones are read whole.
   uint64_t split_above = 8 << 20;
   // Tests only: keep these bits of each key hash, to force hash collisions.
   uint64_t hash_mask = ~uint64_t{0};

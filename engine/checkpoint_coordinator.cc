@@ -55,6 +55,7 @@ Status CheckpointCoordinator::Finish(bool wait) {
   for (const auto& [slot, rec] : f->meta.outputs)
     for (const auto& [name, sink] : w_.sinks)
       if (sink && std::string_view(name) == slot) CEPHEUS_RETURN_IF_ERROR(sink->Commit(rec));
+  if (w_.on_complete) CEPHEUS_RETURN_IF_ERROR(w_.on_complete(f->meta.id));
   if (Status r = w_.store->Retain(w_.retain); !r.ok())
     // Old checkpoints left behind cost disk space, not correctness.
     spdlog::warn("checkpoint.retain: {}", r.message());

@@ -74,6 +74,9 @@ class CheckpointCoordinator {
     std::function<void(const std::shared_ptr<SnapshotSync>& barrier, Watermark wm)> inject_barrier;
     // Writes what the reader holds for the sinks (before they prepare).
     std::function<Status()> flush_side_outputs;
+    // After the sinks committed checkpoint `id` (sources commit their
+    // offsets here). Optional.
+    std::function<Status(uint64_t id)> on_complete;
     metrics::Registry* metrics = nullptr;
   };
 

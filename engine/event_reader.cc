@@ -1,10 +1,8 @@
 #include "engine/event_reader.h"
 
 #include <poll.h>
-#include <sys/stat.h>
 
 #include <simdjson.h>
-#include <spdlog/spdlog.h>
 
 #include "common/json.h"
 #include "common/varint.h"
@@ -12,19 +10,18 @@
 
 namespace cepheus::engine {
 
+struct EventReader::Part {
+  int partition = 0;
+  int wm_input = 0;
+};
+
 struct EventReader::Input {
   const StreamConfig* config = nullptr;
   int index = 0;
-  std::vector<std::string> files;
-  std::vector<ReaderOptions::Range> ranges;  // when reading ranges (files unused)
-  uint32_t file_index = 0;                   // of the range being read
-  size_t next_file = 0;
-  std::unique_ptr<LineReader> reader;
+  std::unique_ptr<io::Source> source;  // null: nothing to read
   std::unique_ptr<RecordDecoder> decoder;
-  bool header_done = false;
-  std::string header;  // the CSV header line of the current file
+  std::vector<Part> parts;  // the source's assigned partitions
   bool ended = false;
-  int wm_input = 0;
   std::string punctuation_key;  // "\"__watermark\"" for JSONL inputs, else empty
   int watermark_field = -1;
 };
@@ -56,83 +53,78 @@ std::optional<Result<EventTime>> ReadPunctuation(std::string_view text, const st
 
 }  // namespace
 
-EventReader::EventReader(const CompiledPipeline& pipeline, ReaderOptions options)
+io::SourceSpec StreamSourceSpec(const StreamConfig& stream, const std::vector<std::string>& files,
+                                size_t read_buffer_bytes) {
+  io::SourceSpec spec;
+  spec.stream = stream.name;
+  spec.kind = io::SourceKind::kFile;
+  spec.paths = files.empty() ? std::vector<std::string>{stream.source.path} : files;
+  spec.framing = stream.source.is_csv() ? io::Framing::kCsv : io::Framing::kLines;
+  spec.read_buffer_bytes = read_buffer_bytes;
+  return spec;
+}
+
+Result<std::vector<std::unique_ptr<io::Source>>> OpenStreamSources(
+    io::SourceProvider& provider, const PipelineConfig& config,
+    const std::vector<std::vector<std::string>>& files, size_t read_buffer_bytes) {
+  std::vector<std::unique_ptr<io::Source>> out;
+  for (size_t s = 0; s < config.streams.size(); ++s) {
+    auto source = provider.Open(StreamSourceSpec(
+        config.streams[s], s < files.size() ? files[s] : std::vector<std::string>{},
+        read_buffer_bytes));
+    if (!source.ok()) return source.status();
+    out.push_back(std::move(source.value()));
+  }
+  return out;
+}
+
+EventReader::EventReader(const CompiledPipeline& pipeline, ReaderOptions options,
+                         std::vector<std::unique_ptr<io::Source>> sources)
     : pipeline_(pipeline),
       options_(std::move(options)),
-      clock_(options_.clock ? options_.clock : &system_clock_) {}
+      clock_(options_.clock ? options_.clock : &system_clock_) {
+  for (size_t s = 0; s < pipeline_.config.streams.size(); ++s) {
+    auto in = std::make_unique<Input>();
+    in->config = &pipeline_.config.streams[s];
+    in->index = static_cast<int>(s);
+    if (s < sources.size()) in->source = std::move(sources[s]);
+    inputs_.push_back(std::move(in));
+  }
+}
 
 EventReader::~EventReader() = default;
 
-Status EventReader::OpenFile(Input& in) {
-  cepheus::Result<std::unique_ptr<LineReader>> reader = Status::Internal("no input");
-  if (!in.ranges.empty()) {
-    const ReaderOptions::Range& r = in.ranges[in.next_file++];
-    in.file_index = r.file_index;
-    reader = r.end == UINT64_MAX && r.begin == 0 ? LineReader::Open(r.path)
-                                                 : LineReader::OpenRange(r.path, r.begin, r.end);
-  } else {
-    reader = LineReader::Open(in.files[in.next_file++], options_.read_buffer_bytes);
-  }
-  if (!reader.ok())
-    return Status::IoError("stream '" + in.config->name + "': " + reader.status().message());
-  if (in.reader) finished_bytes_ += in.reader->raw_bytes_read();
-  in.reader = std::move(reader.value());
-  in.reader->set_quoted_records(in.config->source.is_csv());
-  in.header_done = !in.decoder->wants_header();  // every CSV file has its header
-  if (!in.header_done && !in.ranges.empty() && in.ranges[in.next_file - 1].begin > 0) {
-    // A range after the first: the header is the file's first record.
-    const std::string& path = in.ranges[in.next_file - 1].path;
-    auto head = LineReader::Open(path);
-    if (!head.ok()) return head.status();
-    head.value()->set_quoted_records(true);
-    std::string_view line;
-    while (head.value()->Next(&line, 0) == LineReader::Result::kLine) {
-      if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-      in.header.assign(line);
-      Status hs = in.decoder->SetHeader(line);
-      if (!hs.ok())
-        return Status::InvalidArgument(path + ":" + std::to_string(head.value()->line_number()) +
-                                       ": " + hs.message());
-      in.header_done = true;
-      break;
+void EventReader::TakeAssignment(Input& in) {
+  changes_.clear();
+  in.source->TakeAssignmentChanges(&changes_);
+  for (const io::AssignmentChange& c : changes_) {
+    if (c.added) {
+      in.parts.push_back(Part{c.partition, watermarks_.AddInput(in.config->watermark, c.bounded)});
+    } else {
+      // A revoked partition no longer holds the watermark back.
+      watermarks_.input(PartOf(in, c.partition).wm_input).OnEnd();
     }
-    if (!head.value()->error().ok()) return head.value()->error();
   }
-  return Status::Ok();
+}
+
+EventReader::Part& EventReader::PartOf(Input& in, int partition) {
+  for (Part& p : in.parts)
+    if (p.partition == partition) return p;
+  // A source reports a partition before its records; a single-partition
+  // source (files) may not name it: its records belong to the first.
+  return in.parts.front();
 }
 
 Status EventReader::Open() {
-  for (size_t s = 0; s < pipeline_.config.streams.size(); ++s) {
-    const StreamConfig& sc = pipeline_.config.streams[s];
-    auto in = std::make_unique<Input>();
-    in->config = &sc;
-    in->index = static_cast<int>(s);
-    if (!options_.ranges.empty() && (s >= options_.ranges.size() || options_.ranges[s].empty())) {
-      // Reading ranges, none of this stream's: nothing to read here.
-      in->ended = true;
-      in->wm_input = watermarks_.AddInput(sc.watermark, true);
-      watermarks_.input(in->wm_input).OnEnd();
-      inputs_.push_back(std::move(in));
+  for (auto& in_ptr : inputs_) {
+    Input& in = *in_ptr;
+    const StreamConfig& sc = *in.config;
+    if (!in.source) {
+      // Nothing of this stream to read here.
+      in.ended = true;
+      in.parts.push_back(Part{0, watermarks_.AddInput(sc.watermark, true)});
+      watermarks_.input(in.parts.back().wm_input).OnEnd();
       continue;
-    }
-    if (s < options_.ranges.size() && !options_.ranges[s].empty()) {
-      in->ranges = options_.ranges[s];
-      for (const auto& r : in->ranges) {
-        struct stat st;
-        if (r.end != UINT64_MAX)
-          total_bytes_ += r.end - r.begin;
-        else if (::stat(r.path.c_str(), &st) == 0)
-          total_bytes_ += static_cast<uint64_t>(st.st_size);
-      }
-    } else {
-      in->files = s < options_.files.size() && !options_.files[s].empty()
-                      ? options_.files[s]
-                      : std::vector<std::string>{sc.source.path};
-      for (const auto& f : in->files) {
-        struct stat st;
-        if (f != "-" && ::stat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode))
-          total_bytes_ += static_cast<uint64_t>(st.st_size);
-      }
     }
     DecoderOptions dopt;
     dopt.schema = &sc.schema;
@@ -142,28 +134,42 @@ Status EventReader::Open() {
     dopt.max_time = sc.max_time;
     for (const auto& k : sc.key) dopt.required.push_back(sc.schema.IndexOf(k));
     for (const Keying& keying : pipeline_.keyings) {
-      if (keying.stream != in->index) continue;
+      if (keying.stream != in.index) continue;
       for (int f : keying.fields)
         if (std::find(dopt.required.begin(), dopt.required.end(), f) == dopt.required.end())
           dopt.required.push_back(f);
     }
-    in->decoder = sc.source.is_csv() ? MakeCsvDecoder(dopt) : MakeJsonlDecoder(dopt);
+    in.decoder = sc.source.is_csv() ? MakeCsvDecoder(dopt) : MakeJsonlDecoder(dopt);
     if (!sc.source.is_csv() && !sc.punctuation_field.empty())
-      in->punctuation_key = "\"" + sc.punctuation_field + "\"";
-    if (!sc.watermark_field.empty()) in->watermark_field = sc.schema.IndexOf(sc.watermark_field);
-    CEPHEUS_RETURN_IF_ERROR(OpenFile(*in));
-    in->wm_input = watermarks_.AddInput(sc.watermark, in->reader->bounded());
-    inputs_.push_back(std::move(in));
+      in.punctuation_key = "\"" + sc.punctuation_field + "\"";
+    if (!sc.watermark_field.empty()) in.watermark_field = sc.schema.IndexOf(sc.watermark_field);
+    CEPHEUS_RETURN_IF_ERROR(in.source->Open());
+    TakeAssignment(in);
+    if (in.parts.empty())
+      return Status::Internal("stream '" + sc.name + "': its source assigned no partition");
   }
   stream_counts_.assign(pipeline_.config.streams.size(), StreamCounts{});
   return Status::Ok();
 }
 
 uint64_t EventReader::bytes_read() const {
-  uint64_t b = finished_bytes_;
+  uint64_t b = 0;
   for (const auto& in : inputs_)
-    if (in->reader) b += in->reader->raw_bytes_read();
+    if (in->source) b += in->source->bytes_read();
   return b;
+}
+
+uint64_t EventReader::total_bytes() const {
+  uint64_t b = 0;
+  for (const auto& in : inputs_)
+    if (in->source) b += in->source->total_bytes();
+  return b;
+}
+
+Status EventReader::OnCheckpointComplete(uint64_t checkpoint_id) {
+  for (const auto& in : inputs_)
+    if (in->source) CEPHEUS_RETURN_IF_ERROR(in->source->OnCheckpointComplete(checkpoint_id));
+  return Status::Ok();
 }
 
 Watermark EventReader::UpdateWatermark() { return watermarks_.Update(clock_->NowMillis()); }
@@ -176,151 +182,166 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
     Input& in = *in_ptr;
     if (in.ended) continue;
     all_ended = false;
-    lines_.clear();
-    LineReader::Result r = in.reader->NextLines(options_.lines_per_turn, 0, &lines_);
-    if (r == LineReader::Result::kTimeout) continue;
-    if (r == LineReader::Result::kError) return in.reader->error();
-    if (r == LineReader::Result::kEnd) {
-      progress = true;
-      if (in.next_file < NumFiles(in)) {
-        CEPHEUS_RETURN_IF_ERROR(OpenFile(in));
-      } else {
-        in.ended = true;
-        watermarks_.input(in.wm_input).OnEnd();
-      }
-      continue;
-    }
-    progress = true;
-    texts_.clear();
-    metas_.clear();
-    punctuations_.clear();
-    for (const LineReader::Line& l : lines_) {
-      if (l.text.find_first_not_of(" \t") == std::string_view::npos) continue;
-      if (!in.header_done) {
-        in.header.assign(l.text);
-        Status hs = in.decoder->SetHeader(l.text);
-        if (!hs.ok())
-          return Status::InvalidArgument(in.reader->name() + ":" + std::to_string(l.number) + ": " +
-                                         hs.message());
-        in.header_done = true;
+    auto polled = in.source->Poll(options_.lines_per_turn, &batch_);
+    if (!polled.ok()) return polled.status();
+    TakeAssignment(in);
+    switch (polled.value()) {
+      case io::Source::Polled::kNothing:
         continue;
-      }
-      if (!in.punctuation_key.empty() &&
-          l.text.find(in.punctuation_key) != std::string_view::npos) {
-        if (auto wm = ReadPunctuation(l.text, in.config->punctuation_field)) {
-          punctuations_.push_back(Punctuation{texts_.size(), &l, std::move(*wm)});
-          continue;
-        }
-      }
-      texts_.push_back(l.text);
-      metas_.push_back(&l);
-    }
-    if (texts_.empty() && punctuations_.empty()) continue;
-    if (!in.ranges.empty()) {
-      positions_.clear();
-      for (const auto* m : metas_) positions_.push_back(InputPosition(in.file_index, m->offset));
-    }
-    if (!texts_.empty())
-      DecodeBatch(*in.decoder, texts_, in.reader->readable_after(texts_.back()), &seq_, &decoded_,
-                  in.ranges.empty() ? nullptr : &positions_);
-    StreamCounts& sc = stream_counts_[static_cast<size_t>(in.index)];
-    sc.records += texts_.size();
-    const uint64_t dead_before = counts_.dead_letters, late_before = counts_.late;
-    size_t next_punctuation = 0;
-    for (size_t i = 0; i < texts_.size(); ++i) {
-      while (next_punctuation < punctuations_.size() && punctuations_[next_punctuation].before == i)
-        ApplyPunctuation(in, punctuations_[next_punctuation++], now, dead);
-      ++counts_.records_read;
-      const LineReader::Line& meta = *metas_[i];
-      if (!decoded_[i].row) {
-        AppendDeadLetter(in, meta, decoded_[i].error, texts_[i], dead);
+      case io::Source::Polled::kEnd:
+        progress = true;
+        watermarks_.input(PartOf(in, batch_.partition).wm_input).OnEnd();
+        in.ended = in.source->ended();
         continue;
-      }
-      RowPtr row = std::move(decoded_[i].row);
-      const EventTime ts = row->time();
-      if ((options_.from && ts < *options_.from) || (options_.to && ts >= *options_.to)) {
-        ++counts_.out_of_range;
+      case io::Source::Polled::kMore:
+        progress = true;
+        CEPHEUS_RETURN_IF_ERROR(ReadBatch(in, now, events, dead, late));
         continue;
-      }
-      if (options_.judge_lateness && in.config->max_future_skew.millis() > 0 &&
-          ts > EventTime::FromMillis(now) + in.config->max_future_skew) {
-        AppendDeadLetter(in, meta,
-                         "event time " + FormatRfc3339(ts) + " is more than " +
-                             FormatDuration(in.config->max_future_skew) +
-                             " ahead of the wall clock (event_time.max_future_skew)",
-                         texts_[i], dead);
-        continue;
-      }
-      if (options_.judge_lateness) {
-        const Watermark wm = watermarks_.current();
-        if (wm.IsLate(ts)) {
-          ++counts_.late;
-          JsonObject o(*late);
-          o.String("stream", in.config->name);
-          o.String("source", in.reader->name());
-          o.Int("line", static_cast<int64_t>(meta.number));
-          o.Int("offset", static_cast<int64_t>(meta.offset));
-          o.String("event_time", FormatRfc3339(ts));
-          o.String("watermark", FormatRfc3339(wm.time()));
-          o.Key("event");
-          AppendRowJson(late, *row, in.config->schema);
-          o.End();
-          late->push_back('\n');
-          continue;
-        }
-        watermarks_.input(in.wm_input).OnEvent(ts, now);
-        if (in.watermark_field >= 0 && !row->IsNull(static_cast<size_t>(in.watermark_field)))
-          watermarks_.input(in.wm_input)
-              .OnPunctuation(
-                  EventTime::FromMillis(row->GetInt(static_cast<size_t>(in.watermark_field))), now);
-        watermarks_.Update(now);
-      }
-      ++counts_.events;
-      events->push_back(ReadEvent{std::move(row), in.index});
     }
-    while (next_punctuation < punctuations_.size())
-      ApplyPunctuation(in, punctuations_[next_punctuation++], now, dead);
-    sc.dead_letters += counts_.dead_letters - dead_before;
-    sc.late += counts_.late - late_before;
   }
   if (all_ended) return Turn::kEnd;
   return progress ? Turn::kProgress : Turn::kIdle;
 }
 
-void EventReader::ApplyPunctuation(Input& in, const Punctuation& pu, int64_t now,
+Status EventReader::ReadBatch(Input& in, int64_t now, std::vector<ReadEvent>* events,
+                              std::string* dead, std::string* late) {
+  Part& part = PartOf(in, batch_.partition);
+  texts_.clear();
+  metas_.clear();
+  punctuations_.clear();
+  for (const io::SourceRecord& rec : batch_.records) {
+    if (rec.header) {
+      Status hs = in.decoder->SetHeader(rec.payload);
+      if (!hs.ok())
+        return Status::InvalidArgument(std::string(in.source->origin(part.partition)) + ":" +
+                                       std::to_string(rec.line) + ": " + hs.message());
+      continue;
+    }
+    if (!in.punctuation_key.empty() &&
+        rec.payload.find(in.punctuation_key) != std::string_view::npos) {
+      if (auto wm = ReadPunctuation(rec.payload, in.config->punctuation_field)) {
+        punctuations_.push_back(Punctuation{texts_.size(), &rec, std::move(*wm)});
+        continue;
+      }
+    }
+    texts_.push_back(rec.payload);
+    metas_.push_back(&rec);
+  }
+  if (texts_.empty() && punctuations_.empty()) return Status::Ok();
+  if (in.source->positioned()) {
+    positions_.clear();
+    for (const auto* m : metas_) positions_.push_back(m->position);
+  }
+  if (!texts_.empty()) {
+    // The records lie in one buffer: what may be read after the last event
+    // is what may be read after the batch plus the records that follow it.
+    const std::string_view last = batch_.records.back().payload;
+    const size_t readable =
+        batch_.readable_after + static_cast<size_t>((last.data() + last.size()) -
+                                                    (texts_.back().data() + texts_.back().size()));
+    DecodeBatch(*in.decoder, texts_, readable, &seq_, &decoded_,
+                in.source->positioned() ? &positions_ : nullptr);
+  }
+  StreamCounts& sc = stream_counts_[static_cast<size_t>(in.index)];
+  sc.records += texts_.size();
+  const uint64_t dead_before = counts_.dead_letters, late_before = counts_.late;
+  auto& wm_input = watermarks_.input(part.wm_input);
+  size_t next_punctuation = 0;
+  for (size_t i = 0; i < texts_.size(); ++i) {
+    while (next_punctuation < punctuations_.size() && punctuations_[next_punctuation].before == i)
+      ApplyPunctuation(in, part, punctuations_[next_punctuation++], now, dead);
+    ++counts_.records_read;
+    const io::SourceRecord& meta = *metas_[i];
+    if (!decoded_[i].row) {
+      AppendDeadLetter(in, part, meta, decoded_[i].error, dead);
+      continue;
+    }
+    RowPtr row = std::move(decoded_[i].row);
+    const EventTime ts = row->time();
+    if ((options_.from && ts < *options_.from) || (options_.to && ts >= *options_.to)) {
+      ++counts_.out_of_range;
+      continue;
+    }
+    if (options_.judge_lateness && in.config->max_future_skew.millis() > 0 &&
+        ts > EventTime::FromMillis(now) + in.config->max_future_skew) {
+      AppendDeadLetter(in, part, meta,
+                       "event time " + FormatRfc3339(ts) + " is more than " +
+                           FormatDuration(in.config->max_future_skew) +
+                           " ahead of the wall clock (event_time.max_future_skew)",
+                       dead);
+      continue;
+    }
+    if (options_.judge_lateness) {
+      const Watermark wm = watermarks_.current();
+      if (wm.IsLate(ts)) {
+        ++counts_.late;
+        AppendLate(in, part, meta, *row, wm, late);
+        continue;
+      }
+      wm_input.OnEvent(ts, now);
+      if (in.watermark_field >= 0 && !row->IsNull(static_cast<size_t>(in.watermark_field)))
+        wm_input.OnPunctuation(
+            EventTime::FromMillis(row->GetInt(static_cast<size_t>(in.watermark_field))), now);
+      watermarks_.Update(now);
+    }
+    ++counts_.events;
+    events->push_back(ReadEvent{std::move(row), in.index});
+  }
+  while (next_punctuation < punctuations_.size())
+    ApplyPunctuation(in, part, punctuations_[next_punctuation++], now, dead);
+  sc.dead_letters += counts_.dead_letters - dead_before;
+  sc.late += counts_.late - late_before;
+  return Status::Ok();
+}
+
+void EventReader::AppendLate(const Input& in, const Part& part, const io::SourceRecord& rec,
+                             const Row& row, Watermark wm, std::string* late) {
+  JsonObject o(*late);
+  o.String("stream", in.config->name);
+  o.String("source", in.source->origin(part.partition));
+  o.Int("line", static_cast<int64_t>(rec.line));
+  o.Int("offset", static_cast<int64_t>(rec.offset));
+  o.String("event_time", FormatRfc3339(row.time()));
+  o.String("watermark", FormatRfc3339(wm.time()));
+  o.Key("event");
+  AppendRowJson(late, row, in.config->schema);
+  o.End();
+  late->push_back('\n');
+}
+
+void EventReader::ApplyPunctuation(Input& in, Part& part, const Punctuation& pu, int64_t now,
                                    std::string* dead) {
   ++counts_.records_read;
   ++stream_counts_[static_cast<size_t>(in.index)].records;
   if (!pu.watermark.ok()) {
-    AppendDeadLetter(in, *pu.meta, pu.watermark.status().message(), pu.meta->text, dead);
+    AppendDeadLetter(in, part, *pu.rec, pu.watermark.status().message(), dead);
     return;
   }
   ++counts_.punctuations;
   // The complete (batch) mode has no watermark: a punctuation only counts.
   if (!options_.judge_lateness) return;
-  watermarks_.input(in.wm_input).OnPunctuation(pu.watermark.value(), now);
+  watermarks_.input(part.wm_input).OnPunctuation(pu.watermark.value(), now);
   watermarks_.Update(now);
 }
 
-void EventReader::AppendDeadLetter(const Input& in, const LineReader::Line& meta,
-                                   const std::string& reason, std::string_view record,
-                                   std::string* dead) {
+void EventReader::AppendDeadLetter(const Input& in, const Part& part, const io::SourceRecord& rec,
+                                   const std::string& reason, std::string* dead) {
   ++counts_.dead_letters;
   JsonObject o(*dead);
   o.String("stream", in.config->name);
-  o.String("source", in.reader->name());
-  if (meta.number)
-    o.Int("line", static_cast<int64_t>(meta.number));
+  o.String("source", in.source->origin(part.partition));
+  if (rec.line)
+    o.Int("line", static_cast<int64_t>(rec.line));
   else
     o.Raw("line", "null");  // unknown when a file is read in ranges
-  o.Int("offset", static_cast<int64_t>(meta.offset));
+  o.Int("offset", static_cast<int64_t>(rec.offset));
   o.String("reason", reason);
   // JSON output is UTF-8: invalid bytes show as U+FFFD in `record`, and the
   // exact bytes are kept in `record_base64`.
-  o.String("record", record);
-  if (!IsValidUtf8(record)) {
+  o.String("record", rec.payload);
+  if (!IsValidUtf8(rec.payload)) {
     std::string exact;
-    AppendBase64(exact, record);
+    AppendBase64(exact, rec.payload);
     o.String("record_base64", exact);
   }
   o.End();
@@ -353,9 +374,10 @@ std::vector<std::string> BadInputWarnings(const PipelineConfig& config,
 void EventReader::WaitForInput(int ms) {
   std::vector<pollfd> fds;
   for (const auto& in : inputs_) {
-    if (in->ended || !in->reader || in->reader->bounded()) continue;
-    if (in->reader->has_buffered()) return;
-    fds.push_back(pollfd{in->reader->fd(), POLLIN, 0});
+    if (in->ended || !in->source) continue;
+    if (in->source->has_buffered()) return;
+    const int fd = in->source->wait_fd();
+    if (fd >= 0) fds.push_back(pollfd{fd, POLLIN, 0});
   }
   if (fds.empty()) {
     struct timespec pause {
@@ -367,13 +389,42 @@ void EventReader::WaitForInput(int ms) {
   ::poll(fds.data(), fds.size(), ms);
 }
 
-size_t EventReader::NumFiles(const Input& in) const {
-  return in.ranges.empty() ? in.files.size() : in.ranges.size();
+namespace {
+
+// Format 3: per stream, its source's position, then the number of its
+// partitions and, for each, its id and watermark. Format 2 (before
+// partitions): the source's position, then the one input's watermark.
+constexpr uint64_t kPositionFormat = 3;
+
+void SaveInputWatermark(const timing::InputWatermark::Saved& w, std::string* out) {
+  PutVarint(out, (w.ended ? 1 : 0) | (w.has_events ? 2 : 0) | (w.punctuation ? 4 : 0));
+  PutSigned(out, w.max_ts.millis());
+  PutSigned(out, w.last_event_wall_ms);
+  if (w.punctuation) PutSigned(out, w.punctuation->millis());
 }
+
+bool RestoreInputWatermark(std::string_view* in, timing::InputWatermark::Saved* w) {
+  uint64_t flags;
+  int64_t max_ts, wall;
+  if (!GetVarint(in, &flags) || !GetSigned(in, &max_ts) || !GetSigned(in, &wall)) return false;
+  w->ended = flags & 1;
+  w->has_events = flags & 2;
+  w->max_ts = EventTime::FromMillis(max_ts);
+  w->last_event_wall_ms = wall;
+  w->punctuation.reset();
+  if (flags & 4) {
+    int64_t punctuation;
+    if (!GetSigned(in, &punctuation)) return false;
+    w->punctuation = EventTime::FromMillis(punctuation);
+  }
+  return true;
+}
+
+}  // namespace
 
 std::string EventReader::SavePosition() const {
   std::string out;
-  PutVarint(&out, 2);  // format version (2: punctuations)
+  PutVarint(&out, kPositionFormat);
   PutVarint(&out, seq_);
   for (uint64_t c : {counts_.records_read, counts_.events, counts_.dead_letters, counts_.late,
                      counts_.out_of_range, counts_.punctuations})
@@ -381,22 +432,12 @@ std::string EventReader::SavePosition() const {
   PutSigned(&out, watermarks_.current().time().millis());
   PutVarint(&out, inputs_.size());
   for (const auto& in : inputs_) {
-    PutVarint(&out, in->next_file);
-    const std::string& file =
-        in->files.empty() || in->next_file == 0 ? std::string() : in->files[in->next_file - 1];
-    PutVarint(&out, file.size());
-    out += file;
-    PutVarint(&out, in->ended ? 1 : 0);
-    PutVarint(&out, in->reader ? in->reader->position() : 0);
-    PutVarint(&out, in->reader ? in->reader->line_number() : 0);
-    PutVarint(&out, in->header_done ? 1 : 0);
-    PutVarint(&out, in->header.size());
-    out += in->header;
-    const auto w = watermarks_.input(in->wm_input).Save();
-    PutVarint(&out, (w.ended ? 1 : 0) | (w.has_events ? 2 : 0) | (w.punctuation ? 4 : 0));
-    PutSigned(&out, w.max_ts.millis());
-    PutSigned(&out, w.last_event_wall_ms);
-    if (w.punctuation) PutSigned(&out, w.punctuation->millis());
+    if (in->source) in->source->SavePosition(&out);
+    PutVarint(&out, in->parts.size());
+    for (const Part& p : in->parts) {
+      PutVarint(&out, static_cast<uint64_t>(p.partition));
+      SaveInputWatermark(watermarks_.input(p.wm_input).Save(), &out);
+    }
   }
   return out;
 }
@@ -405,7 +446,8 @@ Status EventReader::RestorePosition(std::string_view saved) {
   auto bad = [] { return Status::Corruption("checkpoint: damaged reader position"); };
   uint64_t version, n;
   int64_t wm;
-  if (!GetVarint(&saved, &version) || version < 1 || version > 2 || !GetVarint(&saved, &seq_))
+  if (!GetVarint(&saved, &version) || version < 1 || version > kPositionFormat ||
+      !GetVarint(&saved, &seq_))
     return bad();
   for (uint64_t* c : {&counts_.records_read, &counts_.events, &counts_.dead_letters, &counts_.late,
                       &counts_.out_of_range})
@@ -418,53 +460,20 @@ Status EventReader::RestorePosition(std::string_view saved) {
                                    std::to_string(inputs_.size()));
   for (auto& in_ptr : inputs_) {
     Input& in = *in_ptr;
-    uint64_t next_file, flen, ended, pos, line, header_done, hlen, wflags;
-    int64_t max_ts, wall;
-    if (!GetVarint(&saved, &next_file) || !GetVarint(&saved, &flen) || flen > saved.size())
-      return bad();
-    const std::string file(saved.substr(0, flen));
-    saved.remove_prefix(flen);
-    if (!GetVarint(&saved, &ended) || !GetVarint(&saved, &pos) || !GetVarint(&saved, &line) ||
-        !GetVarint(&saved, &header_done) || !GetVarint(&saved, &hlen) || hlen > saved.size())
-      return bad();
-    in.header.assign(saved.substr(0, hlen));
-    saved.remove_prefix(hlen);
-    if (!GetVarint(&saved, &wflags) || !GetSigned(&saved, &max_ts) || !GetSigned(&saved, &wall))
-      return bad();
-    timing::InputWatermark::Saved w;
-    w.ended = wflags & 1;
-    w.has_events = wflags & 2;
-    w.max_ts = EventTime::FromMillis(max_ts);
-    w.last_event_wall_ms = wall;
-    if (wflags & 4) {
-      int64_t punctuation;
-      if (!GetSigned(&saved, &punctuation)) return bad();
-      w.punctuation = EventTime::FromMillis(punctuation);
+    if (!in.source) return Status::InvalidArgument("cannot restore a reader without sources");
+    CEPHEUS_RETURN_IF_ERROR(in.source->RestorePosition(&saved));
+    TakeAssignment(in);
+    uint64_t parts = 1;
+    if (version >= 3 && !GetVarint(&saved, &parts)) return bad();
+    for (uint64_t i = 0; i < parts; ++i) {
+      uint64_t partition = 0;
+      if (version >= 3 && !GetVarint(&saved, &partition)) return bad();
+      timing::InputWatermark::Saved w;
+      if (!RestoreInputWatermark(&saved, &w)) return bad();
+      // A partition that is no longer this source's: its watermark is moot.
+      for (const Part& p : in.parts)
+        if (p.partition == static_cast<int>(partition)) watermarks_.input(p.wm_input).Restore(w);
     }
-    watermarks_.input(in.wm_input).Restore(w);
-    if (!in.ranges.empty()) return Status::InvalidArgument("cannot restore a ranged reader");
-    if (next_file == 0 || next_file > in.files.size() || in.files[next_file - 1] != file)
-      return Status::InvalidArgument("stream '" + in.config->name +
-                                     "': the checkpoint was reading '" + file +
-                                     "', which is not among the stream's inputs now");
-    in.ended = ended != 0;
-    if (in.ended) {
-      in.reader.reset();
-      continue;
-    }
-    if (next_file != in.next_file) {
-      in.next_file = static_cast<size_t>(next_file) - 1;
-      CEPHEUS_RETURN_IF_ERROR(OpenFile(in));
-    }
-    Status s = in.reader->SkipTo(pos, line);
-    if (!s.ok()) {
-      if (in.reader->bounded()) return s;
-      spdlog::warn("stream '{}': {}; continuing with the data that arrives next", in.config->name,
-                   s.message());
-    }
-    in.header_done = header_done != 0;
-    if (in.header_done && in.decoder->wants_header())
-      CEPHEUS_RETURN_IF_ERROR(in.decoder->SetHeader(in.header));
   }
   watermarks_.RestoreCurrent(Watermark::At(EventTime::FromMillis(wm)));
   return Status::Ok();

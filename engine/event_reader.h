@@ -1,8 +1,11 @@
-// EventReader: the front of every pipeline, shared by `run` and `backtest`.
-// It reads each stream's inputs (several files in order, or one unbounded
-// input), decodes records, drops records outside an optional event-time range,
-// and (unless told not to) judges lateness against the combined watermark
-// exactly as a live run does. Single-threaded: one reader owns it.
+// EventReader: the ingest stage at the front of every pipeline, shared by
+// `run` and `backtest`. It polls one io::Source per stream (files, stdin;
+// whatever the app's SourceProvider opened), decodes records, keeps one
+// watermark per source partition, drops records outside an optional
+// event-time range, and (unless told not to) judges lateness against the
+// combined watermark exactly as a live run does. Dead letters and late events
+// are rendered here. It never names a concrete source. Single-threaded: one
+// reader owns it.
 #pragma once
 
 #include <memory>
@@ -12,8 +15,8 @@
 
 #include "common/clock.h"
 #include "engine/decoder.h"
-#include "engine/line_reader.h"
 #include "engine/pipeline.h"
+#include "io/source.h"
 #include "time/watermark.h"
 
 namespace cepheus::engine {
@@ -25,27 +28,20 @@ struct ReaderOptions {
   // Records read from each input per turn (smaller: finer interleaving of
   // inputs, more turns; results do not depend on it).
   size_t lines_per_turn = 512;
-  size_t read_buffer_bytes = 1 << 20;  // per input (tests use small ones)
   // Keep only events with from <= event time < to.
   std::optional<EventTime> from, to;
-  // Per stream (by index): files read one after the other. Empty: the
-  // stream's configured source.
-  std::vector<std::vector<std::string>> files;
-  // Instead of `files`: byte ranges of files (batch jobs split big files
-  // across threads). Events then take their input position from the file's
-  // index and the line's byte offset, so it does not depend on the split.
-  struct Range {
-    std::string path;
-    uint32_t file_index = 0;
-    uint64_t begin = 0, end = UINT64_MAX;  // UINT64_MAX: the whole (maybe compressed) file
-  };
-  std::vector<std::vector<Range>> ranges;
 };
 
-// Input position of the line at `offset` of file `file_index` (when reading ranges).
-inline uint64_t InputPosition(uint32_t file_index, uint64_t offset) {
-  return (uint64_t{file_index} << 44) | offset;
-}
+// What stream `stream`'s source is to open: its configured input, or the
+// files of `files` instead when that is not empty.
+io::SourceSpec StreamSourceSpec(const StreamConfig& stream,
+                                const std::vector<std::string>& files = {},
+                                size_t read_buffer_bytes = 1 << 20);
+// Opens one source per stream through `provider`; files[s] (when present and
+// not empty) replaces stream s's configured input.
+Result<std::vector<std::unique_ptr<io::Source>>> OpenStreamSources(
+    io::SourceProvider& provider, const PipelineConfig& config,
+    const std::vector<std::vector<std::string>>& files = {}, size_t read_buffer_bytes = 1 << 20);
 
 struct ReadEvent {
   RowPtr row;
@@ -76,13 +72,15 @@ class EventReader {
  public:
   enum class Turn { kProgress, kIdle, kEnd };
 
-  EventReader(const CompiledPipeline& pipeline, ReaderOptions options);
+  // `sources`: one per stream, indexed like the pipeline's streams; a null
+  // source has nothing to read (a share of a batch job without that stream).
+  EventReader(const CompiledPipeline& pipeline, ReaderOptions options,
+              std::vector<std::unique_ptr<io::Source>> sources);
   ~EventReader();
   EventReader(const EventReader&) = delete;
   EventReader& operator=(const EventReader&) = delete;
 
-  // Opens the first input of every stream, so that a missing file fails
-  // before anything runs.
+  // Opens every source, so that a missing file fails before anything runs.
   Status Open();
   // Waits up to `ms` for data on an unbounded input (after a kIdle turn),
   // returning early as soon as any has some: a live event is read at once,
@@ -100,32 +98,41 @@ class EventReader {
   Watermark UpdateWatermark();
   const ReaderCounts& counts() const { return counts_; }
 
-  // The replay position between two turns: per input the file being read,
-  // the byte offset and line number of the next record, its watermark; the
-  // combined watermark, the arrival counter and the counts. Binary (varints).
+  // The replay position between two turns: per stream its source's position
+  // and the watermark of each of its partitions; the combined watermark, the
+  // arrival counter and the counts. Binary (varints); positions of format 2
+  // (before sources had partitions) restore too.
   std::string SavePosition() const;
-  // Call after Open(): continues exactly where SavePosition was taken. Files
-  // are reopened and sought to their offsets; an unbounded input (stdin)
-  // cannot rewind and continues with what arrives next (logged).
+  // Call after Open(): continues exactly where SavePosition was taken (each
+  // source restores its own position; see io::Source).
   Status RestorePosition(std::string_view saved);
   // Bytes consumed so far and the total size of the bounded inputs (0 if unknown).
   uint64_t bytes_read() const;
-  uint64_t total_bytes() const { return total_bytes_; }
+  uint64_t total_bytes() const;
+  // Tells every source that the checkpoint whose position was saved last is complete.
+  Status OnCheckpointComplete(uint64_t checkpoint_id);
 
  private:
   struct Input;
-  Status OpenFile(Input& in);
-  // Appends one dead-letter record for `record` (of `in`, at `meta`).
-  void AppendDeadLetter(const Input& in, const LineReader::Line& meta, const std::string& reason,
-                        std::string_view record, std::string* dead);
-  size_t NumFiles(const Input& in) const;
+  struct Part;
+  // Takes the source's assignment changes: one watermark input per partition.
+  void TakeAssignment(Input& in);
+  Part& PartOf(Input& in, int partition);
+  // Handles one polled batch of records of `in`.
+  Status ReadBatch(Input& in, int64_t now, std::vector<ReadEvent>* events, std::string* dead,
+                   std::string* late);
+  void AppendDeadLetter(const Input& in, const Part& part, const io::SourceRecord& rec,
+                        const std::string& reason, std::string* dead);
+  void AppendLate(const Input& in, const Part& part, const io::SourceRecord& rec, const Row& row,
+                  Watermark wm, std::string* late);
   // A punctuation record read between events (see StreamConfig).
   struct Punctuation {
     size_t before = 0;  // applies before texts_[before]
-    const LineReader::Line* meta = nullptr;
+    const io::SourceRecord* rec = nullptr;
     Result<EventTime> watermark = EventTime();  // what it says, or why it is unusable
   };
-  void ApplyPunctuation(Input& in, const Punctuation& pu, int64_t now, std::string* dead);
+  void ApplyPunctuation(Input& in, Part& part, const Punctuation& pu, int64_t now,
+                        std::string* dead);
 
   const CompiledPipeline& pipeline_;
   ReaderOptions options_;
@@ -136,11 +143,10 @@ class EventReader {
   std::vector<StreamCounts> stream_counts_;
   ReaderCounts counts_;
   uint64_t seq_ = 0;
-  uint64_t total_bytes_ = 0;
-  uint64_t finished_bytes_ = 0;  // of inputs already closed
-  std::vector<LineReader::Line> lines_;
+  io::SourceBatch batch_;
+  std::vector<io::AssignmentChange> changes_;
   std::vector<std::string_view> texts_;
-  std::vector<const LineReader::Line*> metas_;
+  std::vector<const io::SourceRecord*> metas_;
   std::vector<DecodedRecord> decoded_;
   std::vector<uint64_t> positions_;
   std::vector<Punctuation> punctuations_;

@@ -63,8 +63,11 @@ Result<RunSummary> PipelineRunner::Run() {
   ReaderOptions ropts;
   ropts.clock = options_.clock;
   ropts.lines_per_turn = std::max<size_t>(1, options_.lines_per_turn);
-  ropts.read_buffer_bytes = options_.read_buffer_bytes;
-  EventReader reader(pipeline_, ropts);
+  if (!options_.sources) return Status::InvalidArgument("no source provider (RunOptions::sources)");
+  auto sources =
+      OpenStreamSources(*options_.sources, pipeline_.config, {}, options_.read_buffer_bytes);
+  if (!sources.ok()) return sources.status();
+  EventReader reader(pipeline_, ropts, std::move(sources.value()));
   // Every input is opened first: a missing file fails the run before it starts.
   CEPHEUS_RETURN_IF_ERROR(reader.Open());
 
@@ -312,6 +315,7 @@ Result<RunSummary> PipelineRunner::Run() {
       send(wm);
     };
     wiring.flush_side_outputs = flush_side_outputs;
+    wiring.on_complete = [&](uint64_t id) { return reader.OnCheckpointComplete(id); };
     coordinator = std::make_unique<CheckpointCoordinator>(std::move(wiring), next_checkpoint);
   }
 

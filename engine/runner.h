@@ -18,6 +18,7 @@
 #include "engine/pipeline.h"
 #include "engine/run_outputs.h"
 #include "io/sink.h"
+#include "io/source.h"
 #include "metrics/counters.h"
 #include "state/state_backend.h"
 
@@ -43,6 +44,9 @@ struct CheckpointOptions {
 };
 
 struct RunOptions {
+  // Opens the streams' sources (the app passes sources::FileSources() or a
+  // provider that knows more kinds). Required.
+  io::SourceProvider* sources = nullptr;
   int parallelism = 1;
   const Clock* clock = nullptr;          // default: the system clock
   metrics::Registry* metrics = nullptr;  // optional

@@ -16,6 +16,7 @@
 #include "engine/pipeline.h"
 #include "engine/runner.h"
 #include "sinks/outputs.h"
+#include "sources/file_source.h"
 #include "tests/golden/golden_format.h"
 #include "tests/support/random_pattern.h"
 #include "tests/support/test_io.h"
@@ -32,6 +33,7 @@ struct Outputs {
 Result<Outputs> Run(const engine::CompiledPipeline& p, int parallelism) {
   sinks::MemoryOutput m, l, d;
   engine::RunOptions o;
+  o.sources = &sources::FileSources();
   o.parallelism = parallelism;
   engine::PipelineRunner r(p, engine::RunOutputs{&m, &l, &d}, o);
   auto s = r.Run();
@@ -45,6 +47,7 @@ Result<Outputs> Backtest(const engine::CompiledPipeline& p, int parallelism, boo
                          uint64_t split_above = 8 << 20) {
   sinks::MemoryOutput m, l, d;
   engine::BacktestOptions o;
+  o.sources = &sources::FileSources();
   o.parallelism = parallelism;
   o.as_live = as_live;
   o.memory_budget = budget;
@@ -212,6 +215,7 @@ TEST_F(BacktestContract, SpillDirectoriesOfLiveProcessesAreNotRemoved) {
   auto backtest = [&] {
     sinks::MemoryOutput m, l, d;
     engine::BacktestOptions o;
+    o.sources = &sources::FileSources();
     o.parallelism = 1;
     o.spill_dir = base.string();
     engine::Backtester b(p.value(), engine::RunOutputs{&m, &l, &d}, o);
@@ -247,6 +251,7 @@ TEST_F(BacktestContract, KeysSharingAHashAreStillMatchedApart) {
   for (size_t budget : {size_t{1} << 30, size_t{1}}) {
     sinks::MemoryOutput m, l, d;
     engine::BacktestOptions o;
+    o.sources = &sources::FileSources();
     o.parallelism = 2;
     o.memory_budget = budget;
     o.hash_mask = 0x3;

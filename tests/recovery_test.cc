@@ -22,6 +22,7 @@
 #include "engine/pipeline.h"
 #include "engine/runner.h"
 #include "sinks/outputs.h"
+#include "sources/file_source.h"
 #include "state/key_groups.h"
 #include "state/state_backend.h"
 #include "tests/support/random_pattern.h"
@@ -79,6 +80,7 @@ Restarted RunWithRestarts(const engine::CompiledPipeline& p, int max_runs,
 // Checkpoints only at the stops, state in `dir`.
 engine::RunOptions Checkpointed(const fs::path& dir) {
   engine::RunOptions o;
+  o.sources = &sources::FileSources();
   o.checkpoint.enabled = true;
   o.checkpoint.state_dir = dir.string();
   o.checkpoint.interval = Duration::Millis(0);
@@ -144,6 +146,8 @@ TEST_F(Recovery, StopRestoreContinueEqualsOneUninterruptedRun) {
       std::cerr << "case " << c << " at " << std::time(nullptr) << "\n" << rc.pattern_text;
 
     engine::RunOptions plain;
+
+    plain.sources = &sources::FileSources();
     plain.parallelism = 2;
     const Outputs want = RunOnce(p.value(), plain);
     if (!want.matches.empty()) ++with_matches;
@@ -203,6 +207,7 @@ TEST_F(Recovery, StateLargerThanTheCacheLivesInRocksDb) {
       input.string(), 0, kSchema);
   ASSERT_TRUE(p.ok()) << p.status().message();
   engine::RunOptions plain;
+  plain.sources = &sources::FileSources();
   plain.parallelism = 2;
   const std::string want = RunOnce(p.value(), plain).matches;
   engine::RunOptions o = Checkpointed(dir_ / "state");
@@ -256,6 +261,7 @@ TEST_F(Recovery, TwoStreamsRestoreToTheSameInterleaving) {
     ASSERT_TRUE(p.ok()) << p.status().message();
     const size_t per_turn = std::uniform_int_distribution<size_t>(2, 9)(rng);
     engine::RunOptions plain;
+    plain.sources = &sources::FileSources();
     plain.parallelism = 2;
     plain.lines_per_turn = per_turn;
     plain.read_buffer_bytes = 700;  // reads stop mid-turn: turn sizes must not depend on it
@@ -291,7 +297,7 @@ TEST_F(Recovery, CompressedInputsResumeAtTheirOffsets) {
       "type = 'B', c AS type = 'C' EMIT key, COUNT(b) AS nb ON TIMEOUT EMIT key",
       plain.string() + ".gz", 2, kSchema);
   ASSERT_TRUE(p.ok()) << p.status().message();
-  const Outputs want = RunOnce(p.value(), engine::RunOptions{});
+  const Outputs want = RunOnce(p.value(), FileRunOptions());
   uint64_t stop_at = 0;
   const Restarted r = RunWithRestarts(p.value(), 12, [&](int attempt) {
     engine::RunOptions o = Checkpointed(dir_ / "state");
@@ -372,6 +378,7 @@ TEST_F(Recovery, EvictedKeysFireTheirDeadlinesOnTime) {
       input.string(), 0, kSchema);
   ASSERT_TRUE(p.ok()) << p.status().message();
   engine::RunOptions plain;
+  plain.sources = &sources::FileSources();
   plain.parallelism = 1;
   plain.lines_per_turn = 1;
   const std::string want = RunOnce(p.value(), plain).matches;
@@ -409,6 +416,7 @@ TEST_F(Recovery, TimersOfStoredKeysLiveInTheStateAndFireAfterRestore) {
       input.string(), 0, kSchema);
   ASSERT_TRUE(p.ok()) << p.status().message();
   engine::RunOptions plain;
+  plain.sources = &sources::FileSources();
   plain.parallelism = 2;
   const std::string want = RunOnce(p.value(), plain).matches;
   ASSERT_EQ(SortedLines(want).size(), static_cast<size_t>(kKeys));

@@ -14,6 +14,7 @@
 #include "engine/runner.h"
 #include "patterns/parser.h"
 #include "sinks/outputs.h"
+#include "sources/file_source.h"
 #include "tests/reference/reference_matcher.h"
 
 namespace cepheus::testing {
@@ -252,6 +253,7 @@ Result<std::vector<std::string>> RunGolden(const GoldenCase& c, const fs::path& 
   if (!compiled.ok()) return compiled.status();
   sinks::MemoryOutput matches, late, dead;
   engine::RunOptions opts;
+  opts.sources = &sources::FileSources();
   opts.parallelism = parallelism;
   engine::PipelineRunner runner(compiled.value(), engine::RunOutputs{&matches, &late, &dead}, opts);
   auto summary = runner.Run();

@@ -1,4 +1,5 @@
 #include "tests/support/test_io.h"
+#include "sources/file_source.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -12,6 +13,12 @@
 #include <sstream>
 
 namespace cepheus::testing {
+
+engine::RunOptions FileRunOptions() {
+  engine::RunOptions o;
+  o.sources = &sources::FileSources();
+  return o;
+}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

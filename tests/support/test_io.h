@@ -7,8 +7,12 @@
 
 #include "common/status.h"
 #include "engine/pipeline.h"
+#include "engine/runner.h"
 
 namespace cepheus::testing {
+
+// Run options reading the pipeline's files and stdin (sources/).
+engine::RunOptions FileRunOptions();
 
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& contents);

@@ -16,6 +16,7 @@
 #include "engine/pipeline.h"
 #include "engine/runner.h"
 #include "sinks/outputs.h"
+#include "sources/file_source.h"
 #include "tests/support/random_pattern.h"
 #include "tests/support/test_io.h"
 
@@ -152,6 +153,7 @@ TEST_F(IdleSource, WatermarkFollowsWallClockSoAbsenceFires) {
   sinks::MemoryOutput matches, late, dead;
   ManualClock clock(1'000'000);
   RunOptions opts;
+  opts.sources = &sources::FileSources();
   opts.clock = &clock;
   PipelineRunner runner(pipeline.value(), RunOutputs{&matches, &late, &dead}, opts);
   Result<RunSummary> summary = Status::Internal("not run");
@@ -183,6 +185,7 @@ TEST_F(IdleSource, WithoutFollowingTheClockNothingFiresUntilTheInputEnds) {
   sinks::MemoryOutput matches, late, dead;
   ManualClock clock(1'000'000);
   RunOptions opts;
+  opts.sources = &sources::FileSources();
   opts.clock = &clock;
   PipelineRunner runner(pipeline.value(), RunOutputs{&matches, &late, &dead}, opts);
   std::thread t([&] { (void)runner.Run(); });
@@ -229,6 +232,7 @@ TEST(Runner, FutureSkewGuardAndExactBytesOfDeadLetters) {
     sinks::MemoryOutput matches, late, dead;
     ManualClock clock(1'000'000);  // the wall clock: 1000 s
     RunOptions opts;
+    opts.sources = &sources::FileSources();
     opts.clock = &clock;
     PipelineRunner runner(pipeline.value(), RunOutputs{&matches, &late, &dead}, opts);
     auto summary = runner.Run();
@@ -271,7 +275,7 @@ TEST(Runner, HeldMatchesAreCountedWithTheirWait) {
         input, 0, "key string, type string, v int, ts timestamp");
     ASSERT_TRUE(p.ok()) << p.status().message();
     sinks::MemoryOutput matches, late, dead;
-    PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead}, RunOptions{});
+    PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead}, testing::FileRunOptions());
     auto summary = runner.Run();
     ASSERT_TRUE(summary.ok()) << summary.status().message();
     EXPECT_EQ(summary->matches, 1u) << matches.contents();
@@ -308,6 +312,7 @@ TEST(Runner, ProcessWideRunBudgetCutsTheOldestRuns) {
   for (size_t budget : {size_t{0}, size_t{2000}}) {
     sinks::MemoryOutput matches, late, dead;
     RunOptions opts;
+    opts.sources = &sources::FileSources();
     opts.parallelism = 2;
     opts.max_live_runs = budget;
     PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead}, opts);
@@ -350,6 +355,7 @@ TEST(Runner, PunctuationsDriveTheWatermarkAndTheWatermarksOutputShowsIt) {
     stream.watermark.from_event_times = !punctuated;
     sinks::MemoryOutput matches, late, dead, watermarks;
     RunOptions opts;
+    opts.sources = &sources::FileSources();
     opts.lines_per_turn = 1;  // one record per turn: every watermark is sent on its own
     PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead, &watermarks}, opts);
     auto summary = runner.Run();
@@ -414,6 +420,7 @@ TEST(Runner, WorkerCountersArePublishedDuringTheRun) {
   } matches(registry);
   sinks::MemoryOutput late, dead;
   RunOptions opts;
+  opts.sources = &sources::FileSources();
   opts.parallelism = 2;
   opts.metrics = &registry;
   opts.lines_per_turn = 50;  // many batches
@@ -458,6 +465,7 @@ TEST(Runner, CheckpointIntervalFollowsTheInjectedClock) {
     } matches(clock, moving);
     sinks::MemoryOutput late, dead;
     RunOptions opts;
+    opts.sources = &sources::FileSources();
     opts.clock = &clock;
     opts.lines_per_turn = 1;
     opts.checkpoint.enabled = true;
@@ -488,7 +496,7 @@ TEST(Runner, MissingInputFileFailsWithAClearError) {
   auto pipeline = CompilePipeline(std::move(cfg));
   ASSERT_TRUE(pipeline.ok());
   sinks::MemoryOutput out;
-  PipelineRunner runner(pipeline.value(), RunOutputs{&out, &out, &out}, RunOptions{});
+  PipelineRunner runner(pipeline.value(), RunOutputs{&out, &out, &out}, testing::FileRunOptions());
   auto r = runner.Run();
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("cannot open '/nonexistent/events.jsonl'"), std::string::npos)

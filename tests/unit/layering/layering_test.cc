@@ -25,7 +25,10 @@ const std::map<std::string, std::set<std::string>>& Allowed() {
       {"engine", {"common", "io", "patterns", "time", "state", "metrics", "engine"}},
       // Connectors see the io interfaces, never the engine.
       {"sinks", {"common", "io", "sinks"}},
-      {"app", {"common", "io", "patterns", "time", "state", "metrics", "engine", "sinks", "app"}},
+      {"sources", {"common", "io", "sources"}},
+      {"app",
+       {"common", "io", "patterns", "time", "state", "metrics", "engine", "sources", "sinks",
+        "app"}},
   };
   return kAllowed;
 }

@@ -1,5 +1,5 @@
 // Reading plain and compressed inputs line by line.
-#include "engine/line_reader.h"
+#include "sources/line_reader.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace cepheus::engine {
+namespace cepheus::sources {
 namespace {
 
 namespace fs = std::filesystem;
@@ -245,4 +245,4 @@ TEST_F(LineReaderTest, CsvRecordStartsNeverCutAQuotedField) {
 }
 
 }  // namespace
-}  // namespace cepheus::engine
+}  // namespace cepheus::sources

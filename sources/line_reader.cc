@@ -1,4 +1,4 @@
-#include "engine/line_reader.h"
+#include "sources/line_reader.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -12,7 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace cepheus::engine {
+namespace cepheus::sources {
 
 namespace {
 constexpr size_t kInputChunk = 1 << 18;
@@ -410,4 +410,4 @@ cepheus::Result<std::vector<uint64_t>> LineReader::CsvRecordStarts(
   return starts;
 }
 
-}  // namespace cepheus::engine
+}  // namespace cepheus::sources

@@ -14,7 +14,7 @@
 
 #include "common/status.h"
 
-namespace cepheus::engine {
+namespace cepheus::sources {
 
 class LineReader {
  public:
@@ -128,4 +128,4 @@ class LineReader {
   Status error_;
 };
 
-}  // namespace cepheus::engine
+}  // namespace cepheus::sources
