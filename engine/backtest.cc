@@ -18,7 +18,7 @@
 
 #include "common/hash.h"
 #include "common/json.h"
-#include "engine/match_render.h"
+#include "engine/format.h"
 #include "engine/nfa_runtime.h"
 #include "state/dir_lock.h"
 #include "state/key_groups.h"
@@ -236,19 +236,19 @@ class GroupMatcher {
   // Events arrive sorted by (hash, time, position); a run of equal hashes is
   // buffered so that the (practically never seen) case of two keys sharing a
   // hash can be split by key before matching.
-  void Event(const Entry& e, std::string* out, std::vector<KeyCount>* top) {
+  void Event(const Entry& e, io::RecordBatch* out, std::vector<KeyCount>* top) {
     if (!run_.empty() && e.hash != run_.front().hash) FlushRun(out, top);
     run_.push_back(e);
   }
 
-  void Finish(std::string* out, std::vector<KeyCount>* top) {
+  void Finish(io::RecordBatch* out, std::vector<KeyCount>* top) {
     FlushRun(out, top);
     out_ = out;
     EndKey(top);
   }
 
  private:
-  void FlushRun(std::string* out, std::vector<KeyCount>* top) {
+  void FlushRun(io::RecordBatch* out, std::vector<KeyCount>* top) {
     if (run_.empty()) return;
     std::string first_key(key_(*run_.front().row, &scratch_));
     bool one_key = true;
@@ -340,11 +340,11 @@ class GroupMatcher {
   std::string current_key_, scratch_;
   uint64_t key_hash_ = 0;
   bool have_key_ = false;
-  std::string* out_ = nullptr;
-  std::string errors_;  // STRICT skip failures, for the dead-letter output
+  io::RecordBatch* out_ = nullptr;
+  io::RecordBatch errors_;  // STRICT skip failures, for the dead-letter output
 
  public:
-  std::string TakeErrors() { return std::move(errors_); }
+  io::RecordBatch TakeErrors() { return std::move(errors_); }
 };
 
 double Since(std::chrono::steady_clock::time_point t0) {
@@ -499,7 +499,8 @@ Result<BacktestSummary> Backtester::Run() {
   auto read_shard = [&](int t) {
     Shard& sh = *shard_state[static_cast<size_t>(t)];
     EventReader& reader = *readers[static_cast<size_t>(t)];
-    std::string dead_out, late_out, scratch;
+    io::RecordBatch dead_out, late_out;
+    std::string scratch;
     std::vector<ReadEvent> events;
     size_t buffered = 0;
     while (sh.status.ok()) {
@@ -616,7 +617,7 @@ Result<BacktestSummary> Backtester::Run() {
       if (!part.entries.empty() || !part.sections.empty())
         tasks.push_back(Task{static_cast<int>(k), g});
     }
-  std::vector<std::string> results(tasks.size());
+  std::vector<io::RecordBatch> results(tasks.size());
   std::vector<char> ready(tasks.size(), 0);
   std::mutex mu;
   std::condition_variable cv;
@@ -635,7 +636,7 @@ Result<BacktestSummary> Backtester::Run() {
       Partition& part = parts[static_cast<size_t>(task.keying)][static_cast<size_t>(task.group)];
       EntryLess less;
       SortEntries(part.entries);
-      std::string out;
+      io::RecordBatch out;
       Status st;
       {
         GroupMatcher gm(pipeline_, task.keying);
@@ -677,7 +678,7 @@ Result<BacktestSummary> Backtester::Run() {
         }
         gm.Finish(&out, &top);
         gm.AddStats(&ws);
-        if (std::string errors = gm.TakeErrors(); !errors.empty()) {
+        if (io::RecordBatch errors = gm.TakeErrors(); !errors.empty()) {
           Status s = outputs_.dead_letter->Write(errors);
           if (!s.ok() && st.ok()) st = s;
         }
@@ -698,7 +699,7 @@ Result<BacktestSummary> Backtester::Run() {
   // Commit results in task order as they become ready.
   Status write_status;
   for (size_t t = 0; t < tasks.size(); ++t) {
-    std::string chunk;
+    io::RecordBatch chunk;
     {
       std::unique_lock<std::mutex> l(mu);
       cv.wait(l, [&] { return ready[t] != 0; });

@@ -6,7 +6,7 @@
 
 #include "common/json.h"
 #include "common/varint.h"
-#include "engine/match_render.h"
+#include "engine/format.h"
 
 namespace cepheus::engine {
 
@@ -22,6 +22,8 @@ struct EventReader::Input {
   std::unique_ptr<RecordDecoder> decoder;
   std::vector<Part> parts;  // the source's assigned partitions
   bool ended = false;
+  std::vector<int> key_fields;  // the stream's key (for late records)
+  std::string key_scratch;
   std::string punctuation_key;  // "\"__watermark\"" for JSONL inputs, else empty
   int watermark_field = -1;
 };
@@ -133,6 +135,7 @@ Status EventReader::Open() {
     dopt.min_time = sc.min_time;
     dopt.max_time = sc.max_time;
     for (const auto& k : sc.key) dopt.required.push_back(sc.schema.IndexOf(k));
+    for (const auto& k : sc.key) in.key_fields.push_back(sc.schema.IndexOf(k));
     for (const Keying& keying : pipeline_.keyings) {
       if (keying.stream != in.index) continue;
       for (int f : keying.fields)
@@ -174,8 +177,8 @@ Status EventReader::OnCheckpointComplete(uint64_t checkpoint_id) {
 
 Watermark EventReader::UpdateWatermark() { return watermarks_.Update(clock_->NowMillis()); }
 
-Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, std::string* dead,
-                                                std::string* late) {
+Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events,
+                                                io::RecordBatch* dead, io::RecordBatch* late) {
   const int64_t now = clock_->NowMillis();
   bool progress = false, all_ended = true;
   for (auto& in_ptr : inputs_) {
@@ -204,7 +207,7 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events, 
 }
 
 Status EventReader::ReadBatch(Input& in, int64_t now, std::vector<ReadEvent>* events,
-                              std::string* dead, std::string* late) {
+                              io::RecordBatch* dead, io::RecordBatch* late) {
   Part& part = PartOf(in, batch_.partition);
   texts_.clear();
   metas_.clear();
@@ -275,7 +278,10 @@ Status EventReader::ReadBatch(Input& in, int64_t now, std::vector<ReadEvent>* ev
       const Watermark wm = watermarks_.current();
       if (wm.IsLate(ts)) {
         ++counts_.late;
-        AppendLate(in, part, meta, *row, wm, late);
+        RenderLate(RecordOrigin{in.config->name, in.source->origin(part.partition), meta.line,
+                                meta.offset},
+                   KeyView(*row, in.key_fields, in.config->schema, &in.key_scratch), *row,
+                   in.config->schema, wm, late);
         continue;
       }
       wm_input.OnEvent(ts, now);
@@ -294,23 +300,8 @@ Status EventReader::ReadBatch(Input& in, int64_t now, std::vector<ReadEvent>* ev
   return Status::Ok();
 }
 
-void EventReader::AppendLate(const Input& in, const Part& part, const io::SourceRecord& rec,
-                             const Row& row, Watermark wm, std::string* late) {
-  JsonObject o(*late);
-  o.String("stream", in.config->name);
-  o.String("source", in.source->origin(part.partition));
-  o.Int("line", static_cast<int64_t>(rec.line));
-  o.Int("offset", static_cast<int64_t>(rec.offset));
-  o.String("event_time", FormatRfc3339(row.time()));
-  o.String("watermark", FormatRfc3339(wm.time()));
-  o.Key("event");
-  AppendRowJson(late, row, in.config->schema);
-  o.End();
-  late->push_back('\n');
-}
-
 void EventReader::ApplyPunctuation(Input& in, Part& part, const Punctuation& pu, int64_t now,
-                                   std::string* dead) {
+                                   io::RecordBatch* dead) {
   ++counts_.records_read;
   ++stream_counts_[static_cast<size_t>(in.index)].records;
   if (!pu.watermark.ok()) {
@@ -325,27 +316,11 @@ void EventReader::ApplyPunctuation(Input& in, Part& part, const Punctuation& pu,
 }
 
 void EventReader::AppendDeadLetter(const Input& in, const Part& part, const io::SourceRecord& rec,
-                                   const std::string& reason, std::string* dead) {
+                                   const std::string& reason, io::RecordBatch* dead) {
   ++counts_.dead_letters;
-  JsonObject o(*dead);
-  o.String("stream", in.config->name);
-  o.String("source", in.source->origin(part.partition));
-  if (rec.line)
-    o.Int("line", static_cast<int64_t>(rec.line));
-  else
-    o.Raw("line", "null");  // unknown when a file is read in ranges
-  o.Int("offset", static_cast<int64_t>(rec.offset));
-  o.String("reason", reason);
-  // JSON output is UTF-8: invalid bytes show as U+FFFD in `record`, and the
-  // exact bytes are kept in `record_base64`.
-  o.String("record", rec.payload);
-  if (!IsValidUtf8(rec.payload)) {
-    std::string exact;
-    AppendBase64(exact, rec.payload);
-    o.String("record_base64", exact);
-  }
-  o.End();
-  dead->push_back('\n');
+  RenderDeadLetter(
+      RecordOrigin{in.config->name, in.source->origin(part.partition), rec.line, rec.offset},
+      reason, rec.payload, dead);
 }
 
 std::vector<std::string> BadInputWarnings(const PipelineConfig& config,

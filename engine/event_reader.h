@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "engine/decoder.h"
 #include "engine/pipeline.h"
+#include "io/record.h"
 #include "io/source.h"
 #include "time/watermark.h"
 
@@ -90,9 +91,10 @@ class EventReader {
   const std::vector<StreamCounts>& stream_counts() const { return stream_counts_; }
   // Reads up to one turn of records from each stream. Accepted events are
   // appended to `events` (arrival order), dead letters and late events to
-  // `dead` and `late` as JSON lines. kIdle: only unbounded inputs remain and
+  // `dead` and `late` as records (engine/format.h). kIdle: only unbounded inputs remain and
   // none had data; kEnd: every input ended.
-  Result<Turn> ReadTurn(std::vector<ReadEvent>* events, std::string* dead, std::string* late);
+  Result<Turn> ReadTurn(std::vector<ReadEvent>* events, io::RecordBatch* dead,
+                        io::RecordBatch* late);
   // The combined watermark after taking the wall clock into account (idle
   // unbounded inputs). Max() once every input ended.
   Watermark UpdateWatermark();
@@ -119,12 +121,10 @@ class EventReader {
   void TakeAssignment(Input& in);
   Part& PartOf(Input& in, int partition);
   // Handles one polled batch of records of `in`.
-  Status ReadBatch(Input& in, int64_t now, std::vector<ReadEvent>* events, std::string* dead,
-                   std::string* late);
+  Status ReadBatch(Input& in, int64_t now, std::vector<ReadEvent>* events, io::RecordBatch* dead,
+                   io::RecordBatch* late);
   void AppendDeadLetter(const Input& in, const Part& part, const io::SourceRecord& rec,
-                        const std::string& reason, std::string* dead);
-  void AppendLate(const Input& in, const Part& part, const io::SourceRecord& rec, const Row& row,
-                  Watermark wm, std::string* late);
+                        const std::string& reason, io::RecordBatch* dead);
   // A punctuation record read between events (see StreamConfig).
   struct Punctuation {
     size_t before = 0;  // applies before texts_[before]
@@ -132,7 +132,7 @@ class EventReader {
     Result<EventTime> watermark = EventTime();  // what it says, or why it is unusable
   };
   void ApplyPunctuation(Input& in, Part& part, const Punctuation& pu, int64_t now,
-                        std::string* dead);
+                        io::RecordBatch* dead);
 
   const CompiledPipeline& pipeline_;
   ReaderOptions options_;

@@ -13,7 +13,7 @@
 #include "engine/checkpoint.h"
 #include "engine/checkpoint_coordinator.h"
 #include "engine/event_reader.h"
-#include "engine/match_render.h"
+#include "engine/format.h"
 #include "engine/worker.h"
 #include "state/key_groups.h"
 
@@ -228,7 +228,7 @@ Result<RunSummary> PipelineRunner::Run() {
   auto& c_records = reg.GetCounter("cepheus_records_read_total", "Input records read");
   auto& c_dead = reg.GetCounter("cepheus_dead_letters_total", "Records that could not be decoded");
   auto& c_late = reg.GetCounter("cepheus_late_events_total", "Events at or behind the watermark");
-  std::string dead_out, late_out, wm_out;
+  io::RecordBatch dead_out, late_out, wm_out;
   // Counters are published once per turn, not per record.
   ReaderCounts published;
   auto publish_counters = [&] {
@@ -258,17 +258,7 @@ Result<RunSummary> PipelineRunner::Run() {
   // result it releases), and one at the end of the input.
   auto note_watermark = [&](Watermark wm) {
     if (!outputs_.watermarks || wm <= sent_wm) return;
-    JsonObject o(wm_out);
-    if (wm.is_max()) {
-      o.Raw("watermark", "null");
-      o.Raw("watermark_ms", "null");
-      o.Raw("end_of_input", "true");
-    } else {
-      o.String("watermark", FormatRfc3339(wm.time()));
-      o.Int("watermark_ms", wm.time().millis());
-    }
-    o.End();
-    wm_out.push_back('\n');
+    RenderWatermark(wm, &wm_out);
   };
   auto send = [&](Watermark wm) {
     note_watermark(wm);

@@ -8,7 +8,7 @@
 
 #include "common/hash.h"
 #include "common/varint.h"
-#include "engine/match_render.h"
+#include "engine/format.h"
 #include "state/key_groups.h"
 
 namespace cepheus::engine {

@@ -17,7 +17,7 @@
 #include <mutex>
 
 #include "common/blocking_queue.h"
-#include "engine/match_render.h"
+#include "engine/format.h"
 #include "engine/nfa_runtime.h"
 #include "engine/pipeline.h"
 #include "io/sink.h"
@@ -249,8 +249,8 @@ class Worker {
   std::string key_scratch_;
   std::string prefetch_scratch_;
   Watermark watermark_ = Watermark::Min();
-  std::string out_;
-  std::string errors_;  // for errors_out_
+  io::RecordBatch out_;
+  io::RecordBatch errors_;  // for errors_out_
   WorkerStats stats_;
   // Live metrics: what was already added to them.
   void PublishMetrics();

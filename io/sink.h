@@ -1,6 +1,6 @@
 // io: the interfaces between the engine and its connectors. A sink is where
-// the engine writes records (JSON lines today): matches, late events, dead
-// letters, watermarks. Implementations live in sinks/ and depend on this
+// the engine writes records (io/record.h: kind, key, time, JSON payload):
+// matches, late events, dead letters, watermarks. Implementations live in sinks/ and depend on this
 // header only, never on the engine; the app wires concrete sinks in.
 // Write() may be called from several worker threads; implementations
 // serialize internally.
@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "common/status.h"
+#include "io/record.h"
 
 namespace cepheus::io {
 
@@ -32,8 +33,9 @@ struct SinkConfig {
 class Sink {
  public:
   virtual ~Sink() = default;
-  // `lines` holds zero or more complete records, each ending in '\n'.
-  virtual Status Write(std::string_view lines) = 0;
+  // Zero or more records (io/record.h). A line sink writes batch.lines(); a
+  // message sink sends one message per record, with its key and time.
+  virtual Status Write(const RecordBatch& batch) = 0;
   virtual Status Flush() = 0;
   // The job completed: makes what was written final. Batch jobs call it once
   // at their successful end; an output that stages its file (backtest files,

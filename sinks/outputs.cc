@@ -29,7 +29,8 @@ class FileOutput final : public io::Sink {
   // Each Write is one worker batch (or one reader turn): it is flushed at
   // once, so a live pipeline's records leave as soon as the watermark
   // releases them instead of sitting in a stdio buffer until exit.
-  Status Write(std::string_view lines) override {
+  Status Write(const io::RecordBatch& batch) override { return WriteLines(batch.lines()); }
+  Status WriteLines(std::string_view lines) {
     std::lock_guard<std::mutex> l(mu_);
     if (std::fwrite(lines.data(), 1, lines.size(), f_) != lines.size() || std::fflush(f_) != 0)
       return Status::IoError("writing " + name_ + ": " + std::strerror(errno));
@@ -112,7 +113,8 @@ class ExactlyOnceFileOutput final : public io::Sink {
     if (empty) ::unlink(InProgress().c_str());
   }
 
-  Status Write(std::string_view lines) override {
+  Status Write(const io::RecordBatch& batch) override { return WriteLines(batch.lines()); }
+  Status WriteLines(std::string_view lines) {
     std::lock_guard<std::mutex> l(mu_);
     if (!f_) return Status::Internal("output '" + path_ + "' used before recovery");
     if (std::fwrite(lines.data(), 1, lines.size(), f_) != lines.size())
@@ -266,7 +268,7 @@ class AtomicFileOutput final : public io::Sink {
       ::unlink(tmp_.c_str());  // not finished: no partial result
     }
   }
-  Status Write(std::string_view lines) override { return file_->Write(lines); }
+  Status Write(const io::RecordBatch& batch) override { return file_->Write(batch); }
   Status Flush() override { return file_ ? file_->Flush() : Status::Ok(); }
   Status Finish() override {
     if (!file_) return Status::Ok();
@@ -324,10 +326,20 @@ Result<std::unique_ptr<io::Sink>> MakeOutput(const io::SinkConfig& config, FileM
                                  "'");
 }
 
-Status MemoryOutput::Write(std::string_view lines) {
+Status MemoryOutput::Write(const io::RecordBatch& batch) {
   std::lock_guard<std::mutex> l(mu_);
-  data_.append(lines);
+  data_.append(batch.lines());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const io::Record r = batch[i];
+    records_.push_back(OwnedRecord{r.kind, std::string(r.key), std::string(r.name), r.time_ms,
+                                   std::string(r.payload)});
+  }
   return Status::Ok();
+}
+
+std::vector<MemoryOutput::OwnedRecord> MemoryOutput::records() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return records_;
 }
 
 std::string MemoryOutput::contents() const {

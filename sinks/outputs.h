@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "io/sink.h"
@@ -31,13 +32,23 @@ Result<std::unique_ptr<io::Sink>> MakeOutput(const io::SinkConfig& config,
 // An output that keeps everything in memory (tests, benchmarks).
 class MemoryOutput final : public io::Sink {
  public:
-  Status Write(std::string_view lines) override;
+  Status Write(const io::RecordBatch& batch) override;
   Status Flush() override { return Status::Ok(); }
+  // Every record's line, in order.
   std::string contents() const;
+  // The records themselves.
+  struct OwnedRecord {
+    io::RecordKind kind;
+    std::string key, name;
+    int64_t time_ms;
+    std::string payload;
+  };
+  std::vector<OwnedRecord> records() const;
 
  private:
   mutable std::mutex mu_;
-  std::string data_;  // guarded by mu_
+  std::string data_;                  // guarded by mu_
+  std::vector<OwnedRecord> records_;  // guarded by mu_
 };
 
 }  // namespace cepheus::sinks

@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "engine/decoder.h"
-#include "engine/match_render.h"
+#include "engine/format.h"
 #include "engine/pipeline.h"
 #include "engine/runner.h"
 #include "patterns/parser.h"

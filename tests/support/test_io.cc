@@ -14,6 +14,17 @@
 
 namespace cepheus::testing {
 
+io::RecordBatch Lines(std::string_view lines) {
+  io::RecordBatch batch;
+  while (!lines.empty()) {
+    const size_t nl = lines.find('\n');
+    batch.Begin(io::RecordKind::kMatch, {}, 0, {})->append(lines.substr(0, nl));
+    batch.End();
+    lines.remove_prefix(nl == std::string_view::npos ? lines.size() : nl + 1);
+  }
+  return batch;
+}
+
 engine::RunOptions FileRunOptions() {
   engine::RunOptions o;
   o.sources = &sources::FileSources();

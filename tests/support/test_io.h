@@ -8,11 +8,15 @@
 #include "common/status.h"
 #include "engine/pipeline.h"
 #include "engine/runner.h"
+#include "io/record.h"
 
 namespace cepheus::testing {
 
 // Run options reading the pipeline's files and stdin (sources/).
 engine::RunOptions FileRunOptions();
+
+// A batch of match records, one per line of `lines` (each ending in '\n').
+io::RecordBatch Lines(std::string_view lines);
 
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& contents);

@@ -96,12 +96,12 @@ TEST_F(CheckpointFiles, SinkShowsOnlyCommittedCheckpoints) {
   auto sink = Sink();
   ASSERT_TRUE(sink->Recover("").ok());
   EXPECT_EQ(Visible(), "") << "a fresh start begins an empty output";
-  ASSERT_TRUE(sink->Write("a\nb\n").ok());
+  ASSERT_TRUE(sink->Write(testing::Lines("a\nb\n")).ok());
   ASSERT_TRUE(sink->Flush().ok());
   EXPECT_EQ(Visible(), "") << "nothing is visible before its checkpoint completes";
   auto r1 = sink->PrepareCommit(1);
   ASSERT_TRUE(r1.ok());
-  ASSERT_TRUE(sink->Write("c\n").ok());
+  ASSERT_TRUE(sink->Write(testing::Lines("c\n")).ok());
   EXPECT_EQ(Visible(), "");
   ASSERT_TRUE(sink->Commit(*r1).ok());
   EXPECT_EQ(Visible(), "a\nb\n");
@@ -118,12 +118,12 @@ TEST_F(CheckpointFiles, SinkRecoversFromEveryCrashPoint) {
   {
     auto sink = Sink();
     ASSERT_TRUE(sink->Recover("").ok());
-    ASSERT_TRUE(sink->Write("one\n").ok());
+    ASSERT_TRUE(sink->Write(testing::Lines("one\n")).ok());
     r1 = sink->PrepareCommit(1).value();
     ASSERT_TRUE(sink->Commit(r1).ok());
-    ASSERT_TRUE(sink->Write("two\ntwo\n").ok());
+    ASSERT_TRUE(sink->Write(testing::Lines("two\ntwo\n")).ok());
     r2 = sink->PrepareCommit(2).value();
-    ASSERT_TRUE(sink->Write("three (never checkpointed)\n").ok());
+    ASSERT_TRUE(sink->Write(testing::Lines("three (never checkpointed)\n")).ok());
     ASSERT_TRUE(sink->Flush().ok());
     // Crash: checkpoint 2's metadata was written, its part not yet appended.
   }
@@ -143,7 +143,7 @@ TEST_F(CheckpointFiles, SinkRecoversFromEveryCrashPoint) {
     auto sink = Sink();
     ASSERT_TRUE(sink->Recover(r1).ok());  // back to checkpoint 1 (e.g. 2 was damaged)
     EXPECT_EQ(Visible(), "one\n") << "output of a checkpoint not restored is cut off";
-    ASSERT_TRUE(sink->Write("two\ntwo\n").ok());
+    ASSERT_TRUE(sink->Write(testing::Lines("two\ntwo\n")).ok());
     r2 = sink->PrepareCommit(2).value();
   }
   std::ofstream(dir_ / "out" / "m.jsonl", std::ios::app) << "tw";  // half an append

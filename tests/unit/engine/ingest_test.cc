@@ -112,7 +112,7 @@ TEST(Ingest, OneWatermarkPerPartitionCombinedAsTheMinimumUntilAPartitionIsRevoke
   EventReader reader(p.value(), ro, std::move(sources));
   ASSERT_TRUE(reader.Open().ok());
   std::vector<ReadEvent> events;
-  std::string dead, late;
+  io::RecordBatch dead, late;
   std::vector<int64_t> watermarks;
   while (!source->done()) {
     auto turn = reader.ReadTurn(&events, &dead, &late);
@@ -123,10 +123,12 @@ TEST(Ingest, OneWatermarkPerPartitionCombinedAsTheMinimumUntilAPartitionIsRevoke
   for (const auto& e : events) times.push_back(e.row->time().millis());
   EXPECT_EQ(times, (std::vector<int64_t>{1000, 5000, 3000, 4000}));
   EXPECT_EQ(reader.counts().late, 2u);
-  EXPECT_NE(late.find("\"event_time\":\"1970-01-01T00:00:02.500Z\""), std::string::npos) << late;
-  EXPECT_NE(late.find("\"event_time\":\"1970-01-01T00:00:04.500Z\""), std::string::npos) << late;
+  EXPECT_NE(late.lines().find("\"event_time\":\"1970-01-01T00:00:02.500Z\""), std::string::npos)
+      << late.lines();
+  EXPECT_NE(late.lines().find("\"event_time\":\"1970-01-01T00:00:04.500Z\""), std::string::npos)
+      << late.lines();
   EXPECT_EQ(reader.counts().dead_letters, 1u);
-  EXPECT_NE(dead.find("\"source\":\"topic/7\""), std::string::npos) << dead;
+  EXPECT_NE(dead.lines().find("\"source\":\"topic/7\""), std::string::npos) << dead.lines();
   // The combined watermark: held back by partition 7 until it is revoked.
   ASSERT_EQ(watermarks.size(), 7u);
   EXPECT_LT(watermarks[0], 0) << "partition 7 has no event yet";
@@ -159,7 +161,7 @@ TEST(Ingest, AReaderPositionOfTheFormatBeforePartitionsRestores) {
   };
   auto rest = [&](EventReader& r) {
     std::vector<ReadEvent> events;
-    std::string dead, late;
+    io::RecordBatch dead, late;
     while (true) {
       auto turn = r.ReadTurn(&events, &dead, &late);
       EXPECT_TRUE(turn.ok());
@@ -172,7 +174,7 @@ TEST(Ingest, AReaderPositionOfTheFormatBeforePartitionsRestores) {
 
   auto first = open();
   std::vector<ReadEvent> events;
-  std::string dead, late;
+  io::RecordBatch dead, late;
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(first->ReadTurn(&events, &dead, &late).ok());
   const int64_t wm = first->UpdateWatermark().time().millis();
   const std::string v3 = first->SavePosition();

@@ -383,6 +383,65 @@ TEST(Runner, PunctuationsDriveTheWatermarkAndTheWatermarksOutputShowsIt) {
   }
 }
 
+// Sinks get records, not text: each with its kind, partition key, event time
+// and the pattern or stream it comes from, and its JSON payload (what a Kafka
+// sink turns into a message key, timestamp and headers).
+TEST(Runner, SinksReceiveRecordsWithKindKeyTimeAndName) {
+  const std::string dir = testing::ScratchDir("cepheus-records");
+  const std::string input = dir + "/in.jsonl";
+  testing::WriteFile(input,
+                     "{\"key\":\"k1\",\"type\":\"A\",\"ts\":1000}\n"
+                     "{\"key\":\"k2\",\"type\":\"A\",\"ts\":1100}\n"
+                     "{\"key\":\"k1\",\"type\":\"B\",\"ts\":1200}\n"
+                     "not json\n"
+                     "{\"key\":\"k2\",\"type\":\"B\",\"ts\":1300}\n"
+                     "{\"key\":\"k3\",\"type\":\"B\",\"ts\":500}\n");
+  auto p = testing::OneStreamPipeline(
+      "PATTERN p FROM s MATCH a -> b DEFINE a AS type = 'A', b AS type = 'B'", input,
+      /*lateness_ms=*/0, "key string, type string, ts timestamp");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  sinks::MemoryOutput matches, late, dead, watermarks;
+  RunOptions opts = testing::FileRunOptions();
+  opts.parallelism = 2;
+  PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead, &watermarks}, opts);
+  auto summary = runner.Run();
+  ASSERT_TRUE(summary.ok()) << summary.status().message();
+
+  auto got = matches.records();
+  ASSERT_EQ(got.size(), 2u) << matches.contents();
+  std::sort(got.begin(), got.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(got[i].kind, io::RecordKind::kMatch);
+    EXPECT_EQ(got[i].name, "p");
+    EXPECT_EQ(got[i].key, i == 0 ? "k1" : "k2");
+    EXPECT_EQ(got[i].time_ms, i == 0 ? 1200 : 1300) << "the match's last event";
+    EXPECT_EQ(got[i].payload.rfind(
+                  "{\"pattern\":\"p\",\"type\":\"match\",\"key\":\"" + got[i].key + "\"", 0),
+              0u)
+        << got[i].payload;
+    EXPECT_EQ(got[i].payload.find('\n'), std::string::npos);
+  }
+  const auto l = late.records();
+  ASSERT_EQ(l.size(), 1u) << late.contents();
+  EXPECT_EQ(l[0].kind, io::RecordKind::kLate);
+  EXPECT_EQ(l[0].key, "k3");
+  EXPECT_EQ(l[0].name, "s");
+  EXPECT_EQ(l[0].time_ms, 500);
+  const auto d = dead.records();
+  ASSERT_EQ(d.size(), 1u) << dead.contents();
+  EXPECT_EQ(d[0].kind, io::RecordKind::kDeadLetter);
+  EXPECT_EQ(d[0].name, "s");
+  EXPECT_NE(d[0].payload.find("\"line\":4"), std::string::npos) << d[0].payload;
+  const auto w = watermarks.records();
+  ASSERT_FALSE(w.empty());
+  EXPECT_EQ(w.back().kind, io::RecordKind::kWatermark);
+  EXPECT_EQ(w.back().time_ms, INT64_MAX) << "the end of the input";
+  // The line form is the records' payloads, one per line.
+  std::string lines;
+  for (const auto& r : matches.records()) lines += r.payload + "\n";
+  EXPECT_EQ(lines, matches.contents());
+}
+
 // Counters are live: a scrape during a run sees the matches written so far
 // (workers publish after every batch, before handing the batch's output to
 // the sinks), not 0 until the run ends.
@@ -403,9 +462,9 @@ TEST(Runner, WorkerCountersArePublishedDuringTheRun) {
   class ScrapingSink final : public io::Sink {
    public:
     explicit ScrapingSink(const metrics::Registry& r) : r_(r) {}
-    Status Write(std::string_view lines) override {
+    Status Write(const io::RecordBatch& batch) override {
       std::lock_guard<std::mutex> l(mu_);
-      written_ += static_cast<uint64_t>(std::count(lines.begin(), lines.end(), '\n'));
+      written_ += batch.size();
       const uint64_t seen = r_.CounterTotal("cepheus_matches_total");
       ++writes_;
       if (seen < written_) ++behind_;
@@ -453,7 +512,7 @@ TEST(Runner, CheckpointIntervalFollowsTheInjectedClock) {
     class Ticking final : public io::Sink {
      public:
       Ticking(ManualClock& c, bool on) : c_(c), on_(on) {}
-      Status Write(std::string_view) override {
+      Status Write(const io::RecordBatch&) override {
         if (on_) c_.Advance(10);
         return Status::Ok();
       }

@@ -1,4 +1,4 @@
-#include "engine/match_render.h"
+#include "engine/format.h"
 
 #include <cstdio>
 
@@ -165,14 +165,27 @@ void MatchRenderer::Render(std::string_view key, const MatchResult& m, std::stri
     }
     ev.End();
   }
-  out->append("}\n");
+  out->push_back('}');
+}
+
+void MatchRenderer::RenderTo(std::string_view key, const MatchResult& m, io::RecordBatch* matches,
+                             io::RecordBatch* errors) const {
+  if (m.skip_error == MatchResult::SkipError::kNone) {
+    Render(key, m,
+           matches->Begin(m.timeout ? io::RecordKind::kTimeout : io::RecordKind::kMatch, key,
+                          m.end.millis(), p_.name));
+    matches->End();
+  } else {
+    RenderSkipError(key, m,
+                    errors->Begin(io::RecordKind::kDeadLetter, key, m.end.millis(), p_.name));
+    errors->End();
+  }
 }
 
 void MatchRenderer::RenderSkipError(std::string_view key, const MatchResult& m,
                                     std::string* out) const {
   std::string match;
   Render(key, m, &match);
-  if (!match.empty() && match.back() == '\n') match.pop_back();
   const std::string& x = p_.vars[static_cast<size_t>(p_.skip_var)];
   const std::string strategy =
       std::string("AFTER MATCH SKIP TO ") +
@@ -187,7 +200,60 @@ void MatchRenderer::RenderSkipError(std::string_view key, const MatchResult& m,
                                "would skip nothing");
   o.Raw("match", match);
   o.End();
-  out->push_back('\n');
+}
+
+void RenderDeadLetter(const RecordOrigin& at, std::string_view reason, std::string_view record,
+                      io::RecordBatch* out) {
+  JsonObject o(*out->Begin(io::RecordKind::kDeadLetter, {}, 0, at.stream));
+  o.String("stream", at.stream);
+  o.String("source", at.source);
+  if (at.line)
+    o.Int("line", static_cast<int64_t>(at.line));
+  else
+    o.Raw("line", "null");  // unknown when a file is read in ranges
+  o.Int("offset", static_cast<int64_t>(at.offset));
+  o.String("reason", reason);
+  // JSON output is UTF-8: invalid bytes show as U+FFFD in `record`, and the
+  // exact bytes are kept in `record_base64`.
+  o.String("record", record);
+  if (!IsValidUtf8(record)) {
+    std::string exact;
+    AppendBase64(exact, record);
+    o.String("record_base64", exact);
+  }
+  o.End();
+  out->End();
+}
+
+void RenderLate(const RecordOrigin& at, std::string_view key, const Row& row, const Schema& schema,
+                Watermark wm, io::RecordBatch* out) {
+  std::string* text = out->Begin(io::RecordKind::kLate, key, row.time().millis(), at.stream);
+  JsonObject o(*text);
+  o.String("stream", at.stream);
+  o.String("source", at.source);
+  o.Int("line", static_cast<int64_t>(at.line));
+  o.Int("offset", static_cast<int64_t>(at.offset));
+  o.String("event_time", FormatRfc3339(row.time()));
+  o.String("watermark", FormatRfc3339(wm.time()));
+  o.Key("event");
+  AppendRowJson(text, row, schema);
+  o.End();
+  out->End();
+}
+
+void RenderWatermark(Watermark wm, io::RecordBatch* out) {
+  JsonObject o(*out->Begin(io::RecordKind::kWatermark, {},
+                           wm.is_max() ? INT64_MAX : wm.time().millis(), {}));
+  if (wm.is_max()) {
+    o.Raw("watermark", "null");
+    o.Raw("watermark_ms", "null");
+    o.Raw("end_of_input", "true");
+  } else {
+    o.String("watermark", FormatRfc3339(wm.time()));
+    o.Int("watermark_ms", wm.time().millis());
+  }
+  o.End();
+  out->End();
 }
 
 }  // namespace cepheus::engine

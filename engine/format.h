@@ -1,6 +1,8 @@
-// Rendering of output records as JSON lines: matches and timeouts (with their
-// EMIT fields and deterministic id), and events (for late and EVENTS output).
-// Pure functions; thread-safe.
+// The format stage: every output record is rendered here, as a JSON payload
+// in an io::RecordBatch (kind, key, event time): matches and timeouts (with
+// their EMIT fields and deterministic id), failed STRICT skips, late events,
+// dead letters and watermarks. Sinks never render; a new output encoding
+// changes this file only. Pure functions; thread-safe.
 #pragma once
 
 #include <string>
@@ -10,7 +12,9 @@
 #include "common/row.h"
 #include "common/schema.h"
 #include "engine/nfa_runtime.h"
+#include "io/record.h"
 #include "patterns/compiled.h"
+#include "time/watermark.h"
 
 namespace cepheus::engine {
 
@@ -31,19 +35,16 @@ uint64_t MatchId(std::string_view pattern, std::string_view key, const BufNode* 
 class MatchRenderer {
  public:
   explicit MatchRenderer(const patterns::CompiledPattern& p);
-  // Appends one JSON line (with '\n') for `m`.
+  // Appends the JSON object of `m` (no line terminator).
   void Render(std::string_view key, const MatchResult& m, std::string* out) const;
-  // For a match whose STRICT skip failed (m.skip_error): one dead-letter line
+  // For a match whose STRICT skip failed (m.skip_error): a dead-letter object
   // with the pattern, key, reason and the match itself.
   void RenderSkipError(std::string_view key, const MatchResult& m, std::string* out) const;
-  // Renders `m` to `matches`, or a STRICT skip failure to `errors`.
-  void RenderTo(std::string_view key, const MatchResult& m, std::string* matches,
-                std::string* errors) const {
-    if (m.skip_error == MatchResult::SkipError::kNone)
-      Render(key, m, matches);
-    else
-      RenderSkipError(key, m, errors);
-  }
+  // Adds `m` to `matches` (a match or timeout record), or a STRICT skip
+  // failure to `errors` (a dead-letter record). The record's time is the
+  // match's last event.
+  void RenderTo(std::string_view key, const MatchResult& m, io::RecordBatch* matches,
+                io::RecordBatch* errors) const;
 
  private:
   const patterns::CompiledPattern& p_;
@@ -53,5 +54,22 @@ class MatchRenderer {
 
 // Appends `row` as a JSON object of its schema fields.
 void AppendRowJson(std::string* out, const Row& row, const Schema& schema);
+
+// Where an input record came from, for late and dead-letter records.
+struct RecordOrigin {
+  std::string_view stream;  // the stream's name (kept by the pipeline)
+  std::string_view source;  // the input, e.g. the file's path
+  uint64_t line = 0;        // 0: unknown (a file read in byte ranges)
+  uint64_t offset = 0;
+};
+
+// A record that could not be used: why, and its exact bytes.
+void RenderDeadLetter(const RecordOrigin& at, std::string_view reason, std::string_view record,
+                      io::RecordBatch* out);
+// An event behind the watermark `wm`; `key` is its partition key.
+void RenderLate(const RecordOrigin& at, std::string_view key, const Row& row, const Schema& schema,
+                Watermark wm, io::RecordBatch* out);
+// The watermark sent to the workers moved to `wm` (Max: the end of input).
+void RenderWatermark(Watermark wm, io::RecordBatch* out);
 
 }  // namespace cepheus::engine
