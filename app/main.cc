@@ -15,11 +15,11 @@
 #include <fstream>
 
 #include "common/paths.h"
-#include "engine/backtest.h"
-#include "engine/checkpoint.h"
-#include "engine/checkpoint_coordinator.h"
-#include "engine/pipeline.h"
-#include "engine/runner.h"
+#include "engine/batch/backtest.h"
+#include "engine/checkpoint/checkpoint.h"
+#include "engine/checkpoint/checkpoint_coordinator.h"
+#include "engine/exec/runner.h"
+#include "engine/plan/pipeline.h"
 #include "sinks/outputs.h"
 #include "sources/file_source.h"
 #include "state/dir_lock.h"

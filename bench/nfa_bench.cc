@@ -5,7 +5,7 @@
 #include <random>
 #include <unordered_map>
 
-#include "engine/nfa_runtime.h"
+#include "engine/nfa/nfa_runtime.h"
 #include "patterns/compiled.h"
 
 namespace cepheus {

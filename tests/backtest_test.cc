@@ -12,9 +12,9 @@
 #include <sstream>
 #include <thread>
 
-#include "engine/backtest.h"
-#include "engine/pipeline.h"
-#include "engine/runner.h"
+#include "engine/batch/backtest.h"
+#include "engine/exec/runner.h"
+#include "engine/plan/pipeline.h"
 #include "sinks/outputs.h"
 #include "sources/file_source.h"
 #include "tests/golden/golden_format.h"

@@ -18,9 +18,9 @@
 #include <random>
 #include <sstream>
 
-#include "engine/checkpoint.h"
-#include "engine/pipeline.h"
-#include "engine/runner.h"
+#include "engine/checkpoint/checkpoint.h"
+#include "engine/exec/runner.h"
+#include "engine/plan/pipeline.h"
 #include "sinks/outputs.h"
 #include "sources/file_source.h"
 #include "state/key_groups.h"

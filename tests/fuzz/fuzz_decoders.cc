@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/decoder.h"
+#include "engine/ingest/decoder.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace cepheus;

@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "engine/checkpoint.h"
-#include "engine/nfa_runtime.h"
+#include "engine/checkpoint/checkpoint.h"
+#include "engine/nfa/nfa_runtime.h"
 #include "patterns/compiled.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -8,10 +8,10 @@
 #include <random>
 #include <sstream>
 
-#include "engine/decoder.h"
-#include "engine/format.h"
-#include "engine/pipeline.h"
-#include "engine/runner.h"
+#include "engine/exec/runner.h"
+#include "engine/format/format.h"
+#include "engine/ingest/decoder.h"
+#include "engine/plan/pipeline.h"
 #include "patterns/parser.h"
 #include "sinks/outputs.h"
 #include "sources/file_source.h"

@@ -15,8 +15,8 @@
 #include <set>
 #include <sstream>
 
-#include "engine/pipeline.h"
-#include "engine/runner.h"
+#include "engine/exec/runner.h"
+#include "engine/plan/pipeline.h"
 #include "patterns/parser.h"
 #include "sinks/outputs.h"
 #include "tests/golden/golden_format.h"

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "common/status.h"
-#include "engine/pipeline.h"
-#include "engine/runner.h"
+#include "engine/exec/runner.h"
+#include "engine/plan/pipeline.h"
 #include "io/record.h"
 
 namespace cepheus::testing {

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "engine/checkpoint.h"
+#include "engine/checkpoint/checkpoint.h"
 #include "sinks/outputs.h"
 
 #include "tests/support/test_io.h"

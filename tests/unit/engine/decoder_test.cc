@@ -1,5 +1,5 @@
 // Decoding input records: every malformed record is rejected with a reason.
-#include "engine/decoder.h"
+#include "engine/ingest/decoder.h"
 
 #include <gtest/gtest.h>
 

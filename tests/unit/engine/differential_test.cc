@@ -7,7 +7,7 @@
 #include <map>
 #include <random>
 
-#include "engine/nfa_runtime.h"
+#include "engine/nfa/nfa_runtime.h"
 #include "patterns/compiled.h"
 #include "patterns/parser.h"
 #include "tests/reference/reference_matcher.h"

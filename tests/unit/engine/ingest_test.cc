@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "common/varint.h"
-#include "engine/event_reader.h"
+#include "engine/ingest/event_reader.h"
 #include "sources/file_source.h"
 #include "tests/support/test_io.h"
 

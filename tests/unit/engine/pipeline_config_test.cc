@@ -1,5 +1,5 @@
 // Pipeline files: valid ones load; invalid ones say where and what.
-#include "engine/pipeline_config.h"
+#include "engine/plan/pipeline_config.h"
 
 #include <gtest/gtest.h>
 

@@ -12,9 +12,9 @@
 #include <thread>
 
 #include "common/clock.h"
-#include "engine/nfa_runtime.h"
-#include "engine/pipeline.h"
-#include "engine/runner.h"
+#include "engine/exec/runner.h"
+#include "engine/nfa/nfa_runtime.h"
+#include "engine/plan/pipeline.h"
 #include "sinks/outputs.h"
 #include "sources/file_source.h"
 #include "tests/support/random_pattern.h"

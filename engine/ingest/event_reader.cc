@@ -1,4 +1,4 @@
-#include "engine/event_reader.h"
+#include "engine/ingest/event_reader.h"
 
 #include <poll.h>
 
@@ -6,7 +6,7 @@
 
 #include "common/json.h"
 #include "common/varint.h"
-#include "engine/format.h"
+#include "engine/format/format.h"
 
 namespace cepheus::engine {
 

@@ -1,4 +1,4 @@
-#include "engine/pipeline_config.h"
+#include "engine/plan/pipeline_config.h"
 
 #include "common/text.h"
 

@@ -1,4 +1,4 @@
-#include "engine/match_buffer.h"
+#include "engine/nfa/match_buffer.h"
 
 #include <algorithm>
 

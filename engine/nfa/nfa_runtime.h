@@ -15,7 +15,7 @@
 
 #include "common/row.h"
 #include "common/small_vector.h"
-#include "engine/match_buffer.h"
+#include "engine/nfa/match_buffer.h"
 #include "patterns/compiled.h"
 #include "patterns/limits.h"
 

@@ -1,4 +1,4 @@
-#include "engine/checkpoint_coordinator.h"
+#include "engine/checkpoint/checkpoint_coordinator.h"
 
 #include <spdlog/spdlog.h>
 

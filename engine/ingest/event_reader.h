@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "engine/decoder.h"
-#include "engine/pipeline.h"
+#include "engine/ingest/decoder.h"
+#include "engine/plan/pipeline.h"
 #include "io/record.h"
 #include "io/source.h"
 #include "time/watermark.h"
@@ -91,7 +91,7 @@ class EventReader {
   const std::vector<StreamCounts>& stream_counts() const { return stream_counts_; }
   // Reads up to one turn of records from each stream. Accepted events are
   // appended to `events` (arrival order), dead letters and late events to
-  // `dead` and `late` as records (engine/format.h). kIdle: only unbounded inputs remain and
+  // `dead` and `late` as records (engine/format/format.h). kIdle: only unbounded inputs remain and
   // none had data; kEnd: every input ended.
   Result<Turn> ReadTurn(std::vector<ReadEvent>* events, io::RecordBatch* dead,
                         io::RecordBatch* late);

@@ -1,4 +1,6 @@
-#include "engine/worker.h"
+#include "engine/exec/worker.h"
+
+#include <absl/container/node_hash_map.h>
 
 #include <spdlog/spdlog.h>
 
@@ -8,7 +10,7 @@
 
 #include "common/hash.h"
 #include "common/varint.h"
-#include "engine/format.h"
+#include "engine/format/format.h"
 #include "state/key_groups.h"
 
 namespace cepheus::engine {
@@ -47,28 +49,7 @@ Status Worker::DropPatternState(state::StateBackend* backend, const std::string&
   return Status::Ok();
 }
 
-void SnapshotSync::Arrive(const Status& s) {
-  std::lock_guard<std::mutex> l(mu_);
-  if (!s.ok() && status_.ok()) status_ = s;
-  if (--waiting_ == 0) cv_.notify_all();
-}
-
-Status SnapshotSync::WaitAllArrived() {
-  std::unique_lock<std::mutex> l(mu_);
-  cv_.wait(l, [&] { return waiting_ <= 0; });
-  return status_;
-}
-
-void SnapshotSync::Release() {
-  std::lock_guard<std::mutex> l(mu_);
-  released_ = true;
-  cv_.notify_all();
-}
-
-void SnapshotSync::WaitReleased() {
-  std::unique_lock<std::mutex> l(mu_);
-  cv_.wait(l, [&] { return released_; });
-}
+struct Worker::KeyMap : absl::node_hash_map<std::string, KeyEntry> {};
 
 Worker::Worker(const CompiledPipeline& pipeline, int index, io::Sink* matches, io::Sink* errors)
     : pipeline_(pipeline),
@@ -76,6 +57,7 @@ Worker::Worker(const CompiledPipeline& pipeline, int index, io::Sink* matches, i
       matches_(matches),
       errors_out_(errors ? errors : matches) {
   patterns_.resize(pipeline.patterns.size());
+  for (PatternState& ps : patterns_) ps.keys = std::make_unique<KeyMap>();
   keying_patterns_.resize(pipeline.keyings.size());
   for (size_t k = 0; k < pipeline.keyings.size(); ++k) {
     for (int pi : pipeline.keyings[k].patterns) {
@@ -120,7 +102,7 @@ Worker::~Worker() {
     thread_.join();
   }
   for (PatternState& ps : patterns_)
-    for (auto& [k, e] : ps.keys) e.matcher.Clear(ps.env);
+    for (auto& [k, e] : *ps.keys) e.matcher.Clear(ps.env);
 }
 
 void Worker::Start() {
@@ -266,9 +248,9 @@ Status Worker::Restore(const RestoreMapping& mapping) {
   return Status::Ok();
 }
 
-Worker::KeyMap::value_type* Worker::FindOrLoad(PatternState& ps, std::string_view key) {
-  auto it = ps.keys.find(absl::string_view(key.data(), key.size()));
-  if (it != ps.keys.end()) return &*it;
+Worker::KeyNode* Worker::FindOrLoad(PatternState& ps, std::string_view key) {
+  auto it = ps.keys->find(absl::string_view(key.data(), key.size()));
+  if (it != ps.keys->end()) return &*it;
   KeyEntry entry;
   if (lookup_backend_) {
     auto got = state_.backend->Get(GroupOf(key), ps.ns, key);
@@ -292,7 +274,7 @@ Worker::KeyMap::value_type* Worker::FindOrLoad(PatternState& ps, std::string_vie
   }
   entry.last_used = batch_no_;
   stats_.peak_cached_keys = std::max<uint64_t>(stats_.peak_cached_keys, ++cached_keys_);
-  auto* node = &*ps.keys.emplace(std::string(key), std::move(entry)).first;
+  auto* node = &*ps.keys->emplace(std::string(key), std::move(entry)).first;
   if (!node->second.matcher.Idle()) Schedule(ps, *node);
   return node;
 }
@@ -338,7 +320,7 @@ void Worker::FlushWrites() {
 
 Status Worker::WriteBackAll() {
   for (PatternState& ps : patterns_)
-    for (auto& [key, e] : ps.keys) WriteBack(ps, key, e);
+    for (auto& [key, e] : *ps.keys) WriteBack(ps, key, e);
   FlushWrites();
   // Pending events: the backend holds exactly those of this checkpoint.
   for (size_t g = 0; g < buffer_groups_.size(); ++g) {
@@ -369,12 +351,12 @@ void Worker::EvictColdKeys() {
   struct Candidate {
     uint64_t last_used;
     PatternState* ps;
-    KeyMap::value_type* node;
+    KeyNode* node;
   };
   std::vector<Candidate> all;
   all.reserve(cached_keys_);
   for (PatternState& ps : patterns_)
-    for (auto& kv : ps.keys) all.push_back(Candidate{kv.second.last_used, &ps, &kv});
+    for (auto& kv : *ps.keys) all.push_back(Candidate{kv.second.last_used, &ps, &kv});
   const size_t target = state_.cache_keys - state_.cache_keys / 10;
   if (all.size() <= target) return;
   const size_t n = all.size() - target;
@@ -387,7 +369,7 @@ void Worker::EvictColdKeys() {
     const std::string key = all[i].node->first;
     WriteBack(ps, key, e);  // with its timer entry, if it has a deadline
     e.matcher.Clear(ps.env);
-    ps.keys.erase(key);
+    ps.keys->erase(key);
     --cached_keys_;
     ++stats_.keys_evicted;
   }
@@ -403,24 +385,24 @@ void Worker::EndStoredKeys(PatternState& ps) {
     std::vector<std::string> keys;
     Status s =
         state_.backend->ScanNamespace(g, ps.ns, "", [&](std::string_view key, std::string_view) {
-          if (ps.keys.find(absl::string_view(key.data(), key.size())) == ps.keys.end())
+          if (ps.keys->find(absl::string_view(key.data(), key.size())) == ps.keys->end())
             keys.emplace_back(key);
           return true;
         });
     if (!s.ok()) Fail(s);
     for (const std::string& k : keys) {
-      KeyMap::value_type* node = FindOrLoad(ps, k);
+      KeyNode* node = FindOrLoad(ps, k);
       ps.current_key_view = node->first;
       node->second.matcher.AdvanceTime(ps.env, EventTime::Max());
       node->second.matcher.Clear(ps.env);
-      ps.keys.erase(k);
+      ps.keys->erase(k);
       --cached_keys_;
       FlushOutput();
     }
   }
 }
 
-void Worker::Schedule(PatternState& ps, KeyMap::value_type& key) {
+void Worker::Schedule(PatternState& ps, KeyNode& key) {
   KeyEntry& e = key.second;
   EventTime d = e.matcher.NextDeadline(ps.env);
   if (d != EventTime::Max() && d < e.scheduled) {
@@ -438,11 +420,11 @@ void Worker::PrefetchKey(Pending& p, bool resolve) {
   PatternState& ps = patterns_[static_cast<size_t>(pats[0])];
   absl::string_view k(key.data(), key.size());
   if (!resolve) {
-    ps.keys.prefetch(k);
+    ps.keys->prefetch(k);
     return;
   }
-  auto it = ps.keys.find(k);
-  if (it == ps.keys.end()) return;
+  auto it = ps.keys->find(k);
+  if (it == ps.keys->end()) return;
   p.hint = &*it;
   it->second.matcher.Prefetch();
 }
@@ -454,11 +436,11 @@ void Worker::ProcessEvent(const Pending& p) {
   std::string_view key = KeyView(*p.row, keying.fields, schema, &key_scratch_);
   for (int pi : keying_patterns_[p.keying]) {
     PatternState& ps = patterns_[static_cast<size_t>(pi)];
-    KeyMap::value_type* node = pi == keying_patterns_[p.keying][0] ? p.hint : nullptr;
+    KeyNode* node = pi == keying_patterns_[p.keying][0] ? p.hint : nullptr;
     if (!node) {
       // Debian's Abseil has its own string_view type.
-      auto it = ps.keys.find(absl::string_view(key.data(), key.size()));
-      node = it != ps.keys.end() ? &*it : FindOrLoad(ps, key);
+      auto it = ps.keys->find(absl::string_view(key.data(), key.size()));
+      node = it != ps.keys->end() ? &*it : FindOrLoad(ps, key);
     }
     KeyEntry& e = node->second;
     e.dirty = true;
@@ -473,11 +455,11 @@ void Worker::ProcessEvent(const Pending& p) {
 void Worker::SweepIdleKeys() {
   events_since_sweep_ = 0;
   for (PatternState& ps : patterns_) {
-    for (auto it = ps.keys.begin(); it != ps.keys.end();) {
+    for (auto it = ps.keys->begin(); it != ps.keys->end();) {
       if (it->second.matcher.Idle()) {
         if (it->second.stored) writes_.Delete(GroupOf(it->first), ps.ns, it->first);
         if (state_.backend) StoreTimer(ps, it->first, it->second, EventTime::Max());
-        ps.keys.erase(it++);
+        ps.keys->erase(it++);
         --cached_keys_;
       } else {
         ++it;
@@ -493,7 +475,7 @@ void Worker::CutOldestRuns() {
   // rare), cutting by start time across every key and pattern of this worker.
   std::vector<int64_t> starts;
   for (PatternState& ps : patterns_)
-    for (auto& kv : ps.keys) kv.second.matcher.CollectRunStarts(&starts);
+    for (auto& kv : *ps.keys) kv.second.matcher.CollectRunStarts(&starts);
   const size_t keep = std::max<size_t>(1, run_budget_ * 3 / 4);
   if (starts.size() <= keep) return;
   std::nth_element(starts.begin(), starts.end() - static_cast<std::ptrdiff_t>(keep), starts.end());
@@ -503,7 +485,7 @@ void Worker::CutOldestRuns() {
   for (int64_t cut : {threshold, threshold + 1}) {
     if (stats_.matcher.live_runs <= static_cast<int64_t>(run_budget_) && cut != threshold) break;
     for (PatternState& ps : patterns_) {
-      for (auto& kv : ps.keys) {
+      for (auto& kv : *ps.keys) {
         ps.current_key_view = kv.first;
         const size_t d =
             kv.second.matcher.DropRunsStartedBefore(ps.env, EventTime::FromMillis(cut));
@@ -524,7 +506,7 @@ void Worker::CutOldestRuns() {
 
 void Worker::RebuildTimers(PatternState& ps) {
   std::vector<Timer> timers;
-  for (auto& kv : ps.keys)
+  for (auto& kv : *ps.keys)
     if (kv.second.scheduled != EventTime::Max()) timers.push_back(Timer{kv.second.scheduled, &kv});
   ps.timers = decltype(ps.timers)(std::greater<Timer>(), std::move(timers));
 }
@@ -537,13 +519,13 @@ void Worker::FireTimers(EventTime wm) {
       if (lookup_backend_) EndStoredKeys(ps);
       ps.cold_min = EventTime::Max();
       ps.group_cold_min.assign(ps.group_cold_min.size(), EventTime::Max());
-      for (auto& [key, e] : ps.keys) {
+      for (auto& [key, e] : *ps.keys) {
         ps.current_key_view = key;
         e.matcher.AdvanceTime(ps.env, wm);
         e.matcher.Clear(ps.env);
       }
-      cached_keys_ -= ps.keys.size();
-      ps.keys.clear();
+      cached_keys_ -= ps.keys->size();
+      ps.keys->clear();
       while (!ps.timers.empty()) ps.timers.pop();
       continue;
     }
@@ -604,12 +586,12 @@ void Worker::FireColdTimers(PatternState& ps, EventTime wm) {
       for (const std::string& tk : due) {
         writes_.Delete(g, ps.timer_ns, tk);
         const std::string_view key = std::string_view(tk).substr(8);
-        auto it = ps.keys.find(absl::string_view(key.data(), key.size()));
-        KeyMap::value_type* node = it != ps.keys.end() ? &*it : FindOrLoad(ps, key);
+        auto it = ps.keys->find(absl::string_view(key.data(), key.size()));
+        KeyNode* node = it != ps.keys->end() ? &*it : FindOrLoad(ps, key);
         KeyEntry& e = node->second;
         e.stored_timer = EventTime::Max();  // just deleted
         e.dirty = true;
-        if (it != ps.keys.end()) continue;  // in memory: its own timer has fired
+        if (it != ps.keys->end()) continue;  // in memory: its own timer has fired
         e.scheduled = EventTime::Max();
         e.last_used = batch_no_;
         ps.current_key_view = node->first;

@@ -5,21 +5,22 @@
 // through a bounded queue; everything else is private to the thread.
 #pragma once
 
-#include <absl/container/node_hash_map.h>
 #include <cstdint>
 #include <memory>
 #include <queue>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <condition_variable>
 #include <mutex>
 
 #include "common/blocking_queue.h"
-#include "engine/format.h"
-#include "engine/nfa_runtime.h"
-#include "engine/pipeline.h"
+#include "engine/checkpoint/snapshot_sync.h"
+#include "engine/format/format.h"
+#include "engine/nfa/nfa_runtime.h"
+#include "engine/plan/pipeline.h"
 #include "io/sink.h"
 #include "metrics/counters.h"
 #include "state/state_backend.h"
@@ -29,27 +30,6 @@ namespace cepheus::engine {
 struct RoutedEvent {
   RowPtr row;
   uint32_t keying = 0;
-};
-
-// The rendezvous of one checkpoint's synchronous phase. Each worker, having
-// processed everything before the barrier, writes its state back and
-// arrives; the coordinator waits for all, takes the snapshot, and releases
-// them. (Every worker has one input channel, fed by the single reader, so a
-// barrier needs no alignment across channels: it is in order by construction.)
-class SnapshotSync {
- public:
-  explicit SnapshotSync(int parties) : waiting_(parties) {}
-  void Arrive(const Status& s);
-  Status WaitAllArrived();
-  void Release();
-  void WaitReleased();
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int waiting_;
-  bool released_ = false;
-  Status status_;
 };
 
 // Events plus the watermark that holds after them. A Max watermark ends the input.
@@ -152,14 +132,16 @@ class Worker {
     // The deadline of this key's timer entry in the backend (Max: none).
     EventTime stored_timer = EventTime::Max();
   };
-  // Abseil's node map: power-of-two buckets (no division per lookup), lookup
-  // by string_view without a copy, and stable node addresses (timers hold them).
-  using KeyMap = absl::node_hash_map<std::string, KeyEntry>;
+  // An Abseil node map (worker.cc; kept out of this header): power-of-two
+  // buckets (no division per lookup), lookup by string_view without a copy,
+  // and stable node addresses (timers hold them).
+  struct KeyMap;
+  using KeyNode = std::pair<const std::string, KeyEntry>;
   // A timer points at its key's map node (nodes are stable until erased;
   // erasing happens only in SweepIdleKeys, which rebuilds the timers).
   struct Timer {
     EventTime at;
-    KeyMap::value_type* key;
+    KeyNode* key;
     bool operator>(const Timer& o) const { return at > o.at; }
   };
   struct PatternState {
@@ -168,7 +150,7 @@ class Worker {
     std::string timer_ns;  // and of their timers (deadline, key), in deadline order
     const Keying* keying = nullptr;
     MatcherEnv env;
-    KeyMap keys;
+    std::unique_ptr<KeyMap> keys;  // never null
     std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers;
     // Timers of keys that are not in memory live in the backend (so memory
     // does not grow with the number of keys): none of them is due before
@@ -183,7 +165,7 @@ class Worker {
     uint32_t keying;
     // Key node of the keying's first pattern, looked up one event ahead so
     // that its memory is on the way when the event is processed.
-    KeyMap::value_type* hint = nullptr;
+    KeyNode* hint = nullptr;
     // Event-time order, ties in arrival order.
     bool operator<(const Pending& o) const {
       return row->time() != o.row->time() ? row->time() < o.row->time() : row->seq() < o.row->seq();
@@ -199,14 +181,14 @@ class Worker {
   void FireColdTimers(PatternState& ps, EventTime wm);
   // Makes the key's timer entry in the backend match deadline `d`.
   void StoreTimer(PatternState& ps, const std::string& key, KeyEntry& e, EventTime d);
-  void Schedule(PatternState& ps, KeyMap::value_type& key);
+  void Schedule(PatternState& ps, KeyNode& key);
   void FlushOutput();
   void SweepIdleKeys();
   void CutOldestRuns();
   // Timers point at map nodes: rebuilt after keys are erased.
   void RebuildTimers(PatternState& ps);
   // The key's entry, loaded from the backend if it is there (else created).
-  KeyMap::value_type* FindOrLoad(PatternState& ps, std::string_view key);
+  KeyNode* FindOrLoad(PatternState& ps, std::string_view key);
   void EvictColdKeys();
   // Writes `e` to the backend if it changed (or deletes it if idle).
   void WriteBack(PatternState& ps, const std::string& key, KeyEntry& e);

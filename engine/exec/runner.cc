@@ -1,4 +1,4 @@
-#include "engine/runner.h"
+#include "engine/exec/runner.h"
 
 #include <spdlog/spdlog.h>
 
@@ -10,11 +10,11 @@
 
 #include "common/hash.h"
 #include "common/json.h"
-#include "engine/checkpoint.h"
-#include "engine/checkpoint_coordinator.h"
-#include "engine/event_reader.h"
-#include "engine/format.h"
-#include "engine/worker.h"
+#include "engine/checkpoint/checkpoint.h"
+#include "engine/checkpoint/checkpoint_coordinator.h"
+#include "engine/exec/worker.h"
+#include "engine/format/format.h"
+#include "engine/ingest/event_reader.h"
 #include "state/key_groups.h"
 
 namespace cepheus::engine {
@@ -272,7 +272,7 @@ Result<RunSummary> PipelineRunner::Run() {
     sent_wm = wm;
   };
 
-  // Checkpoints (engine/checkpoint_coordinator.h): the runner lends the
+  // Checkpoints (engine/checkpoint/checkpoint_coordinator.h): the runner lends the
   // coordinator its barrier injection, its side outputs and its position.
   std::unique_ptr<CheckpointCoordinator> coordinator;
   if (ck.enabled) {

@@ -1,4 +1,4 @@
-#include "engine/pipeline.h"
+#include "engine/plan/pipeline.h"
 
 #include <fstream>
 #include <set>

@@ -1,4 +1,4 @@
-#include "engine/nfa_runtime.h"
+#include "engine/nfa/nfa_runtime.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "engine/decoder.h"
+#include "engine/ingest/decoder.h"
 
 #include <simdjson.h>
 

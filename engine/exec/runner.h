@@ -13,10 +13,10 @@
 #include <string>
 
 #include "common/clock.h"
-#include "engine/event_reader.h"
-#include "engine/nfa_runtime.h"
-#include "engine/pipeline.h"
-#include "engine/run_outputs.h"
+#include "engine/exec/run_outputs.h"
+#include "engine/ingest/event_reader.h"
+#include "engine/nfa/nfa_runtime.h"
+#include "engine/plan/pipeline.h"
 #include "io/sink.h"
 #include "io/source.h"
 #include "metrics/counters.h"
@@ -25,7 +25,7 @@
 namespace cepheus::engine {
 
 // Durable state and checkpoints (docs/architecture.md "Durable state").
-class CheckpointHooks;  // engine/checkpoint_coordinator.h
+class CheckpointHooks;  // engine/checkpoint/checkpoint_coordinator.h
 
 struct CheckpointOptions {
   bool enabled = false;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/pipeline_config.h"
+#include "engine/plan/pipeline_config.h"
 #include "patterns/compiled.h"
 
 namespace cepheus::engine {

@@ -1,4 +1,4 @@
-#include "engine/format.h"
+#include "engine/format/format.h"
 
 #include <cstdio>
 

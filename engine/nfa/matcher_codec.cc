@@ -3,7 +3,7 @@
 #include <unordered_map>
 
 #include "common/varint.h"
-#include "engine/nfa_runtime.h"
+#include "engine/nfa/nfa_runtime.h"
 
 namespace cepheus::engine {
 namespace {

@@ -1,4 +1,4 @@
-#include "engine/backtest.h"
+#include "engine/batch/backtest.h"
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -18,8 +18,8 @@
 
 #include "common/hash.h"
 #include "common/json.h"
-#include "engine/format.h"
-#include "engine/nfa_runtime.h"
+#include "engine/format/format.h"
+#include "engine/nfa/nfa_runtime.h"
 #include "state/dir_lock.h"
 #include "state/key_groups.h"
 

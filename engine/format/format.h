@@ -11,7 +11,7 @@
 
 #include "common/row.h"
 #include "common/schema.h"
-#include "engine/nfa_runtime.h"
+#include "engine/nfa/nfa_runtime.h"
 #include "io/record.h"
 #include "patterns/compiled.h"
 #include "time/watermark.h"

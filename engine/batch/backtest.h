@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/event_reader.h"
-#include "engine/nfa_runtime.h"
-#include "engine/pipeline.h"
-#include "engine/run_outputs.h"
+#include "engine/exec/run_outputs.h"
+#include "engine/ingest/event_reader.h"
+#include "engine/nfa/nfa_runtime.h"
+#include "engine/plan/pipeline.h"
 #include "io/sink.h"
 #include "io/source.h"
 
