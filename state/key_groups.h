@@ -23,4 +23,20 @@ inline int WorkerOfGroup(int group, int num_groups, int parallelism) {
 // First group (inclusive) and last group (exclusive) of `worker`.
 void GroupRange(int worker, int num_groups, int parallelism, int* begin, int* end);
 
+// The key groups a worker owns: [begin, end). What scale-out hands out (a
+// process, a worker); a worker is given its range, it does not compute it.
+struct KeyGroupRange {
+  int begin = 0;
+  int end = kDefaultKeyGroups;
+  bool contains(int group) const { return group >= begin && group < end; }
+  int size() const { return end - begin; }
+};
+
+// The range of `worker` of `parallelism` splitting `num_groups` groups.
+inline KeyGroupRange RangeOfWorker(int worker, int num_groups, int parallelism) {
+  KeyGroupRange r;
+  GroupRange(worker, num_groups, parallelism, &r.begin, &r.end);
+  return r;
+}
+
 }  // namespace cepheus::state

@@ -221,10 +221,9 @@ class GroupMatcher {
       s->env.max_runs_per_key = p.config.max_runs_per_key;
       s->env.report_timeouts = s->pattern->has_timeout_emit;
       PatternSlot* self = s.get();
-      s->env.emit = [this, self](MatchResult&& m) {
+      s->env.emit = [this, self](const MatchResult& m) {
         self->renderer->RenderTo(current_key_, m, out_, &errors_);
         if (!m.timeout) ++self->key_matches;
-        pool_.Unref(m.last);
       };
       slots_.push_back(std::move(s));
     }

@@ -92,10 +92,16 @@ Result<RunSummary> PipelineRunner::Run() {
       &reg.GetCounter("cepheus_state_keys_loaded_total", "Keys read back from the state backend");
   worker_metrics.live_runs =
       &reg.GetGauge("cepheus_live_runs", "Partial matches held in memory now");
+  // The router: each worker is given a contiguous range of key groups, and
+  // an event goes to the owner of its key's group.
   std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<int> owner(state::kDefaultKeyGroups, -1);
   for (int w = 0; w < parallelism; ++w) {
+    const state::KeyGroupRange groups =
+        state::RangeOfWorker(w, state::kDefaultKeyGroups, parallelism);
+    for (int g = groups.begin; g < groups.end; ++g) owner[static_cast<size_t>(g)] = w;
     workers.push_back(
-        std::make_unique<Worker>(pipeline_, w, outputs_.matches, outputs_.dead_letter));
+        std::make_unique<Worker>(pipeline_, groups, outputs_.matches, outputs_.dead_letter));
     if (options_.max_live_runs)
       workers.back()->SetRunBudget(
           std::max<size_t>(1, options_.max_live_runs / static_cast<size_t>(parallelism)));
@@ -172,7 +178,6 @@ Result<RunSummary> PipelineRunner::Run() {
     }
     WorkerStateOptions wso;
     wso.backend = backend.get();
-    wso.parallelism = parallelism;
     wso.cache_keys = ck.cache_keys;
     for (auto& w : workers) w->AttachState(wso);
     if (meta) {
@@ -326,7 +331,7 @@ Result<RunSummary> PipelineRunner::Run() {
         if (keying.stream != e.stream) continue;
         uint64_t h = StableHash(KeyView(*e.row, keying.fields, sc.schema, &key_scratch));
         int group = state::KeyGroupOf(h, state::kDefaultKeyGroups);
-        int w = state::WorkerOfGroup(group, state::kDefaultKeyGroups, parallelism);
+        const int w = owner[static_cast<size_t>(group)];
         batches[static_cast<size_t>(w)].events.push_back(
             RoutedEvent{e.row, static_cast<uint32_t>(k)});
         ++pending_events;

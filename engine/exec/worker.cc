@@ -51,9 +51,10 @@ Status Worker::DropPatternState(state::StateBackend* backend, const std::string&
 
 struct Worker::KeyMap : absl::node_hash_map<std::string, KeyEntry> {};
 
-Worker::Worker(const CompiledPipeline& pipeline, int index, io::Sink* matches, io::Sink* errors)
+Worker::Worker(const CompiledPipeline& pipeline, state::KeyGroupRange groups, io::Sink* matches,
+               io::Sink* errors)
     : pipeline_(pipeline),
-      index_(index),
+      groups_(groups),
       matches_(matches),
       errors_out_(errors ? errors : matches) {
   patterns_.resize(pipeline.patterns.size());
@@ -78,9 +79,8 @@ Worker::Worker(const CompiledPipeline& pipeline, int index, io::Sink* matches, i
     ps.env.report_timeouts = ps.pattern->has_timeout_emit;
     ps.renderer = std::make_unique<MatchRenderer>(*ps.pattern);
     PatternState* self = &ps;
-    ps.env.emit = [this, self](MatchResult&& m) {
+    ps.env.emit = [this, self](const MatchResult& m) {
       self->renderer->RenderTo(self->current_key_view, m, &out_, &errors_);
-      pool_.Unref(m.last);
     };
     ps.env.on_runs_dropped = [self](size_t dropped) {
       // Logged once per key and event, so a hot key cannot flood the log silently:
@@ -182,8 +182,7 @@ int Worker::GroupOf(std::string_view key) const {
 
 Status Worker::Restore(const RestoreMapping& mapping) {
   if (!state_.backend) return Status::Internal("restore without a state backend");
-  int begin, end;
-  state::GroupRange(index_, state::kDefaultKeyGroups, state_.parallelism, &begin, &end);
+  const int begin = groups_.begin, end = groups_.end;
   Status bad;
   for (int g = begin; g < end; ++g) {
     // Pending events are read back; keys and their timers stay in the
@@ -379,8 +378,7 @@ void Worker::EvictColdKeys() {
 }
 
 void Worker::EndStoredKeys(PatternState& ps) {
-  int begin, end;
-  state::GroupRange(index_, state::kDefaultKeyGroups, state_.parallelism, &begin, &end);
+  const int begin = groups_.begin, end = groups_.end;
   for (int g = begin; g < end; ++g) {
     std::vector<std::string> keys;
     Status s =
@@ -407,7 +405,7 @@ void Worker::Schedule(PatternState& ps, KeyNode& key) {
   EventTime d = e.matcher.NextDeadline(ps.env);
   if (d != EventTime::Max() && d < e.scheduled) {
     e.scheduled = d;
-    ps.timers.push(Timer{d, &key});
+    ps.timers.Push(d, &key);
   }
 }
 
@@ -505,10 +503,10 @@ void Worker::CutOldestRuns() {
 }
 
 void Worker::RebuildTimers(PatternState& ps) {
-  std::vector<Timer> timers;
+  std::vector<Timers::Timer> timers;
   for (auto& kv : *ps.keys)
-    if (kv.second.scheduled != EventTime::Max()) timers.push_back(Timer{kv.second.scheduled, &kv});
-  ps.timers = decltype(ps.timers)(std::greater<Timer>(), std::move(timers));
+    if (kv.second.scheduled != EventTime::Max()) timers.push_back({kv.second.scheduled, &kv});
+  ps.timers.Assign(std::move(timers));
 }
 
 void Worker::FireTimers(EventTime wm) {
@@ -526,20 +524,19 @@ void Worker::FireTimers(EventTime wm) {
       }
       cached_keys_ -= ps.keys->size();
       ps.keys->clear();
-      while (!ps.timers.empty()) ps.timers.pop();
+      ps.timers.Clear();
       continue;
     }
-    while (!ps.timers.empty() && ps.timers.top().at <= wm) {
-      Timer t = ps.timers.top();
-      ps.timers.pop();
-      KeyEntry& e = t.key->second;
-      if (e.scheduled != t.at) continue;  // superseded by an earlier timer
+    while (auto t = ps.timers.PopDue(wm)) {
+      KeyNode* node = t->payload;
+      KeyEntry& e = node->second;
+      if (e.scheduled != t->at) continue;  // superseded by an earlier timer
       e.scheduled = EventTime::Max();
       e.dirty = true;
       e.last_used = batch_no_;
-      ps.current_key_view = t.key->first;
+      ps.current_key_view = node->first;
       e.matcher.AdvanceTime(ps.env, wm);
-      Schedule(ps, *t.key);  // idle keys are left to SweepIdleKeys
+      Schedule(ps, *node);  // idle keys are left to SweepIdleKeys
     }
     // Deadlines of keys that were evicted: load them and let time pass.
     if (lookup_backend_ && ps.cold_min <= wm) FireColdTimers(ps, wm);
@@ -548,8 +545,7 @@ void Worker::FireTimers(EventTime wm) {
 
 void Worker::FireColdTimers(PatternState& ps, EventTime wm) {
   FlushWrites();  // the scan must see the timer entries written so far
-  int begin, end;
-  state::GroupRange(index_, state::kDefaultKeyGroups, state_.parallelism, &begin, &end);
+  const int begin = groups_.begin, end = groups_.end;
   std::vector<std::string> due;
   constexpr size_t kChunk = 4096;  // keys loaded at a time (then the cache is trimmed)
   for (int g = begin; g < end; ++g) {

@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <queue>
 #include <string>
 #include <thread>
 #include <utility>
@@ -23,7 +22,9 @@
 #include "engine/plan/pipeline.h"
 #include "io/sink.h"
 #include "metrics/counters.h"
+#include "state/key_groups.h"
 #include "state/state_backend.h"
+#include "time/timer_queue.h"
 
 namespace cepheus::engine {
 
@@ -69,7 +70,6 @@ struct WorkerMetrics {
 // Where a worker keeps its state beyond memory (see docs/architecture.md).
 struct WorkerStateOptions {
   state::StateBackend* backend = nullptr;  // shared by all workers
-  int parallelism = 1;                     // to know the worker's key groups
   // At most this many keys (over all patterns) stay deserialized in memory;
   // the least recently used ones beyond are written back and dropped. 0: no limit.
   size_t cache_keys = 0;
@@ -87,10 +87,12 @@ struct RestoreMapping {
 
 class Worker {
  public:
-  // `errors` receives matches a STRICT skip could not apply to (the
-  // dead-letter output); null sends them to `matches`.
-  Worker(const CompiledPipeline& pipeline, int index, io::Sink* matches,
+  // The worker owns the key groups `groups`: it restores their state and is
+  // sent only their events. `errors` receives matches a STRICT skip could
+  // not apply to (the dead-letter output); null sends them to `matches`.
+  Worker(const CompiledPipeline& pipeline, state::KeyGroupRange groups, io::Sink* matches,
          io::Sink* errors = nullptr);
+  state::KeyGroupRange groups() const { return groups_; }
   // Deletes everything a pattern keeps in `backend` (its state is dropped
   // when the pattern changed since the checkpoint).
   static Status DropPatternState(state::StateBackend* backend, const std::string& pattern);
@@ -138,12 +140,10 @@ class Worker {
   struct KeyMap;
   using KeyNode = std::pair<const std::string, KeyEntry>;
   // A timer points at its key's map node (nodes are stable until erased;
-  // erasing happens only in SweepIdleKeys, which rebuilds the timers).
-  struct Timer {
-    EventTime at;
-    KeyNode* key;
-    bool operator>(const Timer& o) const { return at > o.at; }
-  };
+  // erasing happens only in SweepIdleKeys, which rebuilds the timers). A key
+  // rescheduled earlier leaves its old timer behind, recognised as superseded
+  // (KeyEntry::scheduled) when it pops.
+  using Timers = timing::TimerQueue<KeyNode*>;
   struct PatternState {
     const patterns::CompiledPattern* pattern = nullptr;
     std::string ns;        // the backend namespace of its matchers
@@ -151,7 +151,7 @@ class Worker {
     const Keying* keying = nullptr;
     MatcherEnv env;
     std::unique_ptr<KeyMap> keys;  // never null
-    std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers;
+    Timers timers;
     // Timers of keys that are not in memory live in the backend (so memory
     // does not grow with the number of keys): none of them is due before
     // this (Max: none, or no backend).
@@ -216,7 +216,7 @@ class Worker {
   uint64_t events_since_sweep_ = 0;
 
   const CompiledPipeline& pipeline_;
-  const int index_;
+  const state::KeyGroupRange groups_;
   io::Sink* matches_;
   io::Sink* errors_out_;
   BlockingQueue<EventBatch> queue_{16};

@@ -543,7 +543,8 @@ void KeyMatcher::EmitNow(MatcherEnv& env, MatchResult&& m) {
     ++env.stats->timeouts;
   else
     ++env.stats->matches;
-  env.emit(std::move(m));
+  env.emit(m);
+  env.pool->Unref(m.last);
 }
 
 void KeyMatcher::Release(MatcherEnv& env, const CompletionKey& now_key, EventTime now) {

@@ -92,8 +92,11 @@ struct MatcherEnv {
   size_t max_runs_per_key = 10000;
   // Report runs that expire without completing (ON TIMEOUT EMIT).
   bool report_timeouts = false;
-  // Receives every emitted match and timeout (and must Unref `last`).
-  std::function<void(MatchResult&&)> emit;
+  // Receives every emitted match and timeout. The matcher keeps the
+  // reference to `last` and releases it when the call returns, so a receiver
+  // cannot leak or double-release it; one that keeps the match takes its
+  // own reference (NodePool::Ref).
+  std::function<void(const MatchResult&)> emit;
   // Told when the run cap cut runs for a key (for logging).
   std::function<void(size_t dropped)> on_runs_dropped;
 

@@ -33,13 +33,12 @@ Outcome RunNfa(const patterns::CompiledPattern& p, const std::vector<RowPtr>& ev
   env.stats = &stats;
   env.max_runs_per_key = 1'000'000;
   env.report_timeouts = timeouts;
-  env.emit = [&](engine::MatchResult&& m) {
+  env.emit = [&](const engine::MatchResult& m) {
     RefMatch r;
     r.timeout = m.timeout;
     for (const engine::BufNode* n : engine::PathOf(m.last))
       r.path.emplace_back(pos.at(n->id), n->var);
     out.matches.push_back(std::move(r));
-    pool.Unref(m.last);
   };
   engine::KeyMatcher km;
   for (size_t i = 0; i < events.size(); ++i) {

@@ -19,7 +19,7 @@ struct Collector {
   std::map<engine::EventId, int>* pos;
   std::vector<RefMatch> matches;
   engine::NodePool* pool;
-  void operator()(engine::MatchResult&& m) {
+  void operator()(const engine::MatchResult& m) {
     RefMatch r;
     r.timeout = m.timeout;
     for (const engine::BufNode* n : engine::PathOf(m.last)) {
@@ -27,7 +27,6 @@ struct Collector {
       r.path.emplace_back(it == pos->end() ? -1 : it->second, n->var);
     }
     matches.push_back(std::move(r));
-    pool->Unref(m.last);
   }
 };
 
@@ -39,7 +38,7 @@ engine::MatcherEnv Env(const patterns::CompiledPattern& p, engine::NodePool* poo
   env.stats = stats;
   env.max_runs_per_key = 1'000'000;
   env.report_timeouts = p.has_timeout_emit;
-  env.emit = [c](engine::MatchResult&& m) { (*c)(std::move(m)); };
+  env.emit = [c](const engine::MatchResult& m) { (*c)(m); };
   return env;
 }
 

@@ -14,6 +14,13 @@ TEST(KeyGroups, RangesPartitionTheGroupsAndInvertWorkerOfGroup) {
       int b, e;
       GroupRange(w, kDefaultKeyGroups, parallelism, &b, &e);
       EXPECT_EQ(b, next) << "contiguous";
+      const KeyGroupRange r = RangeOfWorker(w, kDefaultKeyGroups, parallelism);
+      EXPECT_EQ(r.begin, b);
+      EXPECT_EQ(r.end, e);
+      EXPECT_EQ(r.size(), e - b);
+      if (e > b) {
+        EXPECT_TRUE(r.contains(b) && r.contains(e - 1) && !r.contains(e));
+      }
       for (int g = b; g < e; ++g) EXPECT_EQ(WorkerOfGroup(g, kDefaultKeyGroups, parallelism), w);
       next = e;
     }
