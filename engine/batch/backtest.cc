@@ -18,6 +18,7 @@
 
 #include "common/hash.h"
 #include "common/json.h"
+#include "engine/exec/cep_operator.h"
 #include "engine/format/format.h"
 #include "engine/nfa/nfa_runtime.h"
 #include "state/dir_lock.h"
@@ -215,11 +216,7 @@ class GroupMatcher {
       auto s = std::make_unique<PatternSlot>();
       s->pattern = p.patterns[static_cast<size_t>(pi)].get();
       s->renderer = std::make_unique<MatchRenderer>(*s->pattern);
-      s->env.pattern = s->pattern;
-      s->env.pool = &pool_;
-      s->env.stats = &s->stats;
-      s->env.max_runs_per_key = p.config.max_runs_per_key;
-      s->env.report_timeouts = s->pattern->has_timeout_emit;
+      WireMatcherEnv(p, *s->pattern, &pool_, &s->stats, &s->env);
       PatternSlot* self = s.get();
       s->env.emit = [this, self](const MatchResult& m) {
         self->renderer->RenderTo(current_key_, m, out_, &errors_);

@@ -44,6 +44,15 @@ Status CepOperator::DropPatternState(state::StateBackend* backend, const std::st
   return Status::Ok();
 }
 
+void WireMatcherEnv(const CompiledPipeline& pipeline, const patterns::CompiledPattern& pattern,
+                    NodePool* pool, MatcherStats* stats, MatcherEnv* env) {
+  env->pattern = &pattern;
+  env->pool = pool;
+  env->stats = stats;
+  env->max_runs_per_key = pipeline.config.max_runs_per_key;
+  env->report_timeouts = pattern.has_timeout_emit;
+}
+
 struct CepOperator::KeyMap : absl::node_hash_map<std::string, KeyEntry> {};
 
 CepOperator::CepOperator(const CompiledPipeline& pipeline, state::KeyGroupRange groups,
@@ -68,11 +77,7 @@ CepOperator::CepOperator(const CompiledPipeline& pipeline, state::KeyGroupRange 
     }
   }
   for (PatternState& ps : patterns_) {
-    ps.env.pattern = ps.pattern;
-    ps.env.pool = &pool_;
-    ps.env.stats = &stats_.matcher;
-    ps.env.max_runs_per_key = pipeline.config.max_runs_per_key;
-    ps.env.report_timeouts = ps.pattern->has_timeout_emit;
+    WireMatcherEnv(pipeline, *ps.pattern, &pool_, &stats_.matcher, &ps.env);
     ps.renderer = std::make_unique<MatchRenderer>(*ps.pattern);
     PatternState* self = &ps;
     ps.env.emit = [this, self](const MatchResult& m) {

@@ -34,6 +34,12 @@ struct WorkerStats {
   int64_t peak_live_runs = 0;  // after each batch (and any budget cut)
 };
 
+// The common wiring of a pattern's matchers (the CEP operator's and the
+// batch matcher's): pattern, node pool, stats, limits, whether timeouts are
+// reported. The caller adds `emit` (where matches go).
+void WireMatcherEnv(const CompiledPipeline& pipeline, const patterns::CompiledPattern& pattern,
+                    NodePool* pool, MatcherStats* stats, MatcherEnv* env);
+
 class CepOperator final : public KeyedOperator {
  public:
   // Counts into `*stats` (the worker's). `errors` receives matches a STRICT
