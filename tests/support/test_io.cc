@@ -1,5 +1,4 @@
 #include "tests/support/test_io.h"
-#include "sources/file_source.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -11,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "sources/file_source.h"
 
 namespace cepheus::testing {
 
@@ -143,6 +144,36 @@ int ScaledCases(int full, int minimum) {
   return std::max(minimum, static_cast<int>(full * std::min(scale, 1.0)));
 }
 
+namespace {
+
+// Removes the scratch directories of a test when it passed (a failed test
+// keeps them, for a look at what it left).
+class ScratchCleaner : public ::testing::EmptyTestEventListener {
+ public:
+  void Add(std::string dir) { dirs_.push_back(std::move(dir)); }
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    if (info.result() && info.result()->Passed()) {
+      std::error_code ec;
+      for (const std::string& d : dirs_) std::filesystem::remove_all(d, ec);
+    }
+    dirs_.clear();
+  }
+
+ private:
+  std::vector<std::string> dirs_;
+};
+
+ScratchCleaner& Cleaner() {
+  static ScratchCleaner* cleaner = [] {
+    auto* c = new ScratchCleaner;  // owned by gtest's listener list
+    ::testing::UnitTest::GetInstance()->listeners().Append(c);
+    return c;
+  }();
+  return *cleaner;
+}
+
+}  // namespace
+
 std::string ScratchDir(const std::string& prefix) {
   namespace fs = std::filesystem;
   const fs::path dir =
@@ -150,6 +181,7 @@ std::string ScratchDir(const std::string& prefix) {
                                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
   fs::remove_all(dir);
   fs::create_directories(dir);
+  Cleaner().Add(dir.string());
   return dir.string();
 }
 

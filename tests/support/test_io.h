@@ -51,7 +51,7 @@ int WaitPid(int pid);
 int ScaledCases(int full, int minimum = 5);
 
 // A fresh, empty directory under the system temp directory, named after the
-// running test (and this process).
+// running test (and this process); removed when the test passes.
 std::string ScratchDir(const std::string& prefix);
 
 }  // namespace cepheus::testing
