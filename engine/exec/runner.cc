@@ -12,6 +12,7 @@
 #include "common/json.h"
 #include "engine/checkpoint/checkpoint.h"
 #include "engine/checkpoint/checkpoint_coordinator.h"
+#include "engine/exec/restore.h"
 #include "engine/exec/worker.h"
 #include "engine/format/format.h"
 #include "engine/ingest/event_reader.h"
@@ -21,32 +22,98 @@ namespace cepheus::engine {
 namespace {
 constexpr size_t kBatchEvents = 2048;
 
-std::string SchemaText(const Schema& schema) {
-  std::string t;
-  for (const Field& f : schema.fields())
-    t += f.name + ":" + std::string(FieldTypeName(f.type)) + ",";
-  return t;
+// The counters every worker adds to after each batch (live).
+WorkerMetrics RegisterWorkerMetrics(metrics::Registry& reg) {
+  WorkerMetrics m;
+  m.matches = &reg.GetCounter("cepheus_matches_total", "Matches emitted");
+  m.timeouts = &reg.GetCounter("cepheus_timeouts_total", "Partial matches that timed out");
+  m.runs_dropped =
+      &reg.GetCounter("cepheus_runs_dropped_total", "Partial matches cut by max_runs_per_key");
+  m.runs_cut_by_budget = &reg.GetCounter("cepheus_runs_cut_by_budget_total",
+                                         "Partial matches cut to keep limits.max_live_runs");
+  m.held_matches =
+      &reg.GetCounter("cepheus_held_matches_total",
+                      "Matches held by AFTER MATCH SKIP until earlier partial matches ended");
+  m.skip_errors = &reg.GetCounter(
+      "cepheus_skip_errors_total",
+      "Matches AFTER MATCH SKIP TO ... STRICT could not skip for (sent to dead_letter)");
+  m.keys_evicted = &reg.GetCounter("cepheus_state_keys_evicted_total",
+                                   "Keys written back and dropped from the cache");
+  m.keys_loaded =
+      &reg.GetCounter("cepheus_state_keys_loaded_total", "Keys read back from the state backend");
+  m.live_runs = &reg.GetGauge("cepheus_live_runs", "Partial matches held in memory now");
+  return m;
 }
 
-// What identifies a keying across runs: its stream, the stream's schema
-// (pending events are stored in that layout) and the key fields.
-std::string KeyingSignature(const CompiledPipeline& p, const Keying& k) {
-  const StreamConfig& sc = p.config.streams[static_cast<size_t>(k.stream)];
-  std::string sig = sc.name + "|" + SchemaText(sc.schema) + "|";
-  for (int f : k.fields) sig += sc.schema.field(static_cast<size_t>(f)).name + ",";
-  return sig;
-}
+// The router: every worker is given a contiguous range of key groups; an
+// event goes, once per keying of its stream, to the owner of its key's group.
+class Router {
+ public:
+  Router(const CompiledPipeline& pipeline, int parallelism)
+      : pipeline_(pipeline), owner_(state::kDefaultKeyGroups, -1) {
+    for (int w = 0; w < parallelism; ++w) {
+      ranges_.push_back(state::RangeOfWorker(w, state::kDefaultKeyGroups, parallelism));
+      for (int g = ranges_.back().begin; g < ranges_.back().end; ++g)
+        owner_[static_cast<size_t>(g)] = w;
+    }
+  }
+  const std::vector<state::KeyGroupRange>& ranges() const { return ranges_; }
+  // Appends `e` to the batches of its owners; returns how many it added.
+  size_t Route(const ReadEvent& e, std::vector<EventBatch>* batches) {
+    const StreamConfig& sc = pipeline_.config.streams[static_cast<size_t>(e.stream)];
+    size_t n = 0;
+    for (size_t k = 0; k < pipeline_.keyings.size(); ++k) {
+      const Keying& keying = pipeline_.keyings[k];
+      if (keying.stream != e.stream) continue;
+      const uint64_t h = StableHash(KeyView(*e.row, keying.fields, sc.schema, &scratch_));
+      const int w = owner_[static_cast<size_t>(state::KeyGroupOf(h, state::kDefaultKeyGroups))];
+      (*batches)[static_cast<size_t>(w)].events.push_back(
+          RoutedEvent{e.row, static_cast<uint32_t>(k)});
+      ++n;
+    }
+    return n;
+  }
 
-std::string PatternFingerprint(const CompiledPipeline& p, int pattern_index) {
-  for (const Keying& k : p.keyings)
-    for (int pi : k.patterns)
-      if (pi == pattern_index)
-        return Fingerprint(p.patterns[static_cast<size_t>(pi)]->ToText() + "|" +
-                           KeyingSignature(p, k));
-  return Fingerprint(p.patterns[static_cast<size_t>(pattern_index)]->ToText());
-}
+ private:
+  const CompiledPipeline& pipeline_;
+  std::vector<state::KeyGroupRange> ranges_;
+  std::vector<int> owner_;  // key group -> worker
+  std::string scratch_;
+};
 
 }  // namespace
+
+void PipelineRunner::AddWorker(const Worker& w, RunSummary* summary) {
+  summary->matcher.Add(w.stats().matcher);
+  summary->keys_evicted += w.stats().keys_evicted;
+  summary->keys_loaded += w.stats().keys_loaded;
+  summary->peak_cached_keys = std::max(summary->peak_cached_keys, w.stats().peak_cached_keys);
+  summary->peak_live_runs += w.stats().peak_live_runs;
+  summary->matches = summary->matcher.matches;
+  summary->timeouts = summary->matcher.timeouts;
+  summary->runs_dropped = summary->matcher.runs_dropped;
+}
+
+void PipelineRunner::LogRunWarnings(const RunSummary& summary) const {
+  if (const std::string held = summary.matcher.HeldSummary(); !held.empty())
+    spdlog::info("{}", held);
+  if (summary.matcher.skip_errors)
+    spdlog::error(
+        "{} matches could not apply AFTER MATCH SKIP ... STRICT; they went to the dead_letter "
+        "output with the reason",
+        summary.matcher.skip_errors);
+  for (const std::string& w : BadInputWarnings(pipeline_.config, summary.streams))
+    spdlog::warn("{}", w);
+  if (summary.matcher.runs_cut_by_budget)
+    spdlog::warn(
+        "{} partial matches were cut to keep limits.max_live_runs={} (oldest first; see "
+        "cepheus_runs_cut_by_budget_total)",
+        summary.matcher.runs_cut_by_budget, options_.max_live_runs);
+  if (summary.runs_dropped)
+    spdlog::warn(
+        "{} partial matches were cut by max_runs_per_key={} (see cepheus_runs_dropped_total)",
+        summary.runs_dropped, pipeline_.config.max_runs_per_key);
+}
 
 PipelineRunner::PipelineRunner(const CompiledPipeline& pipeline, RunOutputs outputs,
                                RunOptions options)
@@ -72,34 +139,10 @@ Result<RunSummary> PipelineRunner::Run() {
   CEPHEUS_RETURN_IF_ERROR(reader.Open());
 
   // Live counters: the workers add to them after every batch.
-  WorkerMetrics worker_metrics;
-  worker_metrics.matches = &reg.GetCounter("cepheus_matches_total", "Matches emitted");
-  worker_metrics.timeouts =
-      &reg.GetCounter("cepheus_timeouts_total", "Partial matches that timed out");
-  worker_metrics.runs_dropped =
-      &reg.GetCounter("cepheus_runs_dropped_total", "Partial matches cut by max_runs_per_key");
-  worker_metrics.runs_cut_by_budget = &reg.GetCounter(
-      "cepheus_runs_cut_by_budget_total", "Partial matches cut to keep limits.max_live_runs");
-  worker_metrics.held_matches =
-      &reg.GetCounter("cepheus_held_matches_total",
-                      "Matches held by AFTER MATCH SKIP until earlier partial matches ended");
-  worker_metrics.skip_errors = &reg.GetCounter(
-      "cepheus_skip_errors_total",
-      "Matches AFTER MATCH SKIP TO ... STRICT could not skip for (sent to dead_letter)");
-  worker_metrics.keys_evicted = &reg.GetCounter("cepheus_state_keys_evicted_total",
-                                                "Keys written back and dropped from the cache");
-  worker_metrics.keys_loaded =
-      &reg.GetCounter("cepheus_state_keys_loaded_total", "Keys read back from the state backend");
-  worker_metrics.live_runs =
-      &reg.GetGauge("cepheus_live_runs", "Partial matches held in memory now");
-  // The router: each worker is given a contiguous range of key groups, and
-  // an event goes to the owner of its key's group.
+  const WorkerMetrics worker_metrics = RegisterWorkerMetrics(reg);
+  Router router(pipeline_, parallelism);
   std::vector<std::unique_ptr<Worker>> workers;
-  std::vector<int> owner(state::kDefaultKeyGroups, -1);
-  for (int w = 0; w < parallelism; ++w) {
-    const state::KeyGroupRange groups =
-        state::RangeOfWorker(w, state::kDefaultKeyGroups, parallelism);
-    for (int g = groups.begin; g < groups.end; ++g) owner[static_cast<size_t>(g)] = w;
+  for (const state::KeyGroupRange& groups : router.ranges()) {
     workers.push_back(
         std::make_unique<Worker>(pipeline_, groups, outputs_.matches, outputs_.dead_letter));
     if (options_.max_live_runs)
@@ -123,99 +166,21 @@ Result<RunSummary> PipelineRunner::Run() {
   if (ck.enabled) {
     store = std::make_unique<CheckpointStore>(ck.state_dir);
     if (ck.restart) CEPHEUS_RETURN_IF_ERROR(store->DeleteAll());
-    auto usable = store->Usable();
-    if (!usable.ok()) return usable.status();
-    std::optional<CheckpointStore::Found> found;
-    if (!usable->empty() && usable->front().metadata.finished) {
-      spdlog::info(
-          "state: the previous run of this pipeline finished (checkpoint {}); starting from the "
-          "beginning",
-          usable->front().metadata.id);
-      CEPHEUS_RETURN_IF_ERROR(store->DeleteAll());
-      usable->clear();
-    }
-    // The newest usable checkpoint whose state opens; a state that does not
-    // open (damaged table files) falls back to the previous checkpoint.
-    std::vector<std::string> failures;
-    for (auto& candidate : *usable) {
-      const CheckpointMetadata& m = candidate.metadata;
-      if (m.state_backend != state::BackendKindName(ck.backend))
-        return Status::InvalidArgument("checkpoint " + std::to_string(m.id) + " holds " +
-                                       m.state_backend + " state; the pipeline now uses " +
-                                       state::BackendKindName(ck.backend));
-      auto opened = state::OpenWorkingState(ck.backend, store->working_dir(),
-                                            candidate.dir + "/" + m.state_location);
-      if (opened.ok()) {
-        if (!failures.empty())
-          spdlog::warn("falling back to checkpoint {} (newer ones could not be restored)", m.id);
-        backend = std::move(opened.value());
-        found = std::move(candidate);
-        break;
-      }
-      spdlog::warn("checkpoint {}: its state cannot be restored: {}", m.id,
-                   opened.status().message());
-      failures.push_back("checkpoint " + std::to_string(m.id) + ": " + opened.status().message());
-    }
-    if (!failures.empty() && !found) {
-      std::string msg = "no checkpoint in '" + ck.state_dir +
-                        "' could be restored (refusing to start from empty state; move the "
-                        "state directory away to start over):";
-      for (const auto& f : failures) msg += "\n  " + f;
-      return Status::Corruption(msg);
-    }
-    const CheckpointMetadata* meta = found ? &found->metadata : nullptr;
-    if (!backend) {
-      auto opened = state::OpenWorkingState(ck.backend, store->working_dir(), "");
-      if (!opened.ok()) return opened.status();
-      backend = std::move(opened.value());
-    }
-    for (auto [slot, out] : slots) {
-      std::string record;
-      if (meta)
-        for (const auto& [name, rec] : meta->outputs)
-          if (name == slot) record = rec;
-      if (out) CEPHEUS_RETURN_IF_ERROR(out->Recover(record));
-    }
+    auto opened = OpenLatestState(*store, ck);
+    if (!opened.ok()) return opened.status();
+    backend = std::move(opened->backend);
+    const CheckpointMetadata* meta = opened->found ? &opened->found->metadata : nullptr;
+    CEPHEUS_RETURN_IF_ERROR(RecoverSinks(meta, {std::begin(slots), std::end(slots)}));
     WorkerStateOptions wso;
     wso.backend = backend.get();
     wso.cache_keys = ck.cache_keys;
     for (auto& w : workers) w->AttachState(wso);
     if (meta) {
       CEPHEUS_RETURN_IF_ERROR(store->DeleteNewerThan(meta->id));
-      // Patterns: unchanged ones keep their state, changed or removed ones
-      // drop it, new ones start empty.
-      for (const auto& [name, fp] : meta->patterns) {
-        int now = -1;
-        for (size_t i = 0; i < pipeline_.patterns.size(); ++i)
-          if (pipeline_.patterns[i]->name == name) now = static_cast<int>(i);
-        const bool same = now >= 0 && PatternFingerprint(pipeline_, now) == fp;
-        if (same) {
-          spdlog::info("pattern {}: unchanged since checkpoint {}, its state is restored", name,
-                       meta->id);
-          continue;
-        }
-        spdlog::warn("pattern {}: {} since checkpoint {}, its partial matches are dropped", name,
-                     now >= 0 ? "changed" : "removed", meta->id);
-        CEPHEUS_RETURN_IF_ERROR(Worker::DropPatternState(backend.get(), name));
-      }
-      for (const auto& pat : pipeline_.patterns) {
-        bool known = false;
-        for (const auto& [name, fp] : meta->patterns) known |= name == pat->name;
-        if (!known)
-          spdlog::info("pattern {}: new since checkpoint {}, starts with empty state", pat->name,
-                       meta->id);
-      }
-      RestoreMapping mapping;
-      mapping.watermark = meta->watermark;
-      mapping.timers_in_state = meta->worker_state >= 2;
-      for (const std::string& sig : meta->keyings) {
-        int now = -1;
-        for (size_t k = 0; k < pipeline_.keyings.size(); ++k)
-          if (KeyingSignature(pipeline_, pipeline_.keyings[k]) == sig) now = static_cast<int>(k);
-        mapping.keyings.push_back(now);
-      }
+      auto mapping = MapCheckpoint(pipeline_, *meta, backend.get());
+      if (!mapping.ok()) return mapping.status();
       CEPHEUS_RETURN_IF_ERROR(reader.RestorePosition(meta->reader_state));
-      for (auto& w : workers) CEPHEUS_RETURN_IF_ERROR(w->Restore(mapping));
+      for (auto& w : workers) CEPHEUS_RETURN_IF_ERROR(w->Restore(mapping.value()));
       sent_wm = meta->watermark;
       summary.restored_from = meta->id;
       spdlog::info(
@@ -316,7 +281,6 @@ Result<RunSummary> PipelineRunner::Run() {
 
   Status failure;
   std::vector<ReadEvent> events;
-  std::string key_scratch;
   while (!stop_.load()) {
     events.clear();
     auto turn = reader.ReadTurn(&events, &dead_out, &late_out);
@@ -324,19 +288,7 @@ Result<RunSummary> PipelineRunner::Run() {
       failure = turn.status();
       break;
     }
-    for (ReadEvent& e : events) {
-      const StreamConfig& sc = pipeline_.config.streams[static_cast<size_t>(e.stream)];
-      for (size_t k = 0; k < pipeline_.keyings.size(); ++k) {
-        const Keying& keying = pipeline_.keyings[k];
-        if (keying.stream != e.stream) continue;
-        uint64_t h = StableHash(KeyView(*e.row, keying.fields, sc.schema, &key_scratch));
-        int group = state::KeyGroupOf(h, state::kDefaultKeyGroups);
-        const int w = owner[static_cast<size_t>(group)];
-        batches[static_cast<size_t>(w)].events.push_back(
-            RoutedEvent{e.row, static_cast<uint32_t>(k)});
-        ++pending_events;
-      }
-    }
+    for (const ReadEvent& e : events) pending_events += router.Route(e, &batches);
     publish_counters();
     if (*turn == EventReader::Turn::kEnd) break;
     if (options_.stop_after_records && reader.counts().records_read >= options_.stop_after_records)
@@ -400,16 +352,9 @@ Result<RunSummary> PipelineRunner::Run() {
   summary.reader = reader.counts();
   summary.streams = reader.stream_counts();
   for (auto& w : workers) {
-    summary.matcher.Add(w->stats().matcher);
-    summary.keys_evicted += w->stats().keys_evicted;
-    summary.keys_loaded += w->stats().keys_loaded;
-    summary.peak_cached_keys = std::max(summary.peak_cached_keys, w->stats().peak_cached_keys);
-    summary.peak_live_runs += w->stats().peak_live_runs;
+    AddWorker(*w, &summary);
     if (failure.ok() && !w->status().ok()) failure = w->status();
   }
-  summary.matches = summary.matcher.matches;
-  summary.timeouts = summary.matcher.timeouts;
-  summary.runs_dropped = summary.matcher.runs_dropped;
   reg.GetGauge("cepheus_held_match_max_wait_ms",
                "Longest event-time wait of a held match after its last event")
       .Set(summary.matcher.held_wait_ms_max);
@@ -421,24 +366,7 @@ Result<RunSummary> PipelineRunner::Run() {
   }
   if (!failure.ok()) return failure;
   summary.stopped = stopped;
-  if (const std::string held = summary.matcher.HeldSummary(); !held.empty())
-    spdlog::info("{}", held);
-  if (summary.matcher.skip_errors)
-    spdlog::error(
-        "{} matches could not apply AFTER MATCH SKIP ... STRICT; they went to the dead_letter "
-        "output with the reason",
-        summary.matcher.skip_errors);
-  for (const std::string& w : BadInputWarnings(pipeline_.config, summary.streams))
-    spdlog::warn("{}", w);
-  if (summary.matcher.runs_cut_by_budget)
-    spdlog::warn(
-        "{} partial matches were cut to keep limits.max_live_runs={} (oldest first; see "
-        "cepheus_runs_cut_by_budget_total)",
-        summary.matcher.runs_cut_by_budget, options_.max_live_runs);
-  if (summary.runs_dropped)
-    spdlog::warn(
-        "{} partial matches were cut by max_runs_per_key={} (see cepheus_runs_dropped_total)",
-        summary.runs_dropped, pipeline_.config.max_runs_per_key);
+  LogRunWarnings(summary);
   return summary;
 }
 
