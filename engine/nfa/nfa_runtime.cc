@@ -203,258 +203,290 @@ void KeyMatcher::RecomputeNextDeadline() {
   next_deadline_ = d;
 }
 
-void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
-  const LiveRunsDelta delta(env, runs_);
-  Expire(env, row->time());
-  const uint64_t pos = position_++;
-  const CompiledPattern& p = *env.pattern;
-  MatcherEnv::Scratch& scratch = ScratchOf(env);
-  CondEval cond(p, row.get(), scratch.cond_cache);
-  // Runs that stay are compacted in place; new runs are appended after them.
-  const size_t old_count = runs_.size();
-  size_t kept = 0;
-  std::vector<MatchResult>& completed = scratch.completed;
-  completed.clear();
-  if (scratch.zero_aggs.size() != static_cast<size_t>(p.aggs.num_words))
-    scratch.zero_aggs.assign(static_cast<size_t>(p.aggs.num_words), 0);
-  const AggWords& zero_aggs = scratch.zero_aggs;
+struct KeyMatcher::Step {
+  Step(MatcherEnv& e, const RowPtr& r, EventId i, uint64_t position, MatcherEnv::Scratch& scratch,
+       size_t room_left)
+      : env(e),
+        p(*e.pattern),
+        row(r),
+        id(i),
+        pos(position),
+        cond(p, r.get(), scratch.cond_cache),
+        completed(scratch.completed),
+        zero_aggs(scratch.zero_aggs),
+        affected(scratch.state_affected),
+        room(room_left) {
+    completed.clear();
+    affected.assign(p.states.size(), -1);
+  }
+
+  // Whether the event can touch a run in state `st` at all: some edge's
+  // target (or a guard, or an UNTIL) passes its event-only prefilter. Decided
+  // once per state per event; runs in untouched states are skipped, which
+  // makes the cost per event proportional to the runs the event can affect.
+  bool Affects(int st) {
+    int8_t& a = affected[static_cast<size_t>(st)];
+    if (a < 0) a = ComputeAffects(p.states[static_cast<size_t>(st)]) ? 1 : 0;
+    return a != 0;
+  }
+  bool ComputeAffects(const NfaState& st) {
+    for (const Edge& e : st.edges) {
+      if (cond.Pre(p.states[static_cast<size_t>(e.target)].cond) ||
+          (e.until_cond >= 0 && cond.Pre(e.until_cond)))
+        return true;
+      for (uint64_t q = e.bypass_q & p.greedy_q; q; q &= q - 1)
+        if (cond.Pre(p.quants[static_cast<size_t>(__builtin_ctzll(q))].cond)) return true;
+      for (const auto& g : e.guards)
+        if (cond.Pre(g.cond)) return true;
+    }
+    for (const auto& f : st.finals)
+      for (const auto& g : f.guards)
+        if (cond.Pre(g.cond)) return true;
+    return false;
+  }
+  // A run that stays: its deadline and state count for the matcher's summary.
+  void Keep(const Run& r) {
+    next_deadline = std::min(next_deadline, r.deadline);
+    state_mask |= r.state < 64 ? uint64_t{1} << r.state : ~uint64_t{0};
+  }
+
+  MatcherEnv& env;
+  const CompiledPattern& p;
+  const RowPtr& row;
+  const EventId id;
+  const uint64_t pos;
+  CondEval cond;
+  std::vector<MatchResult>& completed;
+  const AggWords& zero_aggs;
+  std::vector<int8_t>& affected;
+  const size_t room;  // new runs allowed by the per-key cap
   EventTime next_deadline = EventTime::Max();
   uint64_t state_mask = 0;
   size_t spawned = 0;
-
-  // New runs beyond the cap (counting the runs that existed) are dropped.
-  const size_t room = env.max_runs_per_key > old_count ? env.max_runs_per_key - old_count : 0;
   size_t dropped = 0;
-  // What a new run inherits from the run that takes the event (copied, as
-  // appending new runs to runs_ may move the parent).
-  struct Parent {
-    BufNode* node;
-    AggWords aggs;
-    EventTime start;
-    EventId start_id;
-  };
-  auto spawn = [&](const Parent* parent, int target) {
-    const NfaState& ts = p.states[static_cast<size_t>(target)];
-    Run n;
-    n.node = env.pool->New(row, id, target, ts.var, parent ? parent->node : nullptr);
-    n.state = target;
-    n.aggs = parent ? parent->aggs : zero_aggs;
-    p.aggs.Update(n.aggs.data(), ts.var, *row);
-    n.start = parent ? parent->start : row->time();
-    n.start_id = parent ? parent->start_id : id;
-    n.last = row->time();
-    n.deadline = EventTime::Max();
-    if (p.within) n.deadline = std::min(n.deadline, n.start + *p.within);
-    if (p.max_gap) n.deadline = std::min(n.deadline, n.last + *p.max_gap);
-    if (ts.wait_ms > 0) n.deadline = std::min(n.deadline, n.last + Duration::Millis(ts.wait_ms));
-    n.pending = AllBits(ts.edges.size());
-    for (size_t j = 0; j < ts.finals.size(); ++j)
-      if (!ts.finals[j].guards.empty()) n.pending_finals |= 1u << j;
-    n.fresh = true;
-    ++env.stats->runs_created;
-    if (ts.has_unguarded_final) {
-      NodePool::Ref(n.node);
-      completed.push_back(MatchResult{false, n.node, n.aggs, n.start, n.last, n.start_id,
-                                      CompletionKey{pos, 1, 0}});
-    }
-    if (!(n.pending || n.pending_finals)) {
-      env.pool->Unref(n.node);
-      return;
-    }
-    if (spawned >= room) {
-      // The per-key cap: drop the new branch, count it.
-      env.pool->Unref(n.node);
-      ++dropped;
-      return;
-    }
-    next_deadline = std::min(next_deadline, n.deadline);
-    state_mask |= n.state < 64 ? uint64_t{1} << n.state : ~uint64_t{0};
-    runs_.push_back(std::move(n));
-    ++spawned;
-  };
-
-  // Takes the fired edges of one run (or of the start state when parent is null).
   int fired[patterns::kMaxEdgesPerState];
   int targets_done[patterns::kMaxEdgesPerState];
-  auto take = [&](const Parent* parent, const NfaState& st, int nfired) {
-    uint64_t keep = ResolveConflicts(p, st, fired, nfired);
-    int ndone = 0;
-    for (int i = 0; i < nfired; ++i) {
-      if (!(keep >> i & 1)) continue;
-      int target = st.edges[static_cast<size_t>(fired[i])].target;
-      if (std::find(targets_done, targets_done + ndone, target) != targets_done + ndone) continue;
-      targets_done[ndone++] = target;
-      spawn(parent, target);
-    }
-  };
+};
 
-  // Whether an event can touch a run in state s at all: some edge's target
-  // (or a guard, or an UNTIL) passes its event-only prefilter. Decided once per
-  // state per event; runs in untouched states are skipped, which makes the
-  // cost per event proportional to the runs the event can affect.
-  std::vector<int8_t>& affected = scratch.state_affected;
-  affected.assign(p.states.size(), -1);
-  auto state_affected = [&](int s) {
-    int8_t& a = affected[static_cast<size_t>(s)];
-    if (a < 0) {
-      a = 0;
-      const NfaState& st = p.states[static_cast<size_t>(s)];
-      for (const Edge& e : st.edges) {
-        if (cond.Pre(p.states[static_cast<size_t>(e.target)].cond) ||
-            (e.until_cond >= 0 && cond.Pre(e.until_cond))) {
-          a = 1;
-          break;
-        }
-        for (uint64_t q = e.bypass_q & p.greedy_q; q; q &= q - 1)
-          if (cond.Pre(p.quants[static_cast<size_t>(__builtin_ctzll(q))].cond)) a = 1;
-        for (const auto& g : e.guards)
-          if (cond.Pre(g.cond)) a = 1;
-        if (a) break;
-      }
-      for (const auto& f : st.finals)
-        for (const auto& g : f.guards)
-          if (cond.Pre(g.cond)) a = 1;
-    }
-    return a != 0;
-  };
+void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
+  const LiveRunsDelta delta(env, runs_);
+  Expire(env, row->time());
+  MatcherEnv::Scratch& scratch = ScratchOf(env);
+  const CompiledPattern& p = *env.pattern;
+  if (scratch.zero_aggs.size() != static_cast<size_t>(p.aggs.num_words))
+    scratch.zero_aggs.assign(static_cast<size_t>(p.aggs.num_words), 0);
+  // Runs that stay are compacted in place; new runs are appended after them.
+  const size_t old_count = runs_.size();
+  // New runs beyond the cap (counting the runs that existed) are dropped.
+  const size_t room = env.max_runs_per_key > old_count ? env.max_runs_per_key - old_count : 0;
+  Step s(env, row, id, position_++, scratch, room);
 
   bool touch_runs = has_fresh_ || !held_.empty();
   for (uint64_t m = state_mask_; m && !touch_runs; m &= m - 1) {
-    int s = __builtin_ctzll(m);
-    if (s >= static_cast<int>(p.states.size()) || state_affected(s)) touch_runs = true;
+    const int st = __builtin_ctzll(m);
+    if (st >= static_cast<int>(p.states.size()) || s.Affects(st)) touch_runs = true;
   }
-  if (!touch_runs && old_count > 0) {
-    // No live run can be changed by this event: leave them all as they are.
-    kept = old_count;
+  // When no live run can be changed by this event, all are left as they are.
+  size_t kept = touch_runs ? 0 : old_count;
+  for (size_t ri = kept; ri < old_count; ++ri) {
+    if (!StepRun(s, ri)) continue;
+    if (kept != ri) runs_[kept] = std::move(runs_[ri]);
+    ++kept;
   }
-  for (size_t ri = touch_runs ? 0 : old_count; ri < old_count; ++ri) {
-    Run& r = runs_[ri];
-    if (!r.fresh && !r.pending_finals && !state_affected(r.state)) {
-      // Nothing this event can do to the run: its relaxed/any edges stay open.
-      next_deadline = std::min(next_deadline, r.deadline);
-      state_mask |= r.state < 64 ? uint64_t{1} << r.state : ~uint64_t{0};
-      if (kept != ri) runs_[kept] = std::move(r);
-      ++kept;
+  StartNewRuns(s);
+  FinishStep(s, old_count, kept, touch_runs);
+}
+
+void KeyMatcher::Spawn(Step& s, const Parent* parent, int target) {
+  const CompiledPattern& p = s.p;
+  const NfaState& ts = p.states[static_cast<size_t>(target)];
+  const RowPtr& row = s.row;
+  Run n;
+  n.node = s.env.pool->New(row, s.id, target, ts.var, parent ? parent->node : nullptr);
+  n.state = target;
+  n.aggs = parent ? parent->aggs : s.zero_aggs;
+  p.aggs.Update(n.aggs.data(), ts.var, *row);
+  n.start = parent ? parent->start : row->time();
+  n.start_id = parent ? parent->start_id : s.id;
+  n.last = row->time();
+  n.deadline = EventTime::Max();
+  if (p.within) n.deadline = std::min(n.deadline, n.start + *p.within);
+  if (p.max_gap) n.deadline = std::min(n.deadline, n.last + *p.max_gap);
+  if (ts.wait_ms > 0) n.deadline = std::min(n.deadline, n.last + Duration::Millis(ts.wait_ms));
+  n.pending = AllBits(ts.edges.size());
+  for (size_t j = 0; j < ts.finals.size(); ++j)
+    if (!ts.finals[j].guards.empty()) n.pending_finals |= 1u << j;
+  n.fresh = true;
+  ++s.env.stats->runs_created;
+  if (ts.has_unguarded_final) {
+    NodePool::Ref(n.node);
+    s.completed.push_back(MatchResult{false, n.node, n.aggs, n.start, n.last, n.start_id,
+                                      CompletionKey{s.pos, 1, 0}});
+  }
+  if (!(n.pending || n.pending_finals)) {
+    s.env.pool->Unref(n.node);
+    return;
+  }
+  if (s.spawned >= s.room) {
+    // The per-key cap: drop the new branch, count it.
+    s.env.pool->Unref(n.node);
+    ++s.dropped;
+    return;
+  }
+  s.Keep(n);
+  runs_.push_back(std::move(n));
+  ++s.spawned;
+}
+
+void KeyMatcher::Take(Step& s, const Parent* parent, const NfaState& st, int nfired) {
+  const uint64_t keep = ResolveConflicts(s.p, st, s.fired, nfired);
+  int ndone = 0;
+  for (int i = 0; i < nfired; ++i) {
+    if (!(keep >> i & 1)) continue;
+    const int target = st.edges[static_cast<size_t>(s.fired[i])].target;
+    if (std::find(s.targets_done, s.targets_done + ndone, target) != s.targets_done + ndone)
       continue;
-    }
-    const NfaState& st = p.states[static_cast<size_t>(r.state)];
-    const uint64_t* aggs = r.aggs.data();
-    int nfired = 0;
-    uint64_t consumed = 0;
-    for (uint64_t bits = r.pending; bits; bits &= bits - 1) {
-      const int i = __builtin_ctzll(bits);
-      const uint64_t bit = uint64_t{1} << i;
-      const Edge& e = st.edges[static_cast<size_t>(i)];
-      bool killed = false;
-      if (r.fresh)
-        for (const auto& g : e.guards)
-          if (g.strict && cond.Test(g.cond, aggs)) {
-            killed = true;
-            break;
-          }
-      if (killed ||
-          ((e.bypass_q & p.greedy_q) && GreedyExitDies(p, e.bypass_q & p.greedy_q, cond, aggs))) {
-        consumed |= bit;
-        continue;
-      }
-      const NfaState& target = p.states[static_cast<size_t>(e.target)];
-      const bool until_now = e.until_cond >= 0 && cond.Test(e.until_cond, aggs);
-      const bool can =
-          (e.op != Contiguity::kStrict || r.fresh) && !until_now && cond.Test(target.cond, aggs);
-      // `WITHIN GAP`: an event too long after the run's last one is not
-      // taken, but it still ends a relaxed wait as any matching event does.
-      const int64_t gap = target.gap_ms;
-      if (can && (gap == 0 || row->time().millis() - r.last.millis() < gap)) fired[nfired++] = i;
-      if (e.op == Contiguity::kStrict || (e.op == Contiguity::kRelaxed && can)) consumed |= bit;
-      if (e.until_kills && until_now) consumed |= bit;
+    s.targets_done[ndone++] = target;
+    Spawn(s, parent, target);
+  }
+}
+
+bool KeyMatcher::StepRun(Step& s, size_t ri) {
+  const CompiledPattern& p = s.p;
+  CondEval& cond = s.cond;
+  Run& r = runs_[ri];
+  if (!r.fresh && !r.pending_finals && !s.Affects(r.state)) {
+    // Nothing this event can do to the run: its relaxed/any edges stay open.
+    s.Keep(r);
+    return true;
+  }
+  const NfaState& st = p.states[static_cast<size_t>(r.state)];
+  const uint64_t* aggs = r.aggs.data();
+  int nfired = 0;
+  uint64_t consumed = 0;
+  for (uint64_t bits = r.pending; bits; bits &= bits - 1) {
+    const int i = __builtin_ctzll(bits);
+    const uint64_t bit = uint64_t{1} << i;
+    const Edge& e = st.edges[static_cast<size_t>(i)];
+    bool killed = false;
+    if (r.fresh)
       for (const auto& g : e.guards)
-        if (!g.strict && cond.Test(g.cond, aggs)) {
-          consumed |= bit;
+        if (g.strict && cond.Test(g.cond, aggs)) {
+          killed = true;
           break;
         }
+    if (killed ||
+        ((e.bypass_q & p.greedy_q) && GreedyExitDies(p, e.bypass_q & p.greedy_q, cond, aggs))) {
+      consumed |= bit;
+      continue;
     }
-    uint32_t consumed_finals = 0;
-    for (uint32_t bits = r.pending_finals; bits; bits &= bits - 1) {
-      const int j = __builtin_ctz(bits);
-      const auto& f = st.finals[static_cast<size_t>(j)];
-      bool kill = false, only_strict = true;
-      for (const auto& g : f.guards) {
-        if (g.strict) {
-          if (r.fresh && cond.Test(g.cond, aggs)) kill = true;
-        } else {
-          only_strict = false;
-          if (cond.Test(g.cond, aggs)) kill = true;
-        }
+    const NfaState& target = p.states[static_cast<size_t>(e.target)];
+    const bool until_now = e.until_cond >= 0 && cond.Test(e.until_cond, aggs);
+    const bool can =
+        (e.op != Contiguity::kStrict || r.fresh) && !until_now && cond.Test(target.cond, aggs);
+    // `WITHIN GAP`: an event too long after the run's last one is not
+    // taken, but it still ends a relaxed wait as any matching event does.
+    const int64_t gap = target.gap_ms;
+    if (can && (gap == 0 || s.row->time().millis() - r.last.millis() < gap)) s.fired[nfired++] = i;
+    if (e.op == Contiguity::kStrict || (e.op == Contiguity::kRelaxed && can)) consumed |= bit;
+    if (e.until_kills && until_now) consumed |= bit;
+    for (const auto& g : e.guards)
+      if (!g.strict && cond.Test(g.cond, aggs)) {
+        consumed |= bit;
+        break;
       }
-      if (kill) {
-        consumed_finals |= 1u << j;
-      } else if (r.fresh && only_strict) {
-        // Not-next at the end: the next event is not the negated one.
-        NodePool::Ref(r.node);
-        completed.push_back(MatchResult{false, r.node, r.aggs, r.start, r.last, r.start_id,
-                                        CompletionKey{pos, 1, 0}});
-        consumed_finals |= 1u << j;
-        r.completed = true;
+  }
+  const uint32_t consumed_finals = r.pending_finals ? StepFinals(s, r, st) : 0;
+  if (nfired) {
+    Parent parent{r.node, r.aggs, r.start, r.start_id};
+    Take(s, &parent, st, nfired);  // may grow runs_: `r` is not used after this
+  }
+  Run& self = runs_[ri];
+  self.pending &= ~consumed;
+  self.pending_finals &= ~consumed_finals;
+  self.fresh = false;
+  if (self.pending || self.pending_finals) {
+    s.Keep(self);
+    return true;
+  }
+  s.env.pool->Unref(self.node);
+  self.node = nullptr;
+  return false;
+}
+
+uint32_t KeyMatcher::StepFinals(Step& s, Run& r, const NfaState& st) {
+  const uint64_t* aggs = r.aggs.data();
+  CondEval& cond = s.cond;
+  uint32_t consumed_finals = 0;
+  for (uint32_t bits = r.pending_finals; bits; bits &= bits - 1) {
+    const int j = __builtin_ctz(bits);
+    const auto& f = st.finals[static_cast<size_t>(j)];
+    bool kill = false, only_strict = true;
+    for (const auto& g : f.guards) {
+      if (g.strict) {
+        if (r.fresh && cond.Test(g.cond, aggs)) kill = true;
+      } else {
+        only_strict = false;
+        if (cond.Test(g.cond, aggs)) kill = true;
       }
     }
-    if (nfired) {
-      Parent parent{r.node, r.aggs, r.start, r.start_id};
-      take(&parent, st, nfired);  // may grow runs_: `r` is not used after this
-    }
-    Run& self = runs_[ri];
-    self.pending &= ~consumed;
-    self.pending_finals &= ~consumed_finals;
-    self.fresh = false;
-    if (self.pending || self.pending_finals) {
-      next_deadline = std::min(next_deadline, self.deadline);
-      state_mask |= self.state < 64 ? uint64_t{1} << self.state : ~uint64_t{0};
-      if (kept != ri) runs_[kept] = std::move(self);
-      ++kept;
-    } else {
-      env.pool->Unref(self.node);
-      self.node = nullptr;
+    if (kill) {
+      consumed_finals |= 1u << j;
+    } else if (r.fresh && only_strict) {
+      // Not-next at the end: the next event is not the negated one.
+      NodePool::Ref(r.node);
+      s.completed.push_back(MatchResult{false, r.node, r.aggs, r.start, r.last, r.start_id,
+                                        CompletionKey{s.pos, 1, 0}});
+      consumed_finals |= 1u << j;
+      r.completed = true;
     }
   }
-  {
-    const NfaState& start = p.states[0];
-    int nfired = 0;
-    for (size_t i = 0; i < start.edges.size(); ++i) {
-      const Edge& e = start.edges[i];
-      if (e.until_cond >= 0 && cond.Test(e.until_cond, zero_aggs.data())) continue;
-      if ((e.bypass_q & p.greedy_q) &&
-          GreedyExitDies(p, e.bypass_q & p.greedy_q, cond, zero_aggs.data()))
-        continue;
-      if (cond.Test(p.states[static_cast<size_t>(e.target)].cond, zero_aggs.data()))
-        fired[nfired++] = static_cast<int>(i);
-    }
-    if (nfired) take(nullptr, start, nfired);
+  return consumed_finals;
+}
+
+void KeyMatcher::StartNewRuns(Step& s) {
+  const CompiledPattern& p = s.p;
+  const NfaState& start = p.states[0];
+  const uint64_t* zero = s.zero_aggs.data();
+  int nfired = 0;
+  for (size_t i = 0; i < start.edges.size(); ++i) {
+    const Edge& e = start.edges[i];
+    if (e.until_cond >= 0 && s.cond.Test(e.until_cond, zero)) continue;
+    if ((e.bypass_q & p.greedy_q) && GreedyExitDies(p, e.bypass_q & p.greedy_q, s.cond, zero))
+      continue;
+    if (s.cond.Test(p.states[static_cast<size_t>(e.target)].cond, zero))
+      s.fired[nfired++] = static_cast<int>(i);
   }
-  if (dropped) {
-    env.stats->runs_dropped += dropped;
-    if (env.on_runs_dropped) env.on_runs_dropped(dropped);
+  if (nfired) Take(s, nullptr, start, nfired);
+}
+
+void KeyMatcher::FinishStep(Step& s, size_t old_count, size_t kept, bool touched_runs) {
+  if (s.dropped) {
+    s.env.stats->runs_dropped += s.dropped;
+    if (s.env.on_runs_dropped) s.env.on_runs_dropped(s.dropped);
   }
   // Close the gap between the kept old runs and the new ones.
   if (kept != old_count) {
     std::move(runs_.begin() + static_cast<std::ptrdiff_t>(old_count), runs_.end(),
               runs_.begin() + static_cast<std::ptrdiff_t>(kept));
-    runs_.resize(kept + spawned);
+    runs_.resize(kept + s.spawned);
   }
-  if (touch_runs || old_count == 0) {
-    next_deadline_ = next_deadline;
-    state_mask_ = state_mask;
+  if (touched_runs || old_count == 0) {
+    next_deadline_ = s.next_deadline;
+    state_mask_ = s.state_mask;
   } else {
     // Old runs untouched: their deadlines and states still hold.
-    next_deadline_ = std::min(next_deadline_, next_deadline);
-    state_mask_ |= state_mask;
+    next_deadline_ = std::min(next_deadline_, s.next_deadline);
+    state_mask_ |= s.state_mask;
   }
-  has_fresh_ = spawned > 0;
+  has_fresh_ = s.spawned > 0;
 
   // Several derivations may complete the same events: report each once.
-  KeepUniquePaths(completed, env.pool);
-  for (MatchResult& m : completed) held_.push_back(std::move(m));
-  completed.clear();
+  KeepUniquePaths(s.completed, s.env.pool);
+  for (MatchResult& m : s.completed) held_.push_back(std::move(m));
+  s.completed.clear();
   if (!held_.empty()) {
-    Release(env, CompletionKey{pos, 1, 0}, row->time());
+    Release(s.env, CompletionKey{s.pos, 1, 0}, s.row->time());
     RecomputeNextDeadline();
     RecomputeStateMask();
   }

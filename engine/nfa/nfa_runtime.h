@@ -182,6 +182,31 @@ class KeyMatcher {
     int64_t before;
   };
 
+  // One event's pass over the runs (Process), in parts.
+  struct Step;  // nfa_runtime.cc
+  // What a new run inherits from the run that takes the event (copied, as
+  // appending new runs to runs_ may move the parent).
+  struct Parent {
+    BufNode* node;
+    AggWords aggs;
+    EventTime start;
+    EventId start_id;
+  };
+  // Creates the run that enters `target` with the event (a match if it is final).
+  void Spawn(Step& s, const Parent* parent, int target);
+  // Takes the fired edges s.fired[0, nfired) of `st` (the start state when
+  // `parent` is null), one new run per distinct target.
+  void Take(Step& s, const Parent* parent, const patterns::NfaState& st, int nfired);
+  // Steps live run `ri` with the event; false: the run ended (released).
+  bool StepRun(Step& s, size_t ri);
+  // The guarded final edges of `r` the event closes (and a not-next at the
+  // end that the event completes).
+  uint32_t StepFinals(Step& s, Run& r, const patterns::NfaState& st);
+  // Runs the event starts from the start state.
+  void StartNewRuns(Step& s);
+  // Compacts runs_, records the mask and deadline, releases completed matches.
+  void FinishStep(Step& s, size_t old_count, size_t kept, bool touched_runs);
+
   void RecomputeNextDeadline();
   void Expire(MatcherEnv& env, EventTime t);
   // Emits the held matches that no earlier-started run blocks. `now`: the
