@@ -59,7 +59,7 @@ io::SourceSpec StreamSourceSpec(const StreamConfig& stream, const std::vector<st
                                 size_t read_buffer_bytes) {
   io::SourceSpec spec;
   spec.stream = stream.name;
-  spec.kind = io::SourceKind::kFile;
+  spec.kind = stream.source.kind;
   spec.paths = files.empty() ? std::vector<std::string>{stream.source.path} : files;
   spec.framing = stream.source.is_csv() ? io::Framing::kCsv : io::Framing::kLines;
   spec.read_buffer_bytes = read_buffer_bytes;

@@ -68,7 +68,7 @@ bool Bool(const YAML::Node& n, const std::string& what) {
 // misspelt key would otherwise be ignored and silently change what the
 // pipeline does.
 void CheckKeys(const YAML::Node& n, const std::string& section,
-               std::initializer_list<const char*> known) {
+               const std::vector<const char*>& known) {
   if (!n.IsMap()) return;
   for (const auto& kv : n) {
     const std::string k = Str(kv.first, section + " key");
@@ -109,24 +109,67 @@ Result<Duration> ReadDuration(const std::string& path, const YAML::Node& n, cons
   return *d;
 }
 
+// Each kind of sink reads its own section: its keys (others are errors,
+// with a suggestion) and its settings. Kafka adds an entry here.
+struct SinkKindSection {
+  io::SinkKind kind;
+  std::vector<const char*> keys;
+};
+const std::vector<SinkKindSection>& SinkSections() {
+  static const std::vector<SinkKindSection> kSections = {
+      {io::SinkKind::kStdout, {"type"}},
+      {io::SinkKind::kStderr, {"type"}},
+      {io::SinkKind::kFile, {"type", "path"}},
+  };
+  return kSections;
+}
+
 Result<io::SinkConfig> ReadOutput(const std::string& path, const std::string& base,
                                   const YAML::Node& n, const char* name) {
-  if (!n.IsMap())
-    return Err(path, n, std::string("outputs.") + name + " must be a map like {type: stdout}");
   const std::string section = std::string("outputs.") + name;
-  CheckKeys(n, section, {"type", "path"});
-  io::SinkConfig o;
+  if (!n.IsMap()) return Err(path, n, section + " must be a map like {type: stdout}");
   const std::string type = n["type"] ? Str(n["type"], section + ".type") : "";
   const std::optional<io::SinkKind> kind = io::ParseSinkKind(type);
   if (!kind)
-    return Err(path, n, std::string("outputs.") + name + ".type must be stdout, stderr or file");
+    return Err(path, n["type"] ? n["type"] : n,
+               section + ".type must be stdout, stderr or file" +
+                   (type.empty() ? std::string() : ", not '" + type + "'"));
+  for (const SinkKindSection& k : SinkSections())
+    if (k.kind == *kind)
+      CheckKeys(n, section + ", " + std::string(io::SinkKindName(*kind)) + " output", k.keys);
+  io::SinkConfig o;
   o.kind = *kind;
   if (o.is_file()) {
-    if (!n["path"])
-      return Err(path, n, std::string("outputs.") + name + " of type file needs a path");
+    if (!n["path"]) return Err(path, n, section + " of type file needs a path");
     o.path = Resolve(base, Str(n["path"], section + ".path"));
   }
   return o;
+}
+
+// A source section, by kind (streams.<name>.source). Kafka adds a kind here.
+Result<SourceConfig> ReadSource(const std::string& path, const std::string& base,
+                                const YAML::Node& src, const std::string& section) {
+  const std::string type = src["type"] ? Str(src["type"], section + ".type") : "file";
+  const std::optional<io::SourceKind> kind = io::ParseSourceKind(type);
+  if (!kind)
+    return Err(path, src["type"],
+               "source type '" + type + "' is not supported here (supported: file)");
+  SourceConfig out;
+  switch (*kind) {
+    case io::SourceKind::kFile: {
+      CheckKeys(src, section + ", file source", {"type", "path", "format"});
+      if (!src["path"])
+        return Err(path, src, "a file source needs a path (or \"-\" for standard input)");
+      out.path = Resolve(base, Str(src["path"], section + ".path"));
+      const std::string format = src["format"] ? Str(src["format"], section + ".format") : "jsonl";
+      if (format != "jsonl" && format != "csv")
+        return Err(path, src, "format must be jsonl or csv, not '" + format + "'");
+      out.format = format == "csv" ? RecordFormat::kCsv : RecordFormat::kJsonl;
+      break;
+    }
+  }
+  out.kind = *kind;
+  return out;
 }
 
 Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
@@ -159,17 +202,9 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
       return Err(
           path, n,
           "stream '" + s.name + "' needs source: {type: file, path: ..., format: jsonl|csv}");
-    CheckKeys(src, sec + ".source", {"type", "path", "format"});
-    const std::string type = src["type"] ? Str(src["type"], sec + ".source.type") : "file";
-    if (type != "file")
-      return Err(path, src, "source type '" + type + "' is not supported here (supported: file)");
-    if (!src["path"])
-      return Err(path, src, "a file source needs a path (or \"-\" for standard input)");
-    s.source.path = Resolve(cfg.base_dir, Str(src["path"], sec + ".source.path"));
-    const std::string format = src["format"] ? Str(src["format"], sec + ".source.format") : "jsonl";
-    if (format != "jsonl" && format != "csv")
-      return Err(path, src, "format must be jsonl or csv, not '" + format + "'");
-    s.source.format = format == "csv" ? RecordFormat::kCsv : RecordFormat::kJsonl;
+    auto source = ReadSource(path, cfg.base_dir, src, sec + ".source");
+    if (!source.ok()) return source.status();
+    s.source = std::move(source.value());
     const YAML::Node schema = n["schema"];
     if (!schema || !schema.IsMap() || schema.size() == 0)
       return Err(path, n,

@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "common/time_types.h"
 #include "io/sink.h"
+#include "io/source.h"
 #include "state/state_backend.h"
 #include "time/watermark.h"
 
@@ -21,7 +22,8 @@ namespace cepheus::engine {
 enum class RecordFormat { kJsonl, kCsv };
 
 struct SourceConfig {
-  // The only kind so far: a file (or several), or standard input.
+  io::SourceKind kind = io::SourceKind::kFile;
+  // kFile: a file, or standard input.
   std::string path;  // "-" for standard input
   RecordFormat format = RecordFormat::kJsonl;
   bool is_csv() const { return format == RecordFormat::kCsv; }

@@ -171,7 +171,8 @@ TEST(PipelineConfig, StrictKeysAndTypedValues) {
     std::string yaml, error;
   } cases[] = {
       {head + "    source: { path: e.jsonl, formt: csv }\n" + rest,
-       "p.yaml:3:30: unknown key 'formt' in streams.s.source (did you mean 'format'?)"},
+       "p.yaml:3:30: unknown key 'formt' in streams.s.source, file source (did you mean "
+       "'format'?)"},
       {head + src +
            "    schema: { a: string, ts: timestamp }\n    event_time: { field: ts, "
            "max_out_of_order: 30s }\npatterns: [x]\n",
@@ -180,7 +181,14 @@ TEST(PipelineConfig, StrictKeysAndTypedValues) {
       {head + src + "    shema: { a: string }\n" + rest,
        "unknown key 'shema' in streams.s (did you mean 'schema'?)"},
       {head + src + rest + "outputs: { matches: { type: file, pth: o.jsonl } }\n",
-       "unknown key 'pth' in outputs.matches (did you mean 'path'?)"},
+       "unknown key 'pth' in outputs.matches, file output (did you mean 'path'?)"},
+      // Each kind reads its own keys: a path means nothing to stdout.
+      {head + src + rest + "outputs: { late: { type: stdout, path: o.jsonl } }\n",
+       "p.yaml:7:34: unknown key 'path' in outputs.late, stdout output; known keys: type"},
+      {head + src + rest + "outputs: { late: { type: kafka, topic: t } }\n",
+       "p.yaml:7:26: outputs.late.type must be stdout, stderr or file, not 'kafka'"},
+      {head + "    source: { type: kafka, topic: t }\n" + rest,
+       "p.yaml:3:21: source type 'kafka' is not supported here (supported: file)"},
       {head + src + rest + "metrics: { port: 9464 }\n", "'metrics' settings are not supported yet"},
       {head + src + rest + "parralelism: 2\n",
        "unknown key 'parralelism' in the pipeline (did you mean 'parallelism'?)"},
