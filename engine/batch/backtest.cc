@@ -208,25 +208,16 @@ class SectionReader {
   size_t pos_ = 0;
 };
 
-// Runs the patterns of one keying over one sorted partition.
+// Runs the patterns of one keying over one sorted partition, on the same
+// CEP operator a live worker runs (engine/exec/cep_operator.h), fed one key
+// at a time: a key's events in order, then the key ends.
 class GroupMatcher {
  public:
-  GroupMatcher(const CompiledPipeline& p, int keying) : key_(p, keying) {
-    for (int pi : p.keyings[static_cast<size_t>(keying)].patterns) {
-      auto s = std::make_unique<PatternSlot>();
-      s->pattern = p.patterns[static_cast<size_t>(pi)].get();
-      s->renderer = std::make_unique<MatchRenderer>(*s->pattern);
-      WireMatcherEnv(p, *s->pattern, &pool_, &s->stats, &s->env);
-      PatternSlot* self = s.get();
-      s->env.emit = [this, self](const MatchResult& m) {
-        self->renderer->RenderTo(current_key_, m, out_, &errors_);
-        if (!m.timeout) ++self->key_matches;
-      };
-      slots_.push_back(std::move(s));
-    }
-  }
-  ~GroupMatcher() {
-    for (auto& s : slots_) s->matcher.Clear(s->env);
+  GroupMatcher(const CompiledPipeline& p, int keying)
+      : keying_(static_cast<uint32_t>(keying)),
+        key_(p, keying),
+        op_(p, state::KeyGroupRange{}, &stats_, nullptr, nullptr) {
+    op_.RenderInto(nullptr, &errors_);
   }
 
   // Events arrive sorted by (hash, time, position); a run of equal hashes is
@@ -239,86 +230,23 @@ class GroupMatcher {
 
   void Finish(io::RecordBatch* out, std::vector<KeyCount>* top) {
     FlushRun(out, top);
-    out_ = out;
     EndKey(top);
   }
 
- private:
-  void FlushRun(io::RecordBatch* out, std::vector<KeyCount>* top) {
-    if (run_.empty()) return;
-    std::string first_key(key_(*run_.front().row, &scratch_));
-    bool one_key = true;
-    for (const Entry& e : run_)
-      if (key_(*e.row, &scratch_) != first_key) one_key = false;
-    out_ = out;
-    if (one_key) {
-      // The usual case: the run is one key; its events are already in order.
-      StartKey(run_.front().hash, first_key, top);
-      for (const Entry& e : run_) Match(e);
-    } else {
-      std::stable_sort(run_.begin(), run_.end(), [this](const Entry& a, const Entry& b) {
-        std::string sa, sb;
-        return key_(*a.row, &sa) < key_(*b.row, &sb);
-      });
-      for (const Entry& e : run_) {
-        std::string_view k = key_(*e.row, &scratch_);
-        if (!have_key_ || k != current_key_) StartKey(e.hash, k, top);
-        Match(e);
-      }
-    }
-    run_.clear();
-  }
-
-  void StartKey(uint64_t hash, std::string_view key, std::vector<KeyCount>* top) {
-    EndKey(top);
-    current_key_.assign(key);
-    key_hash_ = hash;
-    have_key_ = true;
-  }
-
-  void Match(const Entry& e) {
-    for (auto& s : slots_) s->matcher.Process(s->env, e.row, s->matcher.NextId(e.row->time()));
-  }
-
- public:
   void AddStats(BacktestSummary* sum) const {
-    for (const auto& s : slots_) {
-      sum->matches += s->stats.matches;
-      sum->timeouts += s->stats.timeouts;
-      sum->runs_dropped += s->stats.runs_dropped;
-      sum->matcher.Add(s->stats);
-      sum->matches_per_pattern[s->pattern->name] += s->stats.matches;
-      sum->timeouts_per_pattern[s->pattern->name] += s->stats.timeouts;
+    sum->matcher.Add(stats_.matcher);
+    sum->matches += stats_.matcher.matches;
+    sum->timeouts += stats_.matcher.timeouts;
+    sum->runs_dropped += stats_.matcher.runs_dropped;
+    for (const auto& c : op_.pattern_counts()) {
+      if (!c.matches && !c.timeouts) continue;
+      sum->matches_per_pattern[c.name] += c.matches;
+      sum->timeouts_per_pattern[c.name] += c.timeouts;
     }
   }
 
- private:
-  struct PatternSlot {
-    const patterns::CompiledPattern* pattern;
-    std::unique_ptr<MatchRenderer> renderer;
-    MatcherEnv env;
-    MatcherStats stats;
-    KeyMatcher matcher;
-    uint64_t key_matches = 0;
-  };
+  io::RecordBatch TakeErrors() { return std::move(errors_); }
 
-  // The key's input is over: every partial match ends (watermark +infinity).
-  void EndKey(std::vector<KeyCount>* top) {
-    if (!have_key_) return;
-    for (auto& s : slots_) {
-      s->matcher.AdvanceTime(s->env, EventTime::Max());
-      s->matcher.Clear(s->env);
-      s->matcher = KeyMatcher();
-      if (s->key_matches) {
-        top->push_back(KeyCount{s->pattern->name, current_key_, s->key_matches});
-        if (top->size() > 40) TrimTop(top);
-      }
-      s->key_matches = 0;
-    }
-    have_key_ = false;
-  }
-
- public:
   static void TrimTop(std::vector<KeyCount>* top) {
     std::sort(top->begin(), top->end(), [](const KeyCount& a, const KeyCount& b) {
       if (a.matches != b.matches) return a.matches > b.matches;
@@ -329,18 +257,55 @@ class GroupMatcher {
   }
 
  private:
+  void FlushRun(io::RecordBatch* out, std::vector<KeyCount>* top) {
+    if (run_.empty()) return;
+    std::string first_key(key_(*run_.front().row, &scratch_));
+    bool one_key = true;
+    for (const Entry& e : run_)
+      if (key_(*e.row, &scratch_) != first_key) one_key = false;
+    op_.RenderInto(out, &errors_);
+    if (one_key) {
+      // The usual case: the run is one key; its events are already in order.
+      StartKey(first_key, top);
+      for (const Entry& e : run_) op_.OnEvent(keying_, e.row, nullptr);
+    } else {
+      std::stable_sort(run_.begin(), run_.end(), [this](const Entry& a, const Entry& b) {
+        std::string sa, sb;
+        return key_(*a.row, &sa) < key_(*b.row, &sb);
+      });
+      for (const Entry& e : run_) {
+        std::string_view k = key_(*e.row, &scratch_);
+        if (!have_key_ || k != current_key_) StartKey(k, top);
+        op_.OnEvent(keying_, e.row, nullptr);
+      }
+    }
+    run_.clear();
+  }
+
+  void StartKey(std::string_view key, std::vector<KeyCount>* top) {
+    EndKey(top);
+    current_key_.assign(key);
+    have_key_ = true;
+  }
+
+  // The key's input is over: every partial match ends (watermark +infinity).
+  void EndKey(std::vector<KeyCount>* top) {
+    if (!have_key_) return;
+    op_.EndKey(keying_, current_key_, [&](const std::string& pattern, uint64_t matches) {
+      top->push_back(KeyCount{pattern, current_key_, matches});
+      if (top->size() > 40) TrimTop(top);
+    });
+    have_key_ = false;
+  }
+
+  const uint32_t keying_;
   KeyText key_;
-  NodePool pool_;
-  std::vector<std::unique_ptr<PatternSlot>> slots_;
+  WorkerStats stats_;
+  CepOperator op_;
   std::vector<Entry> run_;
   std::string current_key_, scratch_;
-  uint64_t key_hash_ = 0;
   bool have_key_ = false;
-  io::RecordBatch* out_ = nullptr;
   io::RecordBatch errors_;  // STRICT skip failures, for the dead-letter output
-
- public:
-  io::RecordBatch TakeErrors() { return std::move(errors_); }
 };
 
 double Since(std::chrono::steady_clock::time_point t0) {

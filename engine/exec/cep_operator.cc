@@ -81,7 +81,13 @@ CepOperator::CepOperator(const CompiledPipeline& pipeline, state::KeyGroupRange 
     ps.renderer = std::make_unique<MatchRenderer>(*ps.pattern);
     PatternState* self = &ps;
     ps.env.emit = [this, self](const MatchResult& m) {
-      self->renderer->RenderTo(self->current_key_view, m, &out_, &errors_);
+      self->renderer->RenderTo(self->current_key_view, m, out_target_, errors_target_);
+      if (m.timeout) {
+        ++self->timeouts;
+      } else {
+        ++self->matches;
+        ++self->key_matches;
+      }
     };
     ps.env.on_runs_dropped = [self](size_t dropped) {
       // Logged once per key and event, so a hot key cannot flood the log silently:
@@ -101,6 +107,28 @@ CepOperator::~CepOperator() {
 }
 
 void CepOperator::AttachState(const WorkerStateOptions& options) { state_ = options; }
+
+std::vector<CepOperator::PatternCounts> CepOperator::pattern_counts() const {
+  std::vector<PatternCounts> out;
+  for (const PatternState& ps : patterns_)
+    out.push_back(PatternCounts{ps.pattern->name, ps.matches, ps.timeouts});
+  return out;
+}
+
+void CepOperator::EndKeyOf(PatternState& ps, std::string_view key) {
+  auto it = ps.keys->find(absl::string_view(key.data(), key.size()));
+  if (it == ps.keys->end()) return;
+  ps.current_key_view = it->first;
+  it->second.matcher.AdvanceTime(ps.env, EventTime::Max());
+  it->second.matcher.Clear(ps.env);
+  ps.keys->erase(it);
+  --cached_keys_;
+  // Timers point at map nodes: none may point at the erased one.
+  if (ps.keys->empty())
+    ps.timers.Clear();
+  else
+    RebuildTimers(ps);
+}
 
 int CepOperator::GroupOf(std::string_view key) const {
   return state::KeyGroupOf(StableHash(key), state::kDefaultKeyGroups);

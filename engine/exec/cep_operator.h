@@ -57,6 +57,32 @@ class CepOperator final : public KeyedOperator {
   // At most `runs` partial matches in memory (0: no limit); see Worker.
   void SetRunBudget(size_t runs) { run_budget_ = runs; }
 
+  // Batch use (backtest: one key's events at a time, in order, then the key
+  // ends). Match records go to `matches` and failed STRICT skips to
+  // `errors` instead of the sinks (both stay the caller's).
+  void RenderInto(io::RecordBatch* matches, io::RecordBatch* errors) {
+    out_target_ = matches;
+    errors_target_ = errors;
+  }
+  // The key's input is over: every partial match of `key` on `keying` ends
+  // (as at the end of the input) and the key is forgotten. `report` hears,
+  // per pattern, how many matches the key had since it started.
+  template <typename Report>
+  void EndKey(uint32_t keying, std::string_view key, Report&& report) {
+    for (int pi : keying_patterns_[keying]) {
+      PatternState& ps = patterns_[static_cast<size_t>(pi)];
+      EndKeyOf(ps, key);
+      if (ps.key_matches) report(ps.pattern->name, ps.key_matches);
+      ps.key_matches = 0;
+    }
+  }
+  // Matches and timeouts so far of pattern `name`'s matchers here.
+  struct PatternCounts {
+    std::string name;
+    uint64_t matches = 0, timeouts = 0;
+  };
+  std::vector<PatternCounts> pattern_counts() const;
+
   void* Prefetch(uint32_t keying, const Row& row, bool resolve) override;
   void OnEvent(uint32_t keying, const RowPtr& row, void* hint) override;
   void OnWatermark(EventTime wm) override;
@@ -101,7 +127,11 @@ class CepOperator final : public KeyedOperator {
     std::vector<EventTime> group_cold_min;  // the same per key group
     std::string_view current_key_view;      // the key whose matcher is emitting (a map key)
     std::unique_ptr<MatchRenderer> renderer;
+    uint64_t matches = 0, timeouts = 0;  // emitted by this pattern's matchers
+    uint64_t key_matches = 0;            // since the last EndKey (batch use)
   };
+
+  void EndKeyOf(PatternState& ps, std::string_view key);
 
   // Loads the keys whose backend timers are due at `wm` and lets time pass for them.
   void FireColdTimers(PatternState& ps, EventTime wm);
@@ -148,6 +178,8 @@ class CepOperator final : public KeyedOperator {
   std::string prefetch_scratch_;
   io::RecordBatch out_;
   io::RecordBatch errors_;  // for errors_out_
+  io::RecordBatch* out_target_ = &out_;
+  io::RecordBatch* errors_target_ = &errors_;
   Status status_;
 };
 
