@@ -538,6 +538,101 @@ TEST(Runner, CheckpointIntervalFollowsTheInjectedClock) {
   }
 }
 
+// A source hears of every completed checkpoint, after its position was
+// saved in it (where a Kafka source commits its offsets to the group), and
+// only after the checkpoint's sinks committed.
+TEST(Runner, SourcesHearOfEveryCompletedCheckpoint) {
+  const std::string dir = testing::ScratchDir("cepheus-ckpt-notify");
+  const std::string input = dir + "/in.jsonl";
+  std::string events;
+  for (int i = 0; i < 300; ++i)
+    events += "{\"key\":\"k\",\"type\":\"A\",\"ts\":" + std::to_string(1000 + i) + "}\n";
+  testing::WriteFile(input, events);
+  auto p = testing::OneStreamPipeline("PATTERN p FROM s MATCH a DEFINE a AS type = 'A'", input, 0,
+                                      "key string, type string, ts timestamp");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  struct Log {
+    std::vector<uint64_t> saved;      // positions saved (one per checkpoint)
+    std::vector<uint64_t> completed;  // checkpoint ids heard
+    size_t saves_before_complete = 0;
+  } log;
+  // The file source, with a record of what it was told.
+  class Recording final : public io::Source {
+   public:
+    Recording(std::unique_ptr<io::Source> inner, Log* log) : in_(std::move(inner)), log_(log) {}
+    Status Open() override { return in_->Open(); }
+    Result<Polled> Poll(size_t n, io::SourceBatch* b) override { return in_->Poll(n, b); }
+    void TakeAssignmentChanges(std::vector<io::AssignmentChange>* out) override {
+      in_->TakeAssignmentChanges(out);
+    }
+    bool ended() const override { return in_->ended(); }
+    std::string_view origin(int partition) const override { return in_->origin(partition); }
+    void SavePosition(std::string* out) const override {
+      log_->saved.push_back(log_->saved.size() + 1);
+      in_->SavePosition(out);
+    }
+    Status RestorePosition(std::string_view* in) override { return in_->RestorePosition(in); }
+    Status OnCheckpointComplete(uint64_t id) override {
+      log_->completed.push_back(id);
+      log_->saves_before_complete = log_->saved.size();
+      return Status::Ok();
+    }
+    uint64_t bytes_read() const override { return in_->bytes_read(); }
+
+   private:
+    std::unique_ptr<io::Source> in_;
+    Log* log_;
+  };
+  class Provider final : public io::SourceProvider {
+   public:
+    explicit Provider(Log* log) : log_(log) {}
+    Result<std::unique_ptr<io::Source>> Open(const io::SourceSpec& spec) override {
+      auto inner = sources::FileSources().Open(spec);
+      if (!inner.ok()) return inner.status();
+      return std::unique_ptr<io::Source>(new Recording(std::move(inner.value()), log_));
+    }
+    Result<std::vector<std::unique_ptr<io::Source>>> OpenShares(const io::SourceSpec&, int,
+                                                                uint64_t) override {
+      return Status::Internal("not used by run");
+    }
+
+   private:
+    Log* log_;
+  } provider(&log);
+  ManualClock clock(1'000'000);
+  class Ticking final : public io::Sink {
+   public:
+    explicit Ticking(ManualClock& c) : c_(c) {}
+    Status Write(const io::RecordBatch&) override {
+      c_.Advance(10);  // time passes as output is written: checkpoints come due
+      return Status::Ok();
+    }
+    Status Flush() override { return Status::Ok(); }
+
+   private:
+    ManualClock& c_;
+  } matches(clock);
+  sinks::MemoryOutput late, dead;
+  RunOptions opts;
+  opts.sources = &provider;
+  opts.clock = &clock;
+  opts.lines_per_turn = 1;
+  opts.checkpoint.enabled = true;
+  opts.checkpoint.backend = state::BackendKind::kMemory;
+  opts.checkpoint.state_dir = dir + "/state";
+  opts.checkpoint.interval = Duration::Millis(1);
+  PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead}, opts);
+  auto summary = runner.Run();
+  ASSERT_TRUE(summary.ok()) << summary.status().message();
+  ASSERT_GT(summary->checkpoints, 1u);
+  ASSERT_EQ(log.completed.size(), summary->checkpoints) << "one notice per completed checkpoint";
+  for (size_t i = 1; i < log.completed.size(); ++i)
+    EXPECT_GT(log.completed[i], log.completed[i - 1]) << "in checkpoint order";
+  EXPECT_EQ(log.saved.size(), summary->checkpoints) << "a position saved in each";
+  EXPECT_EQ(log.saves_before_complete, log.saved.size())
+      << "the last notice comes after the last position was saved";
+}
+
 TEST(Runner, MissingInputFileFailsWithAClearError) {
   PipelineConfig cfg;
   StreamConfig s;
