@@ -53,7 +53,10 @@ class CepOperator final : public KeyedOperator {
   // Deletes everything a pattern keeps in `backend` (its state is dropped
   // when the pattern changed since the checkpoint).
   static Status DropPatternState(state::StateBackend* backend, const std::string& pattern);
-  void AttachState(const WorkerStateOptions& options);
+  bool Wants(uint32_t keying) const override {
+    return keying < keying_patterns_.size() && !keying_patterns_[keying].empty();
+  }
+  void AttachState(const WorkerStateOptions& options) override;
   // At most `runs` partial matches in memory (0: no limit); see Worker.
   void SetRunBudget(size_t runs) { run_budget_ = runs; }
 

@@ -42,6 +42,12 @@ class KeyedOperator {
  public:
   virtual ~KeyedOperator() = default;
 
+  // Whether events of keying `keying` are for this operator (the worker
+  // hands each event to every operator that wants its keying).
+  virtual bool Wants(uint32_t keying) const = 0;
+  // Before the first event: keep state in `options.backend` (else only in memory).
+  virtual void AttachState(const WorkerStateOptions& options) = 0;
+
   // Lookahead for the event after next (`resolve` false: start loading the
   // hash slot) or the next one (`resolve` true: returns an opaque hint that
   // OnEvent may use, or null). Optional.

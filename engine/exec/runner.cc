@@ -143,11 +143,18 @@ Result<RunSummary> PipelineRunner::Run() {
   Router router(pipeline_, parallelism);
   std::vector<std::unique_ptr<Worker>> workers;
   for (const state::KeyGroupRange& groups : router.ranges()) {
-    workers.push_back(
-        std::make_unique<Worker>(pipeline_, groups, outputs_.matches, outputs_.dead_letter));
-    if (options_.max_live_runs)
-      workers.back()->SetRunBudget(
-          std::max<size_t>(1, options_.max_live_runs / static_cast<size_t>(parallelism)));
+    // Each worker runs the CEP operator over its groups; a worker's share of
+    // limits.max_live_runs bounds the partial matches it holds.
+    workers.push_back(std::make_unique<Worker>(pipeline_, groups, [&](WorkerStats* stats) {
+      auto cep = std::make_unique<CepOperator>(pipeline_, groups, stats, outputs_.matches,
+                                               outputs_.dead_letter);
+      if (options_.max_live_runs)
+        cep->SetRunBudget(
+            std::max<size_t>(1, options_.max_live_runs / static_cast<size_t>(parallelism)));
+      std::vector<std::unique_ptr<KeyedOperator>> ops;
+      ops.push_back(std::move(cep));
+      return ops;
+    }));
   }
   for (auto& w : workers) w->SetMetrics(&worker_metrics);
   std::vector<EventBatch> batches(static_cast<size_t>(parallelism));

@@ -18,9 +18,21 @@ constexpr std::string_view kBufferNs = "b";
 constexpr size_t kMaxBatchBytes = 4 << 20;
 }  // namespace
 
-Worker::Worker(const CompiledPipeline& pipeline, state::KeyGroupRange groups, io::Sink* matches,
-               io::Sink* errors)
-    : pipeline_(pipeline), groups_(groups), op_(pipeline, groups, &stats_, matches, errors) {}
+Worker::Worker(const CompiledPipeline& pipeline, state::KeyGroupRange groups,
+               const OperatorFactory& make)
+    : pipeline_(pipeline), groups_(groups), ops_(make(&stats_)) {
+  keying_ops_.resize(pipeline.keyings.size());
+  for (size_t k = 0; k < keying_ops_.size(); ++k)
+    for (auto& op : ops_)
+      if (op->Wants(static_cast<uint32_t>(k))) keying_ops_[k].push_back(op.get());
+}
+
+const Status& Worker::status() const {
+  if (!status_.ok()) return status_;
+  for (const auto& op : ops_)
+    if (!op->status().ok()) return op->status();
+  return status_;
+}
 
 Worker::~Worker() {
   if (thread_.joinable()) {
@@ -63,16 +75,20 @@ void Worker::OnBatch(EventBatch& batch) {
     // Two events ahead: the hash slot; one event ahead: the key's node and runs.
     if (head_ + 2 < buffer_.size()) {
       const Pending& p = buffer_[head_ + 2];
-      op_.Prefetch(p.keying, *p.row, false);
+      if (!keying_ops_[p.keying].empty())
+        keying_ops_[p.keying][0]->Prefetch(p.keying, *p.row, false);
     }
     // Hints are only taken for events processed in this loop: between
-    // batches the operator may forget keys.
+    // batches an operator may forget keys.
     if (head_ + 1 < buffer_.size() && buffer_[head_ + 1].row->time() <= wm) {
       Pending& p = buffer_[head_ + 1];
-      p.hint = op_.Prefetch(p.keying, *p.row, true);
+      if (!keying_ops_[p.keying].empty())
+        p.hint = keying_ops_[p.keying][0]->Prefetch(p.keying, *p.row, true);
     }
     Pending& p = buffer_[head_];
-    op_.OnEvent(p.keying, p.row, p.hint);
+    const auto& ops = keying_ops_[p.keying];
+    for (size_t i = 0; i < ops.size(); ++i)
+      ops[i]->OnEvent(p.keying, p.row, i == 0 ? p.hint : nullptr);
     p.row = RowPtr();
     ++head_;
   }
@@ -83,10 +99,12 @@ void Worker::OnBatch(EventBatch& batch) {
     buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(head_));
     head_ = 0;
   }
-  op_.OnWatermark(wm);
-  op_.EndOfBatch();
+  for (auto& op : ops_) {
+    op->OnWatermark(wm);
+    op->EndOfBatch();
+  }
   PublishMetrics();  // before the output: a scraped count covers what was written
-  op_.FlushOutput();
+  for (auto& op : ops_) op->FlushOutput();
   if (batch.barrier) {
     // Everything before the barrier is processed and its output handed to
     // the sinks: write the state back, then wait while the snapshot is taken.
@@ -99,7 +117,7 @@ void Worker::OnBatch(EventBatch& batch) {
 
 void Worker::AttachState(const WorkerStateOptions& options) {
   state_ = options;
-  op_.AttachState(options);
+  for (auto& op : ops_) op->AttachState(options);
   buffer_groups_.assign(state::kDefaultKeyGroups, false);
 }
 
@@ -138,7 +156,7 @@ Status Worker::Restore(const RestoreMapping& mapping) {
         }));
     CEPHEUS_RETURN_IF_ERROR(bad);
   }
-  CEPHEUS_RETURN_IF_ERROR(op_.Restore(groups_, mapping));
+  for (auto& op : ops_) CEPHEUS_RETURN_IF_ERROR(op->Restore(groups_, mapping));
   std::sort(buffer_.begin(), buffer_.end());
   head_ = 0;
   watermark_ = mapping.watermark;
@@ -146,7 +164,7 @@ Status Worker::Restore(const RestoreMapping& mapping) {
 }
 
 Status Worker::WriteBackAll() {
-  CEPHEUS_RETURN_IF_ERROR(op_.WriteBack());
+  for (auto& op : ops_) CEPHEUS_RETURN_IF_ERROR(op->WriteBack());
   // Pending events: the backend holds exactly those of this checkpoint.
   for (size_t g = 0; g < buffer_groups_.size(); ++g) {
     if (!buffer_groups_[g]) continue;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -60,27 +61,21 @@ struct WorkerMetrics {
 
 class Worker {
  public:
+  // Makes the operators a worker runs; they count into `stats` (the worker's).
+  using OperatorFactory =
+      std::function<std::vector<std::unique_ptr<KeyedOperator>>(WorkerStats* stats)>;
   // The worker owns the key groups `groups`: it restores their state and is
-  // sent only their events. `errors` receives matches a STRICT skip could
-  // not apply to (the dead-letter output); null sends them to `matches`.
-  Worker(const CompiledPipeline& pipeline, state::KeyGroupRange groups, io::Sink* matches,
-         io::Sink* errors = nullptr);
+  // sent only their events, which it hands to the operators `make` returns
+  // (the CEP operator today; windows next).
+  Worker(const CompiledPipeline& pipeline, state::KeyGroupRange groups,
+         const OperatorFactory& make);
   state::KeyGroupRange groups() const { return groups_; }
-  // Deletes everything a pattern keeps in `backend` (its state is dropped
-  // when the pattern changed since the checkpoint).
-  static Status DropPatternState(state::StateBackend* backend, const std::string& pattern) {
-    return CepOperator::DropPatternState(backend, pattern);
-  }
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
   // Before Start(): keep state in `options.backend` (else only in memory).
   void AttachState(const WorkerStateOptions& options);
-  // At most `runs` partial matches in memory in this worker (its share of
-  // limits.max_live_runs); past it, after a batch, the oldest runs are cut
-  // (counted, logged). 0: no limit.
-  void SetRunBudget(size_t runs) { op_.SetRunBudget(runs); }
   // Before Start(), after AttachState: takes over the state of this worker's
   // key groups from the backend (which holds a restored checkpoint): its
   // pending events and the deadlines of its keys (keys load lazily).
@@ -93,7 +88,7 @@ class Worker {
   const WorkerStats& stats() const { return stats_; }
   // Before Start(): where to publish live counters (borrowed; may be null).
   void SetMetrics(const WorkerMetrics* metrics) { metrics_ = metrics; }
-  const Status& status() const { return status_.ok() ? op_.status() : status_; }
+  const Status& status() const;
 
   // Processes one batch on the caller's thread (used by Start's loop; also
   // lets tests and batch mode drive a worker synchronously).
@@ -103,8 +98,8 @@ class Worker {
   struct Pending {
     RowPtr row;
     uint32_t keying;
-    // The operator's lookahead hint, taken one event ahead so that the
-    // key's memory is on the way when the event is processed.
+    // The first operator's lookahead hint, taken one event ahead so that
+    // the key's memory is on the way when the event is processed.
     void* hint = nullptr;
     // Event-time order, ties in arrival order.
     bool operator<(const Pending& o) const {
@@ -125,7 +120,8 @@ class Worker {
   const CompiledPipeline& pipeline_;
   const state::KeyGroupRange groups_;
   WorkerStats stats_;
-  CepOperator op_;
+  std::vector<std::unique_ptr<KeyedOperator>> ops_;
+  std::vector<std::vector<KeyedOperator*>> keying_ops_;  // keying -> operators that want it
   WorkerStateOptions state_;
   state::StateWriteBatch writes_;
   std::vector<bool> buffer_groups_;  // groups with pending events in the backend
