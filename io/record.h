@@ -48,15 +48,6 @@ class RecordBatch {
     m.size = text_.size() - m.begin;
     text_.push_back('\n');
   }
-  // Appends every record of `other`.
-  void Append(const RecordBatch& other) {
-    for (size_t i = 0; i < other.size(); ++i) {
-      const Record r = other[i];
-      Begin(r.kind, r.key, r.time_ms, r.name)->append(r.payload);
-      End();
-    }
-  }
-
   size_t size() const { return meta_.size(); }
   bool empty() const { return meta_.empty(); }
   Record operator[](size_t i) const {
@@ -66,16 +57,10 @@ class RecordBatch {
   }
   // Every payload followed by '\n', in order (what a line sink writes).
   std::string_view lines() const { return text_; }
-  size_t bytes() const { return text_.size(); }
   void clear() {
     meta_.clear();
     text_.clear();
     keys_.clear();
-  }
-  void swap(RecordBatch& other) noexcept {
-    meta_.swap(other.meta_);
-    text_.swap(other.text_);
-    keys_.swap(other.keys_);
   }
 
  private:

@@ -216,9 +216,7 @@ class GroupMatcher {
   GroupMatcher(const CompiledPipeline& p, int keying)
       : keying_(static_cast<uint32_t>(keying)),
         key_(p, keying),
-        op_(p, state::KeyGroupRange{}, &stats_, nullptr, nullptr) {
-    op_.RenderInto(nullptr, &errors_);
-  }
+        op_(p, state::KeyGroupRange{}, &stats_, nullptr, nullptr) {}
 
   // Events arrive sorted by (hash, time, position); a run of equal hashes is
   // buffered so that the (practically never seen) case of two keys sharing a

@@ -489,6 +489,22 @@ TEST(Runner, WorkerCountersArePublishedDuringTheRun) {
   EXPECT_GT(summary->matches, 1000u);
 }
 
+// A sink that moves a manual clock by 10 ms each time a worker writes to it
+// (when `on`), so that time passes as output is produced.
+class TickingSink final : public io::Sink {
+ public:
+  TickingSink(ManualClock& c, bool on) : c_(c), on_(on) {}
+  Status Write(const io::RecordBatch&) override {
+    if (on_) c_.Advance(10);
+    return Status::Ok();
+  }
+  Status Flush() override { return Status::Ok(); }
+
+ private:
+  ManualClock& c_;
+  bool on_;
+};
+
 // The checkpoint interval is measured on the injected clock: with a clock
 // that stands still, an interval of 1 ms never elapses, so only the final
 // checkpoint is taken; moved by hand, interval checkpoints follow it.
@@ -505,20 +521,7 @@ TEST(Runner, CheckpointIntervalFollowsTheInjectedClock) {
   for (bool moving : {false, true}) {
     SCOPED_TRACE(moving ? "clock moved by the output" : "clock standing still");
     ManualClock clock(1'000'000);
-    // A sink that moves the clock each time a worker writes to it.
-    class Ticking final : public io::Sink {
-     public:
-      Ticking(ManualClock& c, bool on) : c_(c), on_(on) {}
-      Status Write(const io::RecordBatch&) override {
-        if (on_) c_.Advance(10);
-        return Status::Ok();
-      }
-      Status Flush() override { return Status::Ok(); }
-
-     private:
-      ManualClock& c_;
-      bool on_;
-    } matches(clock, moving);
+    TickingSink matches(clock, moving);
     sinks::MemoryOutput late, dead;
     RunOptions opts;
     opts.sources = &sources::FileSources();
@@ -600,18 +603,7 @@ TEST(Runner, SourcesHearOfEveryCompletedCheckpoint) {
     Log* log_;
   } provider(&log);
   ManualClock clock(1'000'000);
-  class Ticking final : public io::Sink {
-   public:
-    explicit Ticking(ManualClock& c) : c_(c) {}
-    Status Write(const io::RecordBatch&) override {
-      c_.Advance(10);  // time passes as output is written: checkpoints come due
-      return Status::Ok();
-    }
-    Status Flush() override { return Status::Ok(); }
-
-   private:
-    ManualClock& c_;
-  } matches(clock);
+  TickingSink matches(clock, true);  // time passes as output is written: checkpoints come due
   sinks::MemoryOutput late, dead;
   RunOptions opts;
   opts.sources = &provider;
