@@ -19,18 +19,16 @@
 #include "io/record.h"
 #include "io/sink.h"
 #include "state/key_groups.h"
+#include "state/keyed_cache.h"
 #include "state/state_backend.h"
-#include "time/timer_queue.h"
 
 namespace cepheus::engine {
 
-struct WorkerStats {
+// With the state cache's counters (keys evicted, loaded, peak in memory).
+struct WorkerStats : state::CacheStats {
   uint64_t events = 0;
   MatcherStats matcher;
   uint64_t peak_buffered = 0;
-  uint64_t keys_evicted = 0;  // written back and dropped from the cache
-  uint64_t keys_loaded = 0;   // read back from the state backend
-  uint64_t peak_cached_keys = 0;
   int64_t peak_live_runs = 0;  // after each batch (and any budget cut)
 };
 
@@ -74,7 +72,7 @@ class CepOperator final : public KeyedOperator {
   void EndKey(uint32_t keying, std::string_view key, Report&& report) {
     for (int pi : keying_patterns_[keying]) {
       PatternState& ps = patterns_[static_cast<size_t>(pi)];
-      EndKeyOf(ps, key);
+      EndKeyOf(pi, key);
       if (ps.key_matches) report(ps.pattern->name, ps.key_matches);
       ps.key_matches = 0;
     }
@@ -96,66 +94,25 @@ class CepOperator final : public KeyedOperator {
   const Status& status() const override { return status_; }
 
  private:
-  struct KeyEntry {
-    KeyMatcher matcher;
-    EventTime scheduled = EventTime::Max();  // earliest timer queued for this key
-    uint64_t last_used = 0;                  // batch number, for eviction
-    bool dirty = false;                      // changed since written to the backend
-    bool stored = false;                     // the backend has an entry for it
-    // The deadline of this key's timer entry in the backend (Max: none).
-    EventTime stored_timer = EventTime::Max();
-  };
-  // An Abseil node map (cep_operator.cc; kept out of this header):
-  // power-of-two buckets (no division per lookup), lookup by string_view
-  // without a copy, and stable node addresses (timers hold them).
-  struct KeyMap;
-  using KeyNode = std::pair<const std::string, KeyEntry>;
-  // A timer points at its key's map node (nodes are stable until erased;
-  // erasing happens only in SweepIdleKeys, which rebuilds the timers). A key
-  // rescheduled earlier leaves its old timer behind, recognised as superseded
-  // (KeyEntry::scheduled) when it pops.
-  using Timers = timing::TimerQueue<KeyNode*>;
+  // The keyed state: a KeyMatcher per (pattern, key) in a bounded cache
+  // with per-key timers (state/keyed_cache.h), one space per pattern.
+  // Defined in cep_operator.cc (its map is an Abseil node map, kept out of
+  // this header).
+  struct Cache;
+  struct MatcherCodec;
   struct PatternState {
     const patterns::CompiledPattern* pattern = nullptr;
-    std::string ns;        // the backend namespace of its matchers
-    std::string timer_ns;  // and of their timers (deadline, key), in deadline order
     const Keying* keying = nullptr;
     MatcherEnv env;
-    std::unique_ptr<KeyMap> keys;  // never null
-    Timers timers;
-    // Timers of keys that are not in memory live in the backend (so memory
-    // does not grow with the number of keys): none of them is due before
-    // this (Max: none, or no backend).
-    EventTime cold_min = EventTime::Max();
-    std::vector<EventTime> group_cold_min;  // the same per key group
-    std::string_view current_key_view;      // the key whose matcher is emitting (a map key)
+    std::unique_ptr<MatcherCodec> codec;
+    std::string_view current_key_view;  // the key whose matcher is emitting (a map key)
     std::unique_ptr<MatchRenderer> renderer;
     uint64_t matches = 0, timeouts = 0;  // emitted by this pattern's matchers
     uint64_t key_matches = 0;            // since the last EndKey (batch use)
   };
 
-  void EndKeyOf(PatternState& ps, std::string_view key);
-
-  // Loads the keys whose backend timers are due at `wm` and lets time pass for them.
-  void FireColdTimers(PatternState& ps, EventTime wm);
-  // Makes the key's timer entry in the backend match deadline `d`.
-  void StoreTimer(PatternState& ps, const std::string& key, KeyEntry& e, EventTime d);
-  void Schedule(PatternState& ps, KeyNode& key);
-  void SweepIdleKeys();
+  void EndKeyOf(int pattern, std::string_view key);
   void CutOldestRuns();
-  // Timers point at map nodes: rebuilt after keys are erased.
-  void RebuildTimers(PatternState& ps);
-  // The key's entry, loaded from the backend if it is there (else created).
-  KeyNode* FindOrLoad(PatternState& ps, std::string_view key);
-  void EvictColdKeys();
-  // Writes `e` to the backend if it changed (or deletes it if idle).
-  void WriteBackKey(PatternState& ps, const std::string& key, KeyEntry& e);
-  // Applies the collected writes (before anything reads the backend again).
-  void FlushWrites();
-  static constexpr size_t kMaxBatchBytes = 4 << 20;
-  // End of input with keys in the backend: every stored key ends too.
-  void EndStoredKeys(PatternState& ps);
-  int GroupOf(std::string_view key) const;
   void Fail(const Status& s) {
     if (status_.ok()) status_ = s;
   }
@@ -166,16 +123,12 @@ class CepOperator final : public KeyedOperator {
   io::Sink* matches_;
   io::Sink* errors_out_;
   WorkerStateOptions state_;
-  state::StateWriteBatch writes_;
-  bool lookup_backend_ = false;  // the backend may hold keys that are not in memory
-  size_t cached_keys_ = 0;
   size_t run_budget_ = 0;
-  uint64_t batch_no_ = 0;
-  std::string value_scratch_;
   static constexpr uint64_t kSweepEvery = 1 << 16;
   uint64_t events_since_sweep_ = 0;
   NodePool pool_;
   std::vector<PatternState> patterns_;
+  std::unique_ptr<Cache> cache_;                   // after patterns_ (its codecs): destroyed first
   std::vector<std::vector<int>> keying_patterns_;  // keying -> indexes into patterns_
   std::string key_scratch_;
   std::string prefetch_scratch_;

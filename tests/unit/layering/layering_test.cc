@@ -27,7 +27,7 @@ const std::map<std::string, std::set<std::string>>& Allowed() {
       {"common", {"common"}},
       {"patterns", {"common", "patterns"}},
       {"time", {"common", "time"}},
-      {"state", {"common", "state"}},
+      {"state", {"common", "time", "state"}},
       {"metrics", {"common", "metrics"}},
       {"io", {"common", "io"}},
       // Engine stages, bottom up.
