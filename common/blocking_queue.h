@@ -1,10 +1,13 @@
 // A bounded multi-producer multi-consumer queue. Push blocks while full
-// (backpressure from slow workers to the reader); Pop blocks while empty.
+// (backpressure from slow workers to the reader); Pop blocks while empty,
+// PopFor at most a given time.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 
 namespace cepheus {
 
@@ -22,6 +25,15 @@ class BlockingQueue {
     std::unique_lock<std::mutex> l(mu_);
     not_empty_.wait(l, [&] { return !q_.empty(); });
     T v = std::move(q_.front());
+    q_.pop_front();
+    not_full_.notify_one();
+    return v;
+  }
+  // The next element, or nullopt if none came within `timeout`.
+  std::optional<T> PopFor(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> l(mu_);
+    if (!not_empty_.wait_for(l, timeout, [&] { return !q_.empty(); })) return std::nullopt;
+    std::optional<T> v(std::move(q_.front()));
     q_.pop_front();
     not_full_.notify_one();
     return v;

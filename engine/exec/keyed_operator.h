@@ -58,7 +58,15 @@ class KeyedOperator {
   virtual void OnEvent(uint32_t keying, const RowPtr& row, void* hint) = 0;
   // The watermark reached `wm` (Max: the end of the input): fire what is due.
   virtual void OnWatermark(EventTime wm) = 0;
-  // The wall clock reached `now_ms` (processing-time triggers). Default: nothing.
+  // Processing-time timers (e.g. a window's "early firing every 10 s of
+  // wall-clock time"): when the operator next wants OnProcessingTime, in
+  // wall-clock milliseconds of the worker's injected clock (kNoTimer: never).
+  // The worker calls OnProcessingTime once the clock reached it -- between
+  // batches, or after waiting for it while no batch comes -- then flushes
+  // the operator's output. Results that depend on it are outside the
+  // run == backtest contract (the backtest has no wall clock to follow).
+  static constexpr int64_t kNoTimer = INT64_MAX;
+  virtual int64_t NextProcessingTime() const { return kNoTimer; }
   virtual void OnProcessingTime(int64_t /*now_ms*/) {}
   // After every batch: housekeeping (idle keys, the key cache, memory budgets).
   virtual void EndOfBatch() = 0;

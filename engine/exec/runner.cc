@@ -156,7 +156,10 @@ Result<RunSummary> PipelineRunner::Run() {
       return ops;
     }));
   }
-  for (auto& w : workers) w->SetMetrics(&worker_metrics);
+  for (auto& w : workers) {
+    w->SetMetrics(&worker_metrics);
+    w->SetClock(&clock);
+  }
   std::vector<EventBatch> batches(static_cast<size_t>(parallelism));
   size_t pending_events = 0;
   Watermark sent_wm = Watermark::Min();

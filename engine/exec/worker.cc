@@ -52,12 +52,48 @@ void Worker::Join() {
 }
 
 void Worker::Loop() {
+  // A wait for a processing-time timer is cut into slices so that a clock
+  // moved by a test (or a wall clock stepped forward) is noticed soon.
+  constexpr int64_t kMaxWaitMs = 100;
   while (true) {
-    EventBatch b = queue_.Pop();
+    EventBatch b;
+    const int64_t next = NextProcessingTime();
+    if (next == KeyedOperator::kNoTimer) {
+      b = queue_.Pop();
+    } else {
+      const int64_t wait = std::clamp<int64_t>(next - clock_->NowMillis(), 0, kMaxWaitMs);
+      std::optional<EventBatch> got = queue_.PopFor(std::chrono::milliseconds(wait));
+      if (!got) {
+        if (FireProcessingTimers()) {
+          PublishMetrics();
+          for (auto& op : ops_) op->FlushOutput();
+        }
+        continue;
+      }
+      b = std::move(*got);
+    }
     if (b.stop) break;
     OnBatch(b);
     if (b.watermark.is_max()) break;
   }
+}
+
+int64_t Worker::NextProcessingTime() const {
+  int64_t next = KeyedOperator::kNoTimer;
+  for (const auto& op : ops_) next = std::min(next, op->NextProcessingTime());
+  return next;
+}
+
+bool Worker::FireProcessingTimers() {
+  if (NextProcessingTime() == KeyedOperator::kNoTimer) return false;  // no clock read
+  bool fired = false;
+  const int64_t now = clock_->NowMillis();
+  for (auto& op : ops_) {
+    if (op->NextProcessingTime() > now) continue;
+    op->OnProcessingTime(now);
+    fired = true;
+  }
+  return fired;
 }
 
 void Worker::OnBatch(EventBatch& batch) {
@@ -103,6 +139,8 @@ void Worker::OnBatch(EventBatch& batch) {
     op->OnWatermark(wm);
     op->EndOfBatch();
   }
+  // A busy worker never waits: processing-time timers due by now fire here.
+  if (!watermark_.is_max()) FireProcessingTimers();
   PublishMetrics();  // before the output: a scraped count covers what was written
   for (auto& op : ops_) op->FlushOutput();
   if (batch.barrier) {

@@ -18,6 +18,7 @@
 #include <mutex>
 
 #include "common/blocking_queue.h"
+#include "common/clock.h"
 #include "engine/checkpoint/snapshot_sync.h"
 #include "engine/exec/cep_operator.h"
 #include "engine/exec/keyed_operator.h"
@@ -88,6 +89,9 @@ class Worker {
   const WorkerStats& stats() const { return stats_; }
   // Before Start(): where to publish live counters (borrowed; may be null).
   void SetMetrics(const WorkerMetrics* metrics) { metrics_ = metrics; }
+  // Before Start(): the wall clock of processing-time timers (borrowed;
+  // default: the system clock).
+  void SetClock(const Clock* clock) { clock_ = clock; }
   const Status& status() const;
 
   // Processes one batch on the caller's thread (used by Start's loop; also
@@ -108,6 +112,10 @@ class Worker {
   };
 
   void Loop();
+  // The earliest processing-time timer of the operators (kNoTimer: none).
+  int64_t NextProcessingTime() const;
+  // Calls OnProcessingTime on every operator whose timer is due; true if any.
+  bool FireProcessingTimers();
   // Writes the changed keys and the pending events (a checkpoint's sync phase).
   Status WriteBackAll();
   int GroupOf(const Pending& p);
@@ -134,6 +142,8 @@ class Worker {
   std::string key_scratch_;
   Watermark watermark_ = Watermark::Min();
   const WorkerMetrics* metrics_ = nullptr;
+  SystemClock system_clock_;
+  const Clock* clock_ = &system_clock_;
   WorkerStats published_;
   Status status_;
 };

@@ -6,10 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <random>
+#include <thread>
 
 #include "common/hash.h"
 #include "engine/exec/cep_operator.h"
+#include "engine/exec/worker.h"
 #include "engine/format/format.h"
 #include "engine/ingest/decoder.h"
 #include "sinks/outputs.h"
@@ -121,6 +125,93 @@ TEST(KeyedOperator, CepOperatorRestoredFromAWriteBackContinuesExactly) {
     }
     EXPECT_EQ(Sorted(got_out.contents()), Sorted(want_out.contents()));
   }
+}
+
+// An operator that only wants processing time: a timer every `period` ms
+// of the worker's clock from `first`, recording when it was called.
+class TickOperator final : public KeyedOperator {
+ public:
+  TickOperator(int64_t first, int64_t period) : next_(first), period_(period) {}
+  bool Wants(uint32_t) const override { return true; }
+  void AttachState(const WorkerStateOptions&) override {}
+  void OnEvent(uint32_t, const RowPtr&, void*) override { ++events; }
+  void OnWatermark(EventTime) override {}
+  int64_t NextProcessingTime() const override { return next_.load(); }
+  void OnProcessingTime(int64_t now_ms) override {
+    EXPECT_GE(now_ms, next_.load()) << "called before its timer was due";
+    fired_at.push_back(now_ms);
+    next_ = now_ms + period_;
+    fires = fired_at.size();
+  }
+  void EndOfBatch() override {}
+  void FlushOutput() override { flushes_after_fire = fires.load(); }
+  Status WriteBack() override { return Status::Ok(); }
+  Status Restore(state::KeyGroupRange, const RestoreMapping&) override { return Status::Ok(); }
+  const Status& status() const override { return status_; }
+
+  std::vector<int64_t> fired_at;
+  std::atomic<size_t> fires{0}, flushes_after_fire{0};
+  std::atomic<int> events{0};
+
+ private:
+  std::atomic<int64_t> next_;
+  const int64_t period_;
+  Status status_;
+};
+
+std::unique_ptr<Worker> TickWorker(const Fixture& f, TickOperator** op) {
+  return std::make_unique<Worker>(f.pipeline, state::KeyGroupRange{}, [op](WorkerStats*) {
+    auto t = std::make_unique<TickOperator>(50, 100);
+    *op = t.get();
+    std::vector<std::unique_ptr<KeyedOperator>> ops;
+    ops.push_back(std::move(t));
+    return ops;
+  });
+}
+
+TEST(KeyedOperator, ProcessingTimeTimersFireBetweenBatchesOnTheInjectedClock) {
+  const Fixture f = Make();
+  TickOperator* op = nullptr;
+  auto worker = TickWorker(f, &op);
+  ManualClock clock(10);
+  worker->SetClock(&clock);
+  EventBatch b;
+  b.events.push_back(RoutedEvent{f.rows[0], 0});
+  b.watermark = Watermark::At(f.rows[0]->time());
+  worker->OnBatch(b);
+  EXPECT_EQ(op->events.load(), 1);
+  EXPECT_TRUE(op->fired_at.empty()) << "not due at 10 ms";
+  clock.Set(60);
+  EventBatch empty;
+  empty.watermark = b.watermark;
+  worker->OnBatch(empty);
+  EXPECT_EQ(op->fired_at, std::vector<int64_t>{60});
+  EXPECT_EQ(op->flushes_after_fire.load(), 1u) << "the output of the firing is flushed";
+  worker->OnBatch(empty);
+  EXPECT_EQ(op->fired_at.size(), 1u) << "next timer at 160 ms";
+}
+
+TEST(KeyedOperator, AnIdleWorkerWakesUpForAProcessingTimeTimer) {
+  const Fixture f = Make();
+  TickOperator* op = nullptr;
+  auto worker = TickWorker(f, &op);
+  ManualClock clock(0);
+  worker->SetClock(&clock);
+  worker->Start();
+  // No batch comes: the worker waits for the timer (at 50 ms of the clock).
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_EQ(op->fires.load(), 0u) << "the clock has not moved";
+  clock.Set(75);
+  for (int i = 0; i < 500 && op->flushes_after_fire.load() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(op->fires.load(), 1u);
+  EXPECT_EQ(op->flushes_after_fire.load(), 1u);
+  EventBatch end;
+  end.watermark = Watermark::Max();
+  worker->Push(std::move(end));
+  worker->Join();
+  ASSERT_EQ(op->fired_at.size(), 1u);
+  EXPECT_EQ(op->fired_at[0], 75);
 }
 
 }  // namespace
