@@ -59,6 +59,13 @@ void Row::AppendEncoded(std::string* out) const {
   out->append(reinterpret_cast<const char*>(slots()), num_slots_ * 8 + string_bytes_);
 }
 
+size_t Row::EncodedLength(const char* p, size_t avail) {
+  if (avail < 4) return 0;
+  uint32_t body;
+  std::memcpy(&body, p, 4);
+  return 4 + size_t{body};
+}
+
 RowPtr Row::DecodeFrom(const char** p, const char* end) {
   const char* c = *p;
   uint32_t body;

@@ -52,6 +52,9 @@ class Row {
   // Decodes one row at *p (advancing it); null if [*p, end) is not a whole
   // well-formed row.
   static RowPtr DecodeFrom(const char** p, const char* end);
+  // The length of the encoded row starting at `p` given `avail` bytes there
+  // (which may hold only part of it), or 0 if too few bytes to tell.
+  static size_t EncodedLength(const char* p, size_t avail);
   // A copy of this row placed in `arena`. Its memory goes with the arena, so
   // every reference to it must be gone before the arena is destroyed.
   RowPtr CopyTo(RowArena* arena) const;

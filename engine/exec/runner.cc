@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <ctime>
@@ -81,9 +82,8 @@ class Router {
   std::string scratch_;
 };
 
-}  // namespace
-
-void PipelineRunner::AddWorker(const Worker& w, RunSummary* summary) {
+// Adds a finished worker's counters to `summary`.
+void AddWorker(const Worker& w, RunSummary* summary) {
   summary->matcher.Add(w.stats().matcher);
   summary->keys_evicted += w.stats().keys_evicted;
   summary->keys_loaded += w.stats().keys_loaded;
@@ -94,7 +94,9 @@ void PipelineRunner::AddWorker(const Worker& w, RunSummary* summary) {
   summary->runs_dropped = summary->matcher.runs_dropped;
 }
 
-void PipelineRunner::LogRunWarnings(const RunSummary& summary) const {
+// The end-of-run warnings (cut runs, skip errors, bad input, held matches).
+void LogRunWarnings(const CompiledPipeline& pipeline, const RunOptions& options,
+                    const RunSummary& summary) {
   if (const std::string held = summary.matcher.HeldSummary(); !held.empty())
     spdlog::info("{}", held);
   if (summary.matcher.skip_errors)
@@ -102,282 +104,327 @@ void PipelineRunner::LogRunWarnings(const RunSummary& summary) const {
         "{} matches could not apply AFTER MATCH SKIP ... STRICT; they went to the dead_letter "
         "output with the reason",
         summary.matcher.skip_errors);
-  for (const std::string& w : BadInputWarnings(pipeline_.config, summary.streams))
+  for (const std::string& w : BadInputWarnings(pipeline.config, summary.streams))
     spdlog::warn("{}", w);
   if (summary.matcher.runs_cut_by_budget)
     spdlog::warn(
         "{} partial matches were cut to keep limits.max_live_runs={} (oldest first; see "
         "cepheus_runs_cut_by_budget_total)",
-        summary.matcher.runs_cut_by_budget, options_.max_live_runs);
+        summary.matcher.runs_cut_by_budget, options.max_live_runs);
   if (summary.runs_dropped)
     spdlog::warn(
         "{} partial matches were cut by max_runs_per_key={} (see cepheus_runs_dropped_total)",
-        summary.runs_dropped, pipeline_.config.max_runs_per_key);
+        summary.runs_dropped, pipeline.config.max_runs_per_key);
 }
+
+// One `run`: restore, read and route, checkpoints, and the end (a final
+// checkpoint, or a stop). The runner's loop state lives here, one method
+// per concern, instead of in lambdas of one long function.
+class RunJob {
+ public:
+  RunJob(const CompiledPipeline& pipeline, const RunOutputs& outputs, const RunOptions& options,
+         std::atomic<bool>& stop)
+      : pipeline_(pipeline),
+        outputs_(outputs),
+        options_(options),
+        stop_(stop),
+        parallelism_(std::max(1, options.parallelism)),
+        reg_(options.metrics ? *options.metrics : local_metrics_),
+        clock_(options.clock ? *options.clock : system_clock_),
+        router_(pipeline, parallelism_),
+        batches_(static_cast<size_t>(parallelism_)),
+        slots_{{{"matches", outputs.matches},
+                {"late", outputs.late},
+                {"dead_letter", outputs.dead_letter},
+                {"watermarks", outputs.watermarks}}},
+        c_records_(reg_.GetCounter("cepheus_records_read_total", "Input records read")),
+        c_dead_(reg_.GetCounter("cepheus_dead_letters_total", "Records that could not be decoded")),
+        c_late_(reg_.GetCounter("cepheus_late_events_total", "Events at or behind the watermark")) {
+  }
+
+  Result<RunSummary> Run() {
+    CEPHEUS_RETURN_IF_ERROR(OpenReader());
+    MakeWorkers();
+    CEPHEUS_RETURN_IF_ERROR(RestoreState());
+    for (auto& w : workers_) w->Start();
+    if (options_.checkpoint.enabled) MakeCoordinator();
+    const Status failure = ReadLoop();
+    return Finish(failure);
+  }
+
+ private:
+  Status OpenReader() {
+    ReaderOptions ropts;
+    ropts.clock = options_.clock;
+    ropts.lines_per_turn = std::max<size_t>(1, options_.lines_per_turn);
+    if (!options_.sources)
+      return Status::InvalidArgument("no source provider (RunOptions::sources)");
+    auto sources =
+        OpenStreamSources(*options_.sources, pipeline_.config, {}, options_.read_buffer_bytes);
+    if (!sources.ok()) return sources.status();
+    reader_ = std::make_unique<EventReader>(pipeline_, ropts, std::move(sources.value()));
+    // Every input is opened first: a missing file fails the run before it starts.
+    return reader_->Open();
+  }
+
+  void MakeWorkers() {
+    // Live counters: the workers add to them after every batch.
+    worker_metrics_ = RegisterWorkerMetrics(reg_);
+    for (const state::KeyGroupRange& groups : router_.ranges()) {
+      // Each worker runs the CEP operator over its groups; a worker's share of
+      // limits.max_live_runs bounds the partial matches it holds.
+      workers_.push_back(std::make_unique<Worker>(pipeline_, groups, [&](WorkerStats* stats) {
+        auto cep = std::make_unique<CepOperator>(pipeline_, groups, stats, outputs_.matches,
+                                                 outputs_.dead_letter);
+        if (options_.max_live_runs)
+          cep->SetRunBudget(
+              std::max<size_t>(1, options_.max_live_runs / static_cast<size_t>(parallelism_)));
+        std::vector<std::unique_ptr<KeyedOperator>> ops;
+        ops.push_back(std::move(cep));
+        return ops;
+      }));
+      workers_.back()->SetMetrics(&worker_metrics_);
+      workers_.back()->SetClock(&clock_);
+    }
+  }
+
+  // Durable state: restore the latest complete checkpoint, or start fresh.
+  Status RestoreState() {
+    const CheckpointOptions& ck = options_.checkpoint;
+    if (!ck.enabled) return Status::Ok();
+    store_ = std::make_unique<CheckpointStore>(ck.state_dir);
+    if (ck.restart) CEPHEUS_RETURN_IF_ERROR(store_->DeleteAll());
+    auto opened = OpenLatestState(*store_, ck);
+    if (!opened.ok()) return opened.status();
+    backend_ = std::move(opened->backend);
+    const CheckpointMetadata* meta = opened->found ? &opened->found->metadata : nullptr;
+    CEPHEUS_RETURN_IF_ERROR(RecoverSinks(meta, {slots_.begin(), slots_.end()}));
+    WorkerStateOptions wso;
+    wso.backend = backend_.get();
+    wso.cache_keys = ck.cache_keys;
+    for (auto& w : workers_) w->AttachState(wso);
+    if (meta) {
+      CEPHEUS_RETURN_IF_ERROR(store_->DeleteNewerThan(meta->id));
+      auto mapping = MapCheckpoint(pipeline_, *meta, backend_.get());
+      if (!mapping.ok()) return mapping.status();
+      CEPHEUS_RETURN_IF_ERROR(reader_->RestorePosition(meta->reader_state));
+      for (auto& w : workers_) CEPHEUS_RETURN_IF_ERROR(w->Restore(mapping.value()));
+      sent_wm_ = meta->watermark;
+      summary_.restored_from = meta->id;
+      spdlog::info(
+          "restored checkpoint {} (written by a run with parallelism {}, now {}): watermark {}",
+          meta->id, meta->parallelism, parallelism_,
+          meta->watermark == Watermark::Min() ? std::string("none")
+                                              : FormatRfc3339(meta->watermark.time()));
+    } else {
+      CEPHEUS_RETURN_IF_ERROR(store_->DeleteAll());
+    }
+    next_checkpoint_ = store_->NextId();
+    return Status::Ok();
+  }
+
+  // Checkpoints (engine/checkpoint/checkpoint_coordinator.h): the runner lends
+  // the coordinator its barrier injection, its side outputs and its position.
+  void MakeCoordinator() {
+    const CheckpointOptions& ck = options_.checkpoint;
+    CheckpointCoordinator::Wiring wiring;
+    wiring.store = store_.get();
+    wiring.backend = backend_.get();
+    wiring.sinks.assign(slots_.begin(), slots_.end());
+    wiring.parallelism = parallelism_;
+    wiring.clock = &clock_;
+    wiring.hooks = options_.checkpoint_hooks;
+    wiring.retain = ck.retain;
+    wiring.copy_files = ck.copy_files;
+    wiring.interval = ck.interval;
+    wiring.metrics = &reg_;
+    wiring.describe = [this] { return Describe(); };
+    wiring.inject_barrier = [this](const std::shared_ptr<SnapshotSync>& barrier, Watermark wm) {
+      for (auto& b : batches_) b.barrier = barrier;
+      Send(wm);
+    };
+    wiring.flush_side_outputs = [this] { return FlushSideOutputs(); };
+    wiring.on_complete = [this](uint64_t id) { return reader_->OnCheckpointComplete(id); };
+    coordinator_ = std::make_unique<CheckpointCoordinator>(std::move(wiring), next_checkpoint_);
+  }
+
+  // What a checkpoint records beside the state: the reader's position and
+  // what the state was made by (so that a restore can tell what still fits).
+  CheckpointMetadata Describe() const {
+    CheckpointMetadata meta;
+    meta.reader_state = reader_->SavePosition();
+    meta.state_backend = state::BackendKindName(options_.checkpoint.backend);
+    meta.state_location = "state";
+    meta.key_groups = "0-" + std::to_string(state::kDefaultKeyGroups - 1);
+    for (size_t i = 0; i < pipeline_.patterns.size(); ++i)
+      meta.patterns.emplace_back(pipeline_.patterns[i]->name,
+                                 PatternFingerprint(pipeline_, static_cast<int>(i)));
+    for (const Keying& k : pipeline_.keyings) meta.keyings.push_back(KeyingSignature(pipeline_, k));
+    return meta;
+  }
+
+  // Reads, routes and sends batches until the input ends, Stop() or an error.
+  Status ReadLoop() {
+    std::vector<ReadEvent> events;
+    while (!stop_.load()) {
+      events.clear();
+      auto turn = reader_->ReadTurn(&events, &dead_out_, &late_out_);
+      if (!turn.ok()) return turn.status();
+      for (const ReadEvent& e : events) pending_events_ += router_.Route(e, &batches_);
+      PublishCounters();
+      if (*turn == EventReader::Turn::kEnd) return Status::Ok();
+      if (options_.stop_after_records &&
+          reader_->counts().records_read >= options_.stop_after_records)
+        stop_.store(true);
+      const bool progress = *turn == EventReader::Turn::kProgress;
+      // The end of every input (a Max watermark) is sent only after the loop,
+      // with the final checkpoint: workers end their run when they see it.
+      Watermark wm = reader_->UpdateWatermark();
+      if (wm.is_max()) wm = sent_wm_;
+      if (pending_events_ >= kBatchEvents ||
+          (wm > sent_wm_ && (pending_events_ > 0 || !progress)) ||
+          (!progress && pending_events_ > 0)) {
+        Send(wm);
+      }
+      CEPHEUS_RETURN_IF_ERROR(FlushSideOutputs());
+      if (coordinator_) {
+        Status cs = coordinator_->Finish(/*wait=*/false);
+        if (cs.ok() && coordinator_->Due()) cs = coordinator_->Begin(wm, false);
+        if (!cs.ok()) return cs.WithPrefix("checkpoint failed: ");
+      }
+      if (!progress) {
+        // Only unbounded inputs remain and none had data: wait for data (or
+        // a little while), then look again (the watermark may move with the
+        // wall clock meanwhile).
+        reader_->WaitForInput(std::min(options_.poll_ms, 20));
+      }
+    }
+    return Status::Ok();
+  }
+
+  // The end: a final checkpoint (or the Max watermark without checkpoints),
+  // or a stop; then the workers end and the summary is made.
+  Result<RunSummary> Finish(Status failure) {
+    PublishCounters();
+    Status fs = FlushSideOutputs();
+    if (failure.ok() && !fs.ok()) failure = fs;
+    const bool stopped = stop_.load() || !failure.ok();
+    if (coordinator_ && failure.ok()) {
+      Status cs = coordinator_->Finish(/*wait=*/true);
+      if (!cs.ok()) failure = cs.WithPrefix("checkpoint failed: ");
+    }
+    if (coordinator_ && failure.ok()) {
+      // A stop ends at a checkpoint the next run continues from; the end of
+      // the input at a final one that commits the last outputs.
+      Status cs = coordinator_->TakeNow(stopped ? sent_wm_ : Watermark::Max(), !stopped);
+      if (!cs.ok()) failure = cs.WithPrefix("final checkpoint failed: ");
+    } else if (!stopped) {
+      Send(Watermark::Max());
+      Status ws = FlushSideOutputs();
+      if (failure.ok() && !ws.ok()) failure = ws;
+    }
+    if (stopped || !failure.ok()) {
+      for (auto& w : workers_) {
+        EventBatch b;
+        b.stop = true;
+        w->Push(std::move(b));
+      }
+    }
+    for (auto& w : workers_) w->Join();
+    if (coordinator_) summary_.checkpoints = coordinator_->completed();
+    summary_.reader = reader_->counts();
+    summary_.streams = reader_->stream_counts();
+    for (auto& w : workers_) {
+      AddWorker(*w, &summary_);
+      if (failure.ok() && !w->status().ok()) failure = w->status();
+    }
+    reg_.GetGauge("cepheus_held_match_max_wait_ms",
+                  "Longest event-time wait of a held match after its last event")
+        .Set(summary_.matcher.held_wait_ms_max);
+    // A failed flush (full disk, closed pipe) fails the run: output was lost.
+    for (io::Sink* o :
+         {outputs_.matches, outputs_.late, outputs_.dead_letter, outputs_.watermarks}) {
+      if (!o) continue;
+      Status flushed = o->Flush();
+      if (failure.ok() && !flushed.ok()) failure = flushed;
+    }
+    if (!failure.ok()) return failure;
+    summary_.stopped = stopped;
+    LogRunWarnings(pipeline_, options_, summary_);
+    return std::move(summary_);
+  }
+
+  // Reader counters are published once per turn, not per record.
+  void PublishCounters() {
+    const ReaderCounts& c = reader_->counts();
+    c_records_.Add(c.records_read - published_.records_read);
+    c_dead_.Add(c.dead_letters - published_.dead_letters);
+    c_late_.Add(c.late - published_.late);
+    published_ = c;
+  }
+
+  Status FlushSideOutputs() {
+    for (auto [out, records] :
+         {std::pair{outputs_.dead_letter, &dead_out_}, std::pair{outputs_.late, &late_out_},
+          std::pair{outputs_.watermarks, &wm_out_}}) {
+      if (records->empty()) continue;
+      CEPHEUS_RETURN_IF_ERROR(out->Write(*records));
+      records->clear();
+    }
+    return Status::Ok();
+  }
+
+  // Hands every worker its batch with watermark `wm`. The watermarks output
+  // gets one record each time the watermark sent to the workers advances,
+  // written before the workers see it (so before any result it releases),
+  // and one at the end of the input.
+  void Send(Watermark wm) {
+    if (outputs_.watermarks && wm > sent_wm_) RenderWatermark(wm, &wm_out_);
+    for (int w = 0; w < parallelism_; ++w) {
+      EventBatch& b = batches_[static_cast<size_t>(w)];
+      b.watermark = wm;
+      workers_[static_cast<size_t>(w)]->Push(std::move(b));
+      b = EventBatch{};
+    }
+    pending_events_ = 0;
+    sent_wm_ = wm;
+  }
+
+  const CompiledPipeline& pipeline_;
+  const RunOutputs& outputs_;
+  const RunOptions& options_;
+  std::atomic<bool>& stop_;  // PipelineRunner::Stop()
+  const int parallelism_;
+  metrics::Registry local_metrics_;
+  metrics::Registry& reg_;
+  SystemClock system_clock_;
+  const Clock& clock_;
+  RunSummary summary_;
+  std::unique_ptr<EventReader> reader_;
+  Router router_;
+  WorkerMetrics worker_metrics_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<EventBatch> batches_;  // per worker, being filled
+  size_t pending_events_ = 0;
+  Watermark sent_wm_ = Watermark::Min();
+  std::unique_ptr<state::StateBackend> backend_;
+  std::unique_ptr<CheckpointStore> store_;
+  const std::array<std::pair<const char*, io::Sink*>, 4> slots_;
+  uint64_t next_checkpoint_ = 0;
+  std::unique_ptr<CheckpointCoordinator> coordinator_;
+  metrics::Counter &c_records_, &c_dead_, &c_late_;
+  ReaderCounts published_;
+  io::RecordBatch dead_out_, late_out_, wm_out_;
+};
+
+}  // namespace
 
 PipelineRunner::PipelineRunner(const CompiledPipeline& pipeline, RunOutputs outputs,
                                RunOptions options)
     : pipeline_(pipeline), outputs_(outputs), options_(options) {}
 
 Result<RunSummary> PipelineRunner::Run() {
-  const int parallelism = std::max(1, options_.parallelism);
-  RunSummary summary;
-  metrics::Registry local_metrics;
-  metrics::Registry& reg = options_.metrics ? *options_.metrics : local_metrics;
-  SystemClock system_clock;
-  const Clock& clock = options_.clock ? *options_.clock : system_clock;
-
-  ReaderOptions ropts;
-  ropts.clock = options_.clock;
-  ropts.lines_per_turn = std::max<size_t>(1, options_.lines_per_turn);
-  if (!options_.sources) return Status::InvalidArgument("no source provider (RunOptions::sources)");
-  auto sources =
-      OpenStreamSources(*options_.sources, pipeline_.config, {}, options_.read_buffer_bytes);
-  if (!sources.ok()) return sources.status();
-  EventReader reader(pipeline_, ropts, std::move(sources.value()));
-  // Every input is opened first: a missing file fails the run before it starts.
-  CEPHEUS_RETURN_IF_ERROR(reader.Open());
-
-  // Live counters: the workers add to them after every batch.
-  const WorkerMetrics worker_metrics = RegisterWorkerMetrics(reg);
-  Router router(pipeline_, parallelism);
-  std::vector<std::unique_ptr<Worker>> workers;
-  for (const state::KeyGroupRange& groups : router.ranges()) {
-    // Each worker runs the CEP operator over its groups; a worker's share of
-    // limits.max_live_runs bounds the partial matches it holds.
-    workers.push_back(std::make_unique<Worker>(pipeline_, groups, [&](WorkerStats* stats) {
-      auto cep = std::make_unique<CepOperator>(pipeline_, groups, stats, outputs_.matches,
-                                               outputs_.dead_letter);
-      if (options_.max_live_runs)
-        cep->SetRunBudget(
-            std::max<size_t>(1, options_.max_live_runs / static_cast<size_t>(parallelism)));
-      std::vector<std::unique_ptr<KeyedOperator>> ops;
-      ops.push_back(std::move(cep));
-      return ops;
-    }));
-  }
-  for (auto& w : workers) {
-    w->SetMetrics(&worker_metrics);
-    w->SetClock(&clock);
-  }
-  std::vector<EventBatch> batches(static_cast<size_t>(parallelism));
-  size_t pending_events = 0;
-  Watermark sent_wm = Watermark::Min();
-
-  // Durable state: restore the latest complete checkpoint, or start fresh.
-  const CheckpointOptions& ck = options_.checkpoint;
-  std::unique_ptr<state::StateBackend> backend;
-  std::unique_ptr<CheckpointStore> store;
-  const std::pair<const char*, io::Sink*> slots[] = {{"matches", outputs_.matches},
-                                                     {"late", outputs_.late},
-                                                     {"dead_letter", outputs_.dead_letter},
-                                                     {"watermarks", outputs_.watermarks}};
-  uint64_t next_checkpoint = 0;
-  if (ck.enabled) {
-    store = std::make_unique<CheckpointStore>(ck.state_dir);
-    if (ck.restart) CEPHEUS_RETURN_IF_ERROR(store->DeleteAll());
-    auto opened = OpenLatestState(*store, ck);
-    if (!opened.ok()) return opened.status();
-    backend = std::move(opened->backend);
-    const CheckpointMetadata* meta = opened->found ? &opened->found->metadata : nullptr;
-    CEPHEUS_RETURN_IF_ERROR(RecoverSinks(meta, {std::begin(slots), std::end(slots)}));
-    WorkerStateOptions wso;
-    wso.backend = backend.get();
-    wso.cache_keys = ck.cache_keys;
-    for (auto& w : workers) w->AttachState(wso);
-    if (meta) {
-      CEPHEUS_RETURN_IF_ERROR(store->DeleteNewerThan(meta->id));
-      auto mapping = MapCheckpoint(pipeline_, *meta, backend.get());
-      if (!mapping.ok()) return mapping.status();
-      CEPHEUS_RETURN_IF_ERROR(reader.RestorePosition(meta->reader_state));
-      for (auto& w : workers) CEPHEUS_RETURN_IF_ERROR(w->Restore(mapping.value()));
-      sent_wm = meta->watermark;
-      summary.restored_from = meta->id;
-      spdlog::info(
-          "restored checkpoint {} (written by a run with parallelism {}, now {}): watermark {}",
-          meta->id, meta->parallelism, parallelism,
-          meta->watermark == Watermark::Min() ? std::string("none")
-                                              : FormatRfc3339(meta->watermark.time()));
-    } else {
-      CEPHEUS_RETURN_IF_ERROR(store->DeleteAll());
-    }
-    next_checkpoint = store->NextId();
-  }
-  for (auto& w : workers) w->Start();
-
-  auto& c_records = reg.GetCounter("cepheus_records_read_total", "Input records read");
-  auto& c_dead = reg.GetCounter("cepheus_dead_letters_total", "Records that could not be decoded");
-  auto& c_late = reg.GetCounter("cepheus_late_events_total", "Events at or behind the watermark");
-  io::RecordBatch dead_out, late_out, wm_out;
-  // Counters are published once per turn, not per record.
-  ReaderCounts published;
-  auto publish_counters = [&] {
-    const ReaderCounts& c = reader.counts();
-    c_records.Add(c.records_read - published.records_read);
-    c_dead.Add(c.dead_letters - published.dead_letters);
-    c_late.Add(c.late - published.late);
-    published = c;
-  };
-  auto flush_side_outputs = [&]() -> Status {
-    if (!dead_out.empty()) {
-      CEPHEUS_RETURN_IF_ERROR(outputs_.dead_letter->Write(dead_out));
-      dead_out.clear();
-    }
-    if (!late_out.empty()) {
-      CEPHEUS_RETURN_IF_ERROR(outputs_.late->Write(late_out));
-      late_out.clear();
-    }
-    if (!wm_out.empty()) {
-      CEPHEUS_RETURN_IF_ERROR(outputs_.watermarks->Write(wm_out));
-      wm_out.clear();
-    }
-    return Status::Ok();
-  };
-  // The watermarks output: one record each time the watermark sent to the
-  // workers advances, written before the workers see it (so before any
-  // result it releases), and one at the end of the input.
-  auto note_watermark = [&](Watermark wm) {
-    if (!outputs_.watermarks || wm <= sent_wm) return;
-    RenderWatermark(wm, &wm_out);
-  };
-  auto send = [&](Watermark wm) {
-    note_watermark(wm);
-    for (int w = 0; w < parallelism; ++w) {
-      EventBatch& b = batches[static_cast<size_t>(w)];
-      b.watermark = wm;
-      workers[static_cast<size_t>(w)]->Push(std::move(b));
-      b = EventBatch{};
-    }
-    pending_events = 0;
-    sent_wm = wm;
-  };
-
-  // Checkpoints (engine/checkpoint/checkpoint_coordinator.h): the runner lends the
-  // coordinator its barrier injection, its side outputs and its position.
-  std::unique_ptr<CheckpointCoordinator> coordinator;
-  if (ck.enabled) {
-    CheckpointCoordinator::Wiring wiring;
-    wiring.store = store.get();
-    wiring.backend = backend.get();
-    wiring.sinks.assign(std::begin(slots), std::end(slots));
-    wiring.parallelism = parallelism;
-    wiring.clock = &clock;
-    wiring.hooks = options_.checkpoint_hooks;
-    wiring.retain = ck.retain;
-    wiring.copy_files = ck.copy_files;
-    wiring.interval = ck.interval;
-    wiring.metrics = &reg;
-    wiring.describe = [&] {
-      CheckpointMetadata meta;
-      meta.reader_state = reader.SavePosition();
-      meta.state_backend = state::BackendKindName(ck.backend);
-      meta.state_location = "state";
-      meta.key_groups = "0-" + std::to_string(state::kDefaultKeyGroups - 1);
-      for (size_t i = 0; i < pipeline_.patterns.size(); ++i)
-        meta.patterns.emplace_back(pipeline_.patterns[i]->name,
-                                   PatternFingerprint(pipeline_, static_cast<int>(i)));
-      for (const Keying& k : pipeline_.keyings)
-        meta.keyings.push_back(KeyingSignature(pipeline_, k));
-      return meta;
-    };
-    wiring.inject_barrier = [&](const std::shared_ptr<SnapshotSync>& barrier, Watermark wm) {
-      for (auto& b : batches) b.barrier = barrier;
-      send(wm);
-    };
-    wiring.flush_side_outputs = flush_side_outputs;
-    wiring.on_complete = [&](uint64_t id) { return reader.OnCheckpointComplete(id); };
-    coordinator = std::make_unique<CheckpointCoordinator>(std::move(wiring), next_checkpoint);
-  }
-
-  Status failure;
-  std::vector<ReadEvent> events;
-  while (!stop_.load()) {
-    events.clear();
-    auto turn = reader.ReadTurn(&events, &dead_out, &late_out);
-    if (!turn.ok()) {
-      failure = turn.status();
-      break;
-    }
-    for (const ReadEvent& e : events) pending_events += router.Route(e, &batches);
-    publish_counters();
-    if (*turn == EventReader::Turn::kEnd) break;
-    if (options_.stop_after_records && reader.counts().records_read >= options_.stop_after_records)
-      Stop();
-    const bool progress = *turn == EventReader::Turn::kProgress;
-    // The end of every input (a Max watermark) is sent only after the loop,
-    // with the final checkpoint: workers end their run when they see it.
-    Watermark wm = reader.UpdateWatermark();
-    if (wm.is_max()) wm = sent_wm;
-    if (pending_events >= kBatchEvents || (wm > sent_wm && (pending_events > 0 || !progress)) ||
-        (!progress && pending_events > 0)) {
-      send(wm);
-    }
-    Status fs = flush_side_outputs();
-    if (!fs.ok()) {
-      failure = fs;
-      break;
-    }
-    if (coordinator) {
-      Status cs = coordinator->Finish(/*wait=*/false);
-      if (cs.ok() && coordinator->Due()) cs = coordinator->Begin(wm, false);
-      if (!cs.ok()) {
-        failure = cs.WithPrefix("checkpoint failed: ");
-        break;
-      }
-    }
-    if (!progress) {
-      // Only unbounded inputs remain and none had data: wait for data (or
-      // a little while), then look again (the watermark may move with the
-      // wall clock meanwhile).
-      reader.WaitForInput(std::min(options_.poll_ms, 20));
-    }
-  }
-  publish_counters();
-  Status fs = flush_side_outputs();
-  if (failure.ok() && !fs.ok()) failure = fs;
-  const bool stopped = stop_.load() || !failure.ok();
-  if (ck.enabled && failure.ok()) {
-    Status cs = coordinator->Finish(/*wait=*/true);
-    if (!cs.ok()) failure = cs.WithPrefix("checkpoint failed: ");
-  }
-  if (ck.enabled && failure.ok()) {
-    // A stop ends at a checkpoint the next run continues from; the end of
-    // the input at a final one that commits the last outputs.
-    Status cs = coordinator->TakeNow(stopped ? sent_wm : Watermark::Max(), !stopped);
-    if (!cs.ok()) failure = cs.WithPrefix("final checkpoint failed: ");
-  } else if (!stopped) {
-    send(Watermark::Max());
-    Status ws = flush_side_outputs();
-    if (failure.ok() && !ws.ok()) failure = ws;
-  }
-  if (stopped || !failure.ok()) {
-    for (auto& w : workers) {
-      EventBatch b;
-      b.stop = true;
-      w->Push(std::move(b));
-    }
-  }
-  for (auto& w : workers) w->Join();
-  if (coordinator) summary.checkpoints = coordinator->completed();
-  summary.reader = reader.counts();
-  summary.streams = reader.stream_counts();
-  for (auto& w : workers) {
-    AddWorker(*w, &summary);
-    if (failure.ok() && !w->status().ok()) failure = w->status();
-  }
-  reg.GetGauge("cepheus_held_match_max_wait_ms",
-               "Longest event-time wait of a held match after its last event")
-      .Set(summary.matcher.held_wait_ms_max);
-  // A failed flush (full disk, closed pipe) fails the run: output was lost.
-  for (io::Sink* o : {outputs_.matches, outputs_.late, outputs_.dead_letter, outputs_.watermarks}) {
-    if (!o) continue;
-    Status flushed = o->Flush();
-    if (failure.ok() && !flushed.ok()) failure = flushed;
-  }
-  if (!failure.ok()) return failure;
-  summary.stopped = stopped;
-  LogRunWarnings(summary);
-  return summary;
+  return RunJob(pipeline_, outputs_, options_, stop_).Run();
 }
 
 }  // namespace cepheus::engine

@@ -24,8 +24,6 @@
 
 namespace cepheus::engine {
 
-class Worker;  // engine/exec/worker.h
-
 // Durable state and checkpoints (docs/architecture.md "Durable state").
 class CheckpointHooks;  // engine/checkpoint/checkpoint_coordinator.h
 
@@ -91,11 +89,6 @@ class PipelineRunner {
   void Stop() { stop_.store(true); }
 
  private:
-  // Adds a finished worker's counters to `summary`.
-  static void AddWorker(const Worker& w, RunSummary* summary);
-  // The end-of-run warnings (cut runs, skip errors, bad input, held matches).
-  void LogRunWarnings(const RunSummary& summary) const;
-
   const CompiledPipeline& pipeline_;
   RunOutputs outputs_;
   RunOptions options_;
