@@ -114,68 +114,98 @@ void KeyMatcher::Serialize(const MatcherEnv& env, std::string* out) const {
   }
 }
 
-Result<KeyMatcher> KeyMatcher::Deserialize(MatcherEnv& env, std::string_view in) {
-  const patterns::CompiledPattern& p = *env.pattern;
-  const std::vector<bool> row_words = RowWords(p.aggs);
-  KeyMatcher km;
-  std::vector<BufNode*> nodes;
-  // On any failure, give back every reference taken so far.
-  auto fail = [&](const char* what) -> Status {
-    env.stats->live_runs += static_cast<int64_t>(km.runs_.size());  // Clear takes them off
-    km.Clear(env);
-    for (BufNode* n : nodes) env.pool->Unref(n);
-    return Damaged(what);
-  };
-  if (in.empty() || static_cast<uint8_t>(in[0]) != kVersion) return Damaged("unknown version");
-  in.remove_prefix(1);
-  uint64_t u, count;
-  int64_t s;
-  if (!GetSigned(&in, &km.last_id_.ts) || !GetVarint(&in, &u)) return fail("header");
-  km.last_id_.tie = static_cast<uint32_t>(u);
-  if (!GetVarint(&in, &km.position_) || !GetVarint(&in, &u)) return fail("header");
-  km.has_fresh_ = u != 0;
-  std::vector<RowPtr> rows;
-  if (!GetVarint(&in, &count) || count > in.size()) return fail("row count");
-  for (uint64_t i = 0; i < count; ++i) {
-    const char* cur = in.data();
-    RowPtr row = Row::DecodeFrom(&cur, in.data() + in.size());
-    if (!row) return fail("row");
-    in.remove_prefix(static_cast<size_t>(cur - in.data()));
-    rows.push_back(std::move(row));
+// Reads a matcher encoding (see Serialize) section by section. Every node
+// taken from the pool is remembered so that a failure gives them all back.
+class MatcherDecoder {
+ public:
+  MatcherDecoder(MatcherEnv& env, std::string_view in)
+      : env_(env), p_(*env.pattern), row_words_(RowWords(p_.aggs)), in_(in) {}
+
+  Result<KeyMatcher> Decode() {
+    if (in_.empty() || static_cast<uint8_t>(in_[0]) != kVersion) return Damaged("unknown version");
+    in_.remove_prefix(1);
+    if (const char* what = DecodeAll()) {
+      env_.stats->live_runs += static_cast<int64_t>(km_.runs_.size());  // Clear takes them off
+      km_.Clear(env_);
+      for (BufNode* n : nodes_) env_.pool->Unref(n);
+      return Damaged(what);
+    }
+    // The runs and held matches now own their nodes; drop the creation references.
+    for (BufNode* n : nodes_) env_.pool->Unref(n);
+    km_.RecomputeNextDeadline();
+    km_.RecomputeStateMask();
+    env_.stats->live_runs += static_cast<int64_t>(km_.runs_.size());
+    return std::move(km_);
   }
-  if (!GetVarint(&in, &count) || count > in.size()) return fail("node count");
-  auto get_node = [&](BufNode** n) {
-    uint64_t i;
-    if (!GetVarint(&in, &i) || i > nodes.size()) return false;
-    *n = i ? nodes[i - 1] : nullptr;
+
+ private:
+  // Null, or what was damaged.
+  const char* DecodeAll() {
+    uint64_t u, count;
+    if (!GetSigned(&in_, &km_.last_id_.ts) || !GetVarint(&in_, &u)) return "header";
+    km_.last_id_.tie = static_cast<uint32_t>(u);
+    if (!GetVarint(&in_, &km_.position_) || !GetVarint(&in_, &u)) return "header";
+    km_.has_fresh_ = u != 0;
+    if (!GetVarint(&in_, &count) || count > in_.size()) return "row count";
+    for (uint64_t i = 0; i < count; ++i)
+      if (!ReadRow()) return "row";
+    if (!GetVarint(&in_, &count) || count > in_.size()) return "node count";
+    for (uint64_t i = 0; i < count; ++i)
+      if (const char* what = ReadNode()) return what;
+    if (!GetVarint(&in_, &count) || count > in_.size()) return "run count";
+    for (uint64_t i = 0; i < count; ++i)
+      if (const char* what = ReadRun()) return what;
+    if (!GetVarint(&in_, &count) || count > in_.size()) return "held count";
+    for (uint64_t i = 0; i < count; ++i)
+      if (!ReadHeld()) return "held match";
+    if (!in_.empty()) return "trailing bytes";
+    return nullptr;
+  }
+
+  bool ReadRow() {
+    const char* cur = in_.data();
+    RowPtr row = Row::DecodeFrom(&cur, in_.data() + in_.size());
+    if (!row) return false;
+    in_.remove_prefix(static_cast<size_t>(cur - in_.data()));
+    rows_.push_back(std::move(row));
     return true;
-  };
-  for (uint64_t i = 0; i < count; ++i) {
+  }
+
+  // A node reference: 0 is null, i is the i-th node read so far.
+  bool GetNode(BufNode** n) {
+    uint64_t i;
+    if (!GetVarint(&in_, &i) || i > nodes_.size()) return false;
+    *n = i ? nodes_[i - 1] : nullptr;
+    return true;
+  }
+
+  const char* ReadNode() {
     BufNode* prev;
     int64_t var, ts;
-    uint64_t state, tie;
-    if (!get_node(&prev) || !GetVarint(&in, &state) || !GetSigned(&in, &var) ||
-        !GetSigned(&in, &ts) || !GetVarint(&in, &tie))
-      return fail("node");
-    if (state >= p.states.size() || var < -1 || var >= static_cast<int64_t>(p.vars.size()))
-      return fail("node refers to another pattern");
-    uint64_t ri;
-    if (!GetVarint(&in, &ri) || ri >= rows.size()) return fail("node row");
-    nodes.push_back(env.pool->New(rows[ri], EventId{ts, static_cast<uint32_t>(tie)},
-                                  static_cast<int>(state), static_cast<int>(var), prev));
+    uint64_t state, tie, ri;
+    if (!GetNode(&prev) || !GetVarint(&in_, &state) || !GetSigned(&in_, &var) ||
+        !GetSigned(&in_, &ts) || !GetVarint(&in_, &tie))
+      return "node";
+    if (state >= p_.states.size() || var < -1 || var >= static_cast<int64_t>(p_.vars.size()))
+      return "node refers to another pattern";
+    if (!GetVarint(&in_, &ri) || ri >= rows_.size()) return "node row";
+    nodes_.push_back(env_.pool->New(rows_[ri], EventId{ts, static_cast<uint32_t>(tie)},
+                                    static_cast<int>(state), static_cast<int>(var), prev));
+    return nullptr;
   }
+
   // Row words may only point at rows of the owner's own path: those are the
   // rows its references keep alive.
-  auto get_aggs = [&](AggWords* w, const BufNode* path) {
+  bool GetAggs(AggWords* w, const BufNode* path) {
     uint64_t n;
-    if (!GetVarint(&in, &n) || n != static_cast<uint64_t>(p.aggs.num_words)) return false;
+    if (!GetVarint(&in_, &n) || n != static_cast<uint64_t>(p_.aggs.num_words)) return false;
     w->assign(n, 0);
     for (size_t i = 0; i < n; ++i) {
       uint64_t v;
-      if (!GetVarint(&in, &v)) return false;
-      if (row_words[i] && v) {
-        if (v > rows.size()) return false;
-        const Row* row = rows[v - 1].get();
+      if (!GetVarint(&in_, &v)) return false;
+      if (row_words_[i] && v) {
+        if (v > rows_.size()) return false;
+        const Row* row = rows_[v - 1].get();
         bool on_path = false;
         for (const BufNode* q = path; q && !on_path; q = q->prev) on_path = q->row.get() == row;
         if (!on_path) return false;
@@ -184,23 +214,23 @@ Result<KeyMatcher> KeyMatcher::Deserialize(MatcherEnv& env, std::string_view in)
       (*w)[i] = v;
     }
     return true;
-  };
-  if (!GetVarint(&in, &count) || count > in.size()) return fail("run count");
-  for (uint64_t i = 0; i < count; ++i) {
-    Run r;
+  }
+
+  const char* ReadRun() {
+    KeyMatcher::Run r;
     uint64_t state, flags, finals, tie;
     int64_t start, last, deadline;
-    if (!get_node(&r.node) || !r.node || !GetVarint(&in, &state) || !GetVarint(&in, &r.pending) ||
-        !GetVarint(&in, &finals) || !GetVarint(&in, &flags) || !GetSigned(&in, &start) ||
-        !GetSigned(&in, &last) || !GetSigned(&in, &deadline) || !GetSigned(&in, &r.start_id.ts) ||
-        !GetVarint(&in, &tie) || !get_aggs(&r.aggs, r.node))
-      return fail("run");
-    if (state >= p.states.size() || state == 0) return fail("run state");
-    const patterns::NfaState& st = p.states[static_cast<size_t>(state)];
+    if (!GetNode(&r.node) || !r.node || !GetVarint(&in_, &state) || !GetVarint(&in_, &r.pending) ||
+        !GetVarint(&in_, &finals) || !GetVarint(&in_, &flags) || !GetSigned(&in_, &start) ||
+        !GetSigned(&in_, &last) || !GetSigned(&in_, &deadline) ||
+        !GetSigned(&in_, &r.start_id.ts) || !GetVarint(&in_, &tie) || !GetAggs(&r.aggs, r.node))
+      return "run";
+    if (state >= p_.states.size() || state == 0) return "run state";
+    const patterns::NfaState& st = p_.states[static_cast<size_t>(state)];
     const uint64_t edges =
         st.edges.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << st.edges.size()) - 1;
     const uint64_t final_bits = (uint64_t{1} << st.finals.size()) - 1;
-    if ((r.pending & ~edges) || (finals & ~final_bits)) return fail("run edges");
+    if ((r.pending & ~edges) || (finals & ~final_bits)) return "run edges";
     NodePool::Ref(r.node);
     r.state = static_cast<int>(state);
     r.pending_finals = static_cast<uint32_t>(finals);
@@ -210,33 +240,40 @@ Result<KeyMatcher> KeyMatcher::Deserialize(MatcherEnv& env, std::string_view in)
     r.last = EventTime::FromMillis(last);
     r.deadline = EventTime::FromMillis(deadline);
     r.start_id.tie = static_cast<uint32_t>(tie);
-    km.runs_.push_back(std::move(r));
+    km_.runs_.push_back(std::move(r));
+    return nullptr;
   }
-  if (!GetVarint(&in, &count) || count > in.size()) return fail("held count");
-  for (uint64_t i = 0; i < count; ++i) {
+
+  bool ReadHeld() {
     MatchResult m;
     uint64_t timeout, tie, pos, phase;
-    int64_t start, end;
-    if (!GetVarint(&in, &timeout) || !get_node(&m.last) || !m.last || !get_aggs(&m.aggs, m.last) ||
-        !GetSigned(&in, &start) || !GetSigned(&in, &end) || !GetSigned(&in, &m.start_id.ts) ||
-        !GetVarint(&in, &tie) || !GetVarint(&in, &pos) || !GetVarint(&in, &phase) ||
-        !GetSigned(&in, &s))
-      return fail("held match");
+    int64_t start, end, seq;
+    if (!GetVarint(&in_, &timeout) || !GetNode(&m.last) || !m.last || !GetAggs(&m.aggs, m.last) ||
+        !GetSigned(&in_, &start) || !GetSigned(&in_, &end) || !GetSigned(&in_, &m.start_id.ts) ||
+        !GetVarint(&in_, &tie) || !GetVarint(&in_, &pos) || !GetVarint(&in_, &phase) ||
+        !GetSigned(&in_, &seq))
+      return false;
     NodePool::Ref(m.last);
     m.timeout = timeout != 0;
     m.start = EventTime::FromMillis(start);
     m.end = EventTime::FromMillis(end);
     m.start_id.tie = static_cast<uint32_t>(tie);
-    m.completion = CompletionKey{pos, static_cast<uint8_t>(phase), s};
-    km.held_.push_back(std::move(m));
+    m.completion = CompletionKey{pos, static_cast<uint8_t>(phase), seq};
+    km_.held_.push_back(std::move(m));
+    return true;
   }
-  if (!in.empty()) return fail("trailing bytes");
-  // The runs and held matches now own their nodes; drop the creation references.
-  for (BufNode* n : nodes) env.pool->Unref(n);
-  km.RecomputeNextDeadline();
-  km.RecomputeStateMask();
-  env.stats->live_runs += static_cast<int64_t>(km.runs_.size());
-  return km;
+
+  MatcherEnv& env_;
+  const patterns::CompiledPattern& p_;
+  const std::vector<bool> row_words_;
+  std::string_view in_;
+  KeyMatcher km_;
+  std::vector<RowPtr> rows_;
+  std::vector<BufNode*> nodes_;
+};
+
+Result<KeyMatcher> KeyMatcher::Deserialize(MatcherEnv& env, std::string_view in) {
+  return MatcherDecoder(env, in).Decode();
 }
 
 }  // namespace cepheus::engine

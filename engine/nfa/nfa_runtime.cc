@@ -579,17 +579,58 @@ void KeyMatcher::EmitNow(MatcherEnv& env, MatchResult&& m) {
   env.pool->Unref(m.last);
 }
 
+namespace {
+// Counts a match that completed in an earlier step than `now_key` (it was
+// held) and how long it waited in event time.
+void CountHeld(MatcherEnv& env, const MatchResult& m, const CompletionKey& now_key, EventTime now) {
+  if (m.timeout || !(m.completion < now_key)) return;
+  // Released at the end of the input (now is Max): no event time passed.
+  const int64_t wait = now > m.end && now != EventTime::Max() ? (now - m.end).millis() : 0;
+  ++env.stats->held_matches;
+  env.stats->held_wait_ms_total += static_cast<uint64_t>(wait);
+  env.stats->held_wait_ms_max = std::max(env.stats->held_wait_ms_max, wait);
+}
+
+// Which runs and held matches a match rules out, as Flink's skip strategies:
+// those that started before `bound` (or at it, if `inclusive`).
+struct SkipCut {
+  bool prune = true;
+  bool inclusive = true;
+  EventId bound;
+  bool Covers(EventId start) const { return inclusive ? start <= bound : start < bound; }
+};
+
+SkipCut SkipCutOf(const CompiledPattern& p, const MatchResult& m) {
+  SkipCut cut;
+  cut.bound = m.start_id;
+  switch (p.skip) {
+    case SkipStrategy::Kind::kToNext:
+      break;
+    case SkipStrategy::Kind::kPastLast:
+      cut.bound = m.last->id;
+      break;
+    case SkipStrategy::Kind::kToFirst:
+    case SkipStrategy::Kind::kToLast:
+      // Up to (not including) the first or last event of the skip variable;
+      // nothing if the match has none.
+      cut.inclusive = false;
+      cut.prune = false;
+      for (const BufNode* n : PathOf(m.last)) {
+        if (n->var != p.skip_var) continue;
+        if (!cut.prune || p.skip == SkipStrategy::Kind::kToLast) cut.bound = n->id;
+        cut.prune = true;
+      }
+      break;
+    case SkipStrategy::Kind::kNoSkip:
+      cut.prune = false;
+      break;
+  }
+  return cut;
+}
+}  // namespace
+
 void KeyMatcher::Release(MatcherEnv& env, const CompletionKey& now_key, EventTime now) {
   const CompiledPattern& p = *env.pattern;
-  // A match completed in an earlier step than this one was held.
-  auto count_held = [&](const MatchResult& m) {
-    if (m.timeout || !(m.completion < now_key)) return;
-    // Released at the end of the input (now is Max): no event time passed.
-    const int64_t wait = now > m.end && now != EventTime::Max() ? (now - m.end).millis() : 0;
-    ++env.stats->held_matches;
-    env.stats->held_wait_ms_total += static_cast<uint64_t>(wait);
-    env.stats->held_wait_ms_max = std::max(env.stats->held_wait_ms_max, wait);
-  };
   if (p.skip == SkipStrategy::Kind::kNoSkip) {
     for (MatchResult& m : held_) EmitNow(env, std::move(m));
     held_.clear();
@@ -610,65 +651,43 @@ void KeyMatcher::Release(MatcherEnv& env, const CompletionKey& now_key, EventTim
     bool blocked = std::any_of(runs_.begin(), runs_.end(),
                                [&](const Run& r) { return r.start_id < m.start_id; });
     if (blocked) break;
-    // Which runs and held matches this match rules out (as Flink's strategies).
-    bool prune = true, inclusive = true;
-    EventId bound = m.start_id;
-    switch (p.skip) {
-      case SkipStrategy::Kind::kToNext:
-        bound = m.start_id;
-        break;
-      case SkipStrategy::Kind::kPastLast:
-        bound = m.last->id;
-        break;
-      case SkipStrategy::Kind::kToFirst:
-      case SkipStrategy::Kind::kToLast: {
-        inclusive = false;
-        prune = false;
-        for (const BufNode* n : PathOf(m.last)) {
-          if (n->var != p.skip_var) continue;
-          if (!prune || p.skip == SkipStrategy::Kind::kToLast) bound = n->id;
-          prune = true;
-        }
-        break;
-      }
-      case SkipStrategy::Kind::kNoSkip:
-        prune = false;
-        break;
-    }
+    SkipCut cut = SkipCutOf(p, m);
     MatchResult out = std::move(m);
     m.last = nullptr;
     ++emitted;
-    count_held(out);
-    if (p.skip_strict && (!prune || bound == out.start_id)) {
+    CountHeld(env, out, now_key, now);
+    if (p.skip_strict && (!cut.prune || cut.bound == out.start_id)) {
       // Flink's throwExceptionOnMiss(): no `x` to skip to, or skipping to the
       // match's own first event. Reported, nothing skipped; the run goes on.
       out.skip_error =
-          prune ? MatchResult::SkipError::kOwnFirstEvent : MatchResult::SkipError::kNoSuchStage;
-      prune = false;
+          cut.prune ? MatchResult::SkipError::kOwnFirstEvent : MatchResult::SkipError::kNoSuchStage;
+      cut.prune = false;
       ++env.stats->skip_errors;
     }
-    if (prune) {
-      auto pruned = [&](EventId start) { return inclusive ? start <= bound : start < bound; };
-      std::vector<Run> keep;
-      for (Run& r : runs_) {
-        if (pruned(r.start_id))
-          env.pool->Unref(r.node);
-        else
-          keep.push_back(std::move(r));
-      }
-      runs_ = std::move(keep);
-      for (size_t i = emitted; i < held_.size(); ++i)
-        if (held_[i].last && pruned(held_[i].start_id)) {
-          env.pool->Unref(held_[i].last);
-          held_[i].last = nullptr;
-        }
-    }
+    if (cut.prune) PruneStarts(env, cut.bound, cut.inclusive, emitted);
     EmitNow(env, std::move(out));
   }
   std::vector<MatchResult> rest;
   for (size_t i = emitted; i < held_.size(); ++i)
     if (held_[i].last) rest.push_back(std::move(held_[i]));
   held_ = std::move(rest);
+}
+
+void KeyMatcher::PruneStarts(MatcherEnv& env, EventId bound, bool inclusive, size_t held_from) {
+  const SkipCut cut{true, inclusive, bound};
+  std::vector<Run> keep;
+  for (Run& r : runs_) {
+    if (cut.Covers(r.start_id))
+      env.pool->Unref(r.node);
+    else
+      keep.push_back(std::move(r));
+  }
+  runs_ = std::move(keep);
+  for (size_t i = held_from; i < held_.size(); ++i)
+    if (held_[i].last && cut.Covers(held_[i].start_id)) {
+      env.pool->Unref(held_[i].last);
+      held_[i].last = nullptr;
+    }
 }
 
 std::string MatcherStats::HeldSummary() const {

@@ -156,6 +156,7 @@ class KeyMatcher {
   EventTime last_event_time() const { return EventTime::FromMillis(last_id_.ts); }
 
  private:
+  friend class MatcherDecoder;  // matcher_codec.cc
   struct Run {
     BufNode* node = nullptr;  // owns a reference
     int state = 0;
@@ -212,6 +213,10 @@ class KeyMatcher {
   // Emits the held matches that no earlier-started run blocks. `now`: the
   // step's completion key and event time (for the held-match statistics).
   void Release(MatcherEnv& env, const CompletionKey& now_key, EventTime now);
+  // Drops the runs, and the held matches from `held_from` on, that started
+  // before `bound` (or at it, if `inclusive`): what the skip strategy of a
+  // released match rules out.
+  void PruneStarts(MatcherEnv& env, EventId bound, bool inclusive, size_t held_from);
   void EmitNow(MatcherEnv& env, MatchResult&& m);
 
   std::vector<Run> runs_;

@@ -172,160 +172,149 @@ Result<SourceConfig> ReadSource(const std::string& path, const std::string& base
   return out;
 }
 
-Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
-  PipelineConfig cfg;
-  cfg.path = path;
-  cfg.base_dir = fs::path(path).parent_path().string();
-  if (cfg.base_dir.empty()) cfg.base_dir = ".";
-  if (!root.IsMap())
-    return Err(path, root, "a pipeline file is a YAML map with streams, patterns and outputs");
-  if (root["metrics"])
-    return Err(path, root["metrics"],
-               "'metrics' settings are not supported yet (counters are printed in the run "
-               "summary); remove the key");
-  CheckKeys(
-      root, "the pipeline",
-      {"name", "streams", "patterns", "outputs", "parallelism", "limits", "state", "checkpoint"});
-  const YAML::Node streams = root["streams"];
-  if (!streams || !streams.IsMap() || streams.size() == 0)
-    return Err(path, root,
-               "'streams' must map stream names to their source, schema, key and event_time");
-  for (const auto& kv : streams) {
-    StreamConfig s;
-    s.name = Str(kv.first, "stream name");
-    const YAML::Node n = kv.second;
-    if (!n.IsMap()) return Err(path, n, "stream '" + s.name + "' must be a map");
-    const std::string sec = "streams." + s.name;
-    CheckKeys(n, sec, {"source", "schema", "key", "event_time"});
-    const YAML::Node src = n["source"];
-    if (!src || !src.IsMap())
-      return Err(
-          path, n,
-          "stream '" + s.name + "' needs source: {type: file, path: ..., format: jsonl|csv}");
-    auto source = ReadSource(path, cfg.base_dir, src, sec + ".source");
-    if (!source.ok()) return source.status();
-    s.source = std::move(source.value());
-    const YAML::Node schema = n["schema"];
-    if (!schema || !schema.IsMap() || schema.size() == 0)
-      return Err(path, n,
-                 "stream '" + s.name +
-                     "' needs a schema: {field: type, ...} with types string, int, double, bool, "
-                     "timestamp");
-    std::vector<Field> fields;
-    for (const auto& f : schema) {
-      const std::string field = Str(f.first, sec + ".schema field");
-      const std::string type = Str(f.second, sec + ".schema." + field);
-      auto t = ParseFieldType(type);
-      if (!t)
-        return Err(path, f.second,
-                   "unknown type '" + type + "' (string, int, double, bool, timestamp)");
-      fields.push_back(Field{field, *t});
+// The stream's `schema:` map, field by field in order.
+Status ReadSchema(const std::string& path, const YAML::Node& n, const std::string& sec,
+                  StreamConfig& s) {
+  const YAML::Node schema = n["schema"];
+
+  if (!schema || !schema.IsMap() || schema.size() == 0)
+    return Err(path, n,
+               "stream '" + s.name +
+                   "' needs a schema: {field: type, ...} with types string, int, double, bool, "
+                   "timestamp");
+  std::vector<Field> fields;
+  for (const auto& f : schema) {
+    const std::string field = Str(f.first, sec + ".schema field");
+    const std::string type = Str(f.second, sec + ".schema." + field);
+    auto t = ParseFieldType(type);
+    if (!t)
+      return Err(path, f.second,
+                 "unknown type '" + type + "' (string, int, double, bool, timestamp)");
+    fields.push_back(Field{field, *t});
+  }
+  auto sch = Schema::Create(std::move(fields));
+  if (!sch.ok()) return Err(path, schema, sch.status().message());
+  s.schema = std::move(sch.value());
+  return Status::Ok();
+}
+
+// The stream's `event_time:` (a field name, or a map with the watermark settings).
+Status ReadEventTime(const std::string& path, const YAML::Node& et, const std::string& sec,
+                     StreamConfig& s) {
+  if (et.IsScalar()) {
+    s.time_field = Str(et, sec + ".event_time");
+  } else {
+    CheckKeys(
+        et, sec + ".event_time",
+        {"field", "max_out_of_orderness", "idle_timeout", "follow_wall_clock_when_idle", "min_time",
+         "max_time", "max_future_skew", "watermark", "punctuation_field", "watermark_field"});
+    if (!et["field"]) return Err(path, et, "event_time needs a field");
+    s.time_field = Str(et["field"], sec + ".event_time.field");
+    if (et["max_out_of_orderness"]) {
+      auto d = ReadDuration(path, et["max_out_of_orderness"], "max_out_of_orderness");
+      if (!d.ok()) return d.status();
+      s.watermark.max_out_of_orderness = *d;
     }
-    auto sch = Schema::Create(std::move(fields));
-    if (!sch.ok()) return Err(path, schema, sch.status().message());
-    s.schema = std::move(sch.value());
-    if (const YAML::Node key = n["key"]) {
-      if (key.IsSequence())
-        for (const auto& k : key) s.key.push_back(Str(k, sec + ".key"));
+    if (et["idle_timeout"]) {
+      auto d = ReadDuration(path, et["idle_timeout"], "idle_timeout");
+      if (!d.ok()) return d.status();
+      s.watermark.idle_timeout = *d;
+    }
+    if (et["follow_wall_clock_when_idle"])
+      s.watermark.follow_wall_clock_when_idle =
+          Bool(et["follow_wall_clock_when_idle"], sec + ".event_time.follow_wall_clock_when_idle");
+    for (auto [key, dst] : {std::pair{"min_time", &s.min_time}, {"max_time", &s.max_time}}) {
+      if (!et[key]) continue;
+      const std::string text = Str(et[key], sec + ".event_time." + key);
+      auto t = ParseTimeOrEpochMillis(text);
+      if (t)
+        *dst = *t;
       else
-        s.key.push_back(Str(key, sec + ".key"));
-      for (const auto& k : s.key)
-        if (s.schema.IndexOf(k) < 0)
-          return Err(path, key, "key field '" + k + "' is not in the schema");
+        return Err(path, et[key],
+                   std::string("event_time.") + key + ": '" + text +
+                       "' is not a date, an RFC 3339 time or epoch milliseconds");
     }
-    const YAML::Node et = n["event_time"];
-    if (!et)
-      return Err(path, n,
-                 "stream '" + s.name +
-                     "' needs event_time: {field: <timestamp field>, max_out_of_orderness: 5s}");
-    if (et.IsScalar()) {
-      s.time_field = Str(et, sec + ".event_time");
-    } else {
-      CheckKeys(et, sec + ".event_time",
-                {"field", "max_out_of_orderness", "idle_timeout", "follow_wall_clock_when_idle",
-                 "min_time", "max_time", "max_future_skew", "watermark", "punctuation_field",
-                 "watermark_field"});
-      if (!et["field"]) return Err(path, et, "event_time needs a field");
-      s.time_field = Str(et["field"], sec + ".event_time.field");
-      if (et["max_out_of_orderness"]) {
-        auto d = ReadDuration(path, et["max_out_of_orderness"], "max_out_of_orderness");
-        if (!d.ok()) return d.status();
-        s.watermark.max_out_of_orderness = *d;
-      }
-      if (et["idle_timeout"]) {
-        auto d = ReadDuration(path, et["idle_timeout"], "idle_timeout");
-        if (!d.ok()) return d.status();
-        s.watermark.idle_timeout = *d;
-      }
-      if (et["follow_wall_clock_when_idle"])
-        s.watermark.follow_wall_clock_when_idle = Bool(
-            et["follow_wall_clock_when_idle"], sec + ".event_time.follow_wall_clock_when_idle");
-      for (auto [key, dst] : {std::pair{"min_time", &s.min_time}, {"max_time", &s.max_time}}) {
-        if (!et[key]) continue;
-        const std::string text = Str(et[key], sec + ".event_time." + key);
-        auto t = ParseTimeOrEpochMillis(text);
-        if (t)
-          *dst = *t;
-        else
-          return Err(path, et[key],
-                     std::string("event_time.") + key + ": '" + text +
-                         "' is not a date, an RFC 3339 time or epoch milliseconds");
-      }
-      if (s.min_time >= s.max_time)
-        return Err(path, et, "event_time.min_time must be before event_time.max_time");
-      if (et["max_future_skew"]) {
-        auto d = ReadDuration(path, et["max_future_skew"], "max_future_skew");
-        if (!d.ok()) return d.status();
-        s.max_future_skew = *d;
-      }
-      if (et["watermark"]) {
-        const std::string mode = Str(et["watermark"], sec + ".event_time.watermark");
-        if (mode != "bounded" && mode != "punctuated")
-          return Err(path, et["watermark"],
-                     "event_time.watermark must be bounded (generated from event times, and "
-                     "punctuations) or punctuated (punctuations only), not '" +
-                         mode + "'");
-        s.watermark.from_event_times = mode == "bounded";
-      }
-      if (et["punctuation_field"])
-        s.punctuation_field = Str(et["punctuation_field"], sec + ".event_time.punctuation_field");
-      if (et["watermark_field"]) {
-        s.watermark_field = Str(et["watermark_field"], sec + ".event_time.watermark_field");
-        const int wf = s.schema.IndexOf(s.watermark_field);
-        if (wf < 0)
-          return Err(path, et["watermark_field"],
-                     "watermark_field '" + s.watermark_field + "' is not in the schema");
-        const FieldType t = s.schema.field(static_cast<size_t>(wf)).type;
-        if (t != FieldType::kTimestamp && t != FieldType::kInt)
-          return Err(path, et["watermark_field"],
-                     "watermark_field '" + s.watermark_field +
-                         "' must be a timestamp (or int epoch milliseconds)");
-      }
-      if (!s.watermark.from_event_times && s.source.is_csv() && s.watermark_field.empty())
-        return Err(path, et,
-                   "a punctuated CSV stream needs event_time.watermark_field (CSV has no "
-                   "punctuation records)");
+    if (s.min_time >= s.max_time)
+      return Err(path, et, "event_time.min_time must be before event_time.max_time");
+    if (et["max_future_skew"]) {
+      auto d = ReadDuration(path, et["max_future_skew"], "max_future_skew");
+      if (!d.ok()) return d.status();
+      s.max_future_skew = *d;
     }
-    int tf = s.schema.IndexOf(s.time_field);
-    if (tf < 0)
-      return Err(path, et, "event_time field '" + s.time_field + "' is not in the schema");
-    if (s.schema.field(static_cast<size_t>(tf)).type != FieldType::kTimestamp &&
-        s.schema.field(static_cast<size_t>(tf)).type != FieldType::kInt)
+    if (et["watermark"]) {
+      const std::string mode = Str(et["watermark"], sec + ".event_time.watermark");
+      if (mode != "bounded" && mode != "punctuated")
+        return Err(path, et["watermark"],
+                   "event_time.watermark must be bounded (generated from event times, and "
+                   "punctuations) or punctuated (punctuations only), not '" +
+                       mode + "'");
+      s.watermark.from_event_times = mode == "bounded";
+    }
+    if (et["punctuation_field"])
+      s.punctuation_field = Str(et["punctuation_field"], sec + ".event_time.punctuation_field");
+    if (et["watermark_field"]) {
+      s.watermark_field = Str(et["watermark_field"], sec + ".event_time.watermark_field");
+      const int wf = s.schema.IndexOf(s.watermark_field);
+      if (wf < 0)
+        return Err(path, et["watermark_field"],
+                   "watermark_field '" + s.watermark_field + "' is not in the schema");
+      const FieldType t = s.schema.field(static_cast<size_t>(wf)).type;
+      if (t != FieldType::kTimestamp && t != FieldType::kInt)
+        return Err(path, et["watermark_field"],
+                   "watermark_field '" + s.watermark_field +
+                       "' must be a timestamp (or int epoch milliseconds)");
+    }
+    if (!s.watermark.from_event_times && s.source.is_csv() && s.watermark_field.empty())
       return Err(path, et,
-                 "event_time field '" + s.time_field +
-                     "' must be a timestamp (or int epoch milliseconds)");
-    cfg.streams.push_back(std::move(s));
+                 "a punctuated CSV stream needs event_time.watermark_field (CSV has no "
+                 "punctuation records)");
   }
-  // Standard input can feed one stream only.
-  const StreamConfig* on_stdin = nullptr;
-  for (const StreamConfig& sc : cfg.streams) {
-    if (sc.source.path != "-") continue;
-    if (on_stdin)
-      return Err(path, streams[sc.name],
-                 "streams '" + on_stdin->name + "' and '" + sc.name +
-                     "' both read standard input (\"-\"); only one stream can");
-    on_stdin = &sc;
+  return Status::Ok();
+}
+
+// One entry of `streams:`.
+Result<StreamConfig> ReadStream(const std::string& path, const std::string& base_dir,
+                                const YAML::Node& name, const YAML::Node& n) {
+  StreamConfig s;
+  s.name = Str(name, "stream name");
+  if (!n.IsMap()) return Err(path, n, "stream '" + s.name + "' must be a map");
+  const std::string sec = "streams." + s.name;
+  CheckKeys(n, sec, {"source", "schema", "key", "event_time"});
+  const YAML::Node src = n["source"];
+  if (!src || !src.IsMap())
+    return Err(path, n,
+               "stream '" + s.name + "' needs source: {type: file, path: ..., format: jsonl|csv}");
+  auto source = ReadSource(path, base_dir, src, sec + ".source");
+  if (!source.ok()) return source.status();
+  s.source = std::move(source.value());
+  CEPHEUS_RETURN_IF_ERROR(ReadSchema(path, n, sec, s));
+  if (const YAML::Node key = n["key"]) {
+    if (key.IsSequence())
+      for (const auto& k : key) s.key.push_back(Str(k, sec + ".key"));
+    else
+      s.key.push_back(Str(key, sec + ".key"));
+    for (const auto& k : s.key)
+      if (s.schema.IndexOf(k) < 0)
+        return Err(path, key, "key field '" + k + "' is not in the schema");
   }
+  const YAML::Node et = n["event_time"];
+  if (!et)
+    return Err(path, n,
+               "stream '" + s.name +
+                   "' needs event_time: {field: <timestamp field>, max_out_of_orderness: 5s}");
+  CEPHEUS_RETURN_IF_ERROR(ReadEventTime(path, et, sec, s));
+  int tf = s.schema.IndexOf(s.time_field);
+  if (tf < 0) return Err(path, et, "event_time field '" + s.time_field + "' is not in the schema");
+  if (s.schema.field(static_cast<size_t>(tf)).type != FieldType::kTimestamp &&
+      s.schema.field(static_cast<size_t>(tf)).type != FieldType::kInt)
+    return Err(
+        path, et,
+        "event_time field '" + s.time_field + "' must be a timestamp (or int epoch milliseconds)");
+  return s;
+}
+
+// `patterns:`: files and inline texts, in order.
+Status ReadPatterns(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
   const YAML::Node pats = root["patterns"];
   if (!pats || !pats.IsSequence() || pats.size() == 0)
     return Err(path, root, "'patterns' must list pattern files (or {inline: \"PATTERN ...\"})");
@@ -342,6 +331,40 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
       return Err(path, p, "a pattern entry is a file path, {file: path} or {inline: text}");
     cfg.patterns.push_back(std::move(ps));
   }
+  return Status::Ok();
+}
+
+// Two outputs appending to one file would interleave (and the exactly-once
+// file sink stages each output's records on its own); an output that is
+// also an input would be truncated before it is read.
+Status CheckOutputFiles(const std::string& path, const YAML::Node& outs,
+                        const PipelineConfig& cfg) {
+  std::map<std::string, std::string> files;
+  for (const auto& kv : outs) {
+    const std::string k = Str(kv.first, "outputs key");
+    const io::SinkConfig& o = k == "matches"      ? cfg.matches
+                              : k == "late"       ? *cfg.late
+                              : k == "watermarks" ? *cfg.watermarks
+                                                  : *cfg.dead_letter;
+    if (!o.is_file()) continue;
+    for (const auto& [other_path, other] : files)
+      if (SameFile(other_path, o.path))
+        return Err(path, kv.second,
+                   "outputs '" + other + "' and '" + k + "' write the same file " + o.path);
+    files.emplace(o.path, k);
+    // Opening an output truncates it: one that is also an input would be
+    // destroyed before a record is read.
+    for (const StreamConfig& s : cfg.streams)
+      if (s.source.path != "-" && SameFile(s.source.path, o.path))
+        return Err(path, kv.second,
+                   "output '" + k + "' writes " + o.path + ", the input of stream '" + s.name +
+                       "' (it would be truncated before it is read)");
+  }
+  return Status::Ok();
+}
+
+// `outputs:`: matches, late, dead_letter, watermarks.
+Status ReadOutputs(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
   if (const YAML::Node outs = root["outputs"]) {
     if (!outs.IsMap())
       return Err(path, outs, "'outputs' must be a map (matches, late, dead_letter, watermarks)");
@@ -361,36 +384,12 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
         return Err(path, kv.first,
                    "unknown output '" + k + "' (matches, late, dead_letter, watermarks)");
     }
-    // Two outputs appending to one file would interleave (and the
-    // exactly-once file sink stages each output's records on its own).
-    std::map<std::string, std::string> files;
-    for (const auto& kv : outs) {
-      const std::string k = Str(kv.first, "outputs key");
-      const io::SinkConfig& o = k == "matches"      ? cfg.matches
-                                : k == "late"       ? *cfg.late
-                                : k == "watermarks" ? *cfg.watermarks
-                                                    : *cfg.dead_letter;
-      if (!o.is_file()) continue;
-      for (const auto& [other_path, other] : files)
-        if (SameFile(other_path, o.path))
-          return Err(path, kv.second,
-                     "outputs '" + other + "' and '" + k + "' write the same file " + o.path);
-      files.emplace(o.path, k);
-      // Opening an output truncates it: one that is also an input would be
-      // destroyed before a record is read.
-      for (const StreamConfig& s : cfg.streams)
-        if (s.source.path != "-" && SameFile(s.source.path, o.path))
-          return Err(path, kv.second,
-                     "output '" + k + "' writes " + o.path + ", the input of stream '" + s.name +
-                         "' (it would be truncated before it is read)");
-    }
+    CEPHEUS_RETURN_IF_ERROR(CheckOutputFiles(path, outs, cfg));
   }
-  if (root["parallelism"]) {
-    cfg.parallelism =
-        static_cast<int>(std::clamp<int64_t>(Int(root["parallelism"], "parallelism"), -1, 1000));
-    if (cfg.parallelism < 0 || cfg.parallelism > 256)
-      return Err(path, root["parallelism"], "parallelism must be between 1 and 256 (0: all cores)");
-  }
+  return Status::Ok();
+}
+
+Status ReadLimits(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
   if (const YAML::Node lim = root["limits"]) {
     if (!lim.IsMap()) return Err(path, lim, "limits must be a map like {max_runs_per_key: 10000}");
     CheckKeys(lim, "limits", {"max_runs_per_key", "max_live_runs", "warn_bad_input_ratio"});
@@ -417,7 +416,10 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
       cfg.warn_bad_input_ratio = v;
     }
   }
-  cfg.state_dir = Resolve(cfg.base_dir, cfg.state_dir);
+  return Status::Ok();
+}
+
+Status ReadState(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
   if (const YAML::Node st = root["state"]) {
     if (!st.IsMap())
       return Err(path, st, "state must be a map like {backend: rocksdb, dir: state}");
@@ -437,6 +439,10 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
       cfg.state_cache_keys = static_cast<size_t>(v);
     }
   }
+  return Status::Ok();
+}
+
+Status ReadCheckpoint(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
   if (const YAML::Node ck = root["checkpoint"]) {
     if (!ck.IsMap()) return Err(path, ck, "checkpoint must be a map like {interval: 10s}");
     CheckKeys(ck, "checkpoint", {"enabled", "interval", "retain", "copy_files"});
@@ -463,6 +469,54 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
       cfg.checkpoint_retain = static_cast<int>(std::min<int64_t>(v, 1000));
     }
   }
+  return Status::Ok();
+}
+
+Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
+  PipelineConfig cfg;
+  cfg.path = path;
+  cfg.base_dir = fs::path(path).parent_path().string();
+  if (cfg.base_dir.empty()) cfg.base_dir = ".";
+  if (!root.IsMap())
+    return Err(path, root, "a pipeline file is a YAML map with streams, patterns and outputs");
+  if (root["metrics"])
+    return Err(path, root["metrics"],
+               "'metrics' settings are not supported yet (counters are printed in the run "
+               "summary); remove the key");
+  CheckKeys(
+      root, "the pipeline",
+      {"name", "streams", "patterns", "outputs", "parallelism", "limits", "state", "checkpoint"});
+  const YAML::Node streams = root["streams"];
+  if (!streams || !streams.IsMap() || streams.size() == 0)
+    return Err(path, root,
+               "'streams' must map stream names to their source, schema, key and event_time");
+  for (const auto& kv : streams) {
+    auto s = ReadStream(path, cfg.base_dir, kv.first, kv.second);
+    if (!s.ok()) return s.status();
+    cfg.streams.push_back(std::move(s.value()));
+  }
+  // Standard input can feed one stream only.
+  const StreamConfig* on_stdin = nullptr;
+  for (const StreamConfig& sc : cfg.streams) {
+    if (sc.source.path != "-") continue;
+    if (on_stdin)
+      return Err(path, streams[sc.name],
+                 "streams '" + on_stdin->name + "' and '" + sc.name +
+                     "' both read standard input (\"-\"); only one stream can");
+    on_stdin = &sc;
+  }
+  CEPHEUS_RETURN_IF_ERROR(ReadPatterns(path, root, cfg));
+  CEPHEUS_RETURN_IF_ERROR(ReadOutputs(path, root, cfg));
+  if (root["parallelism"]) {
+    cfg.parallelism =
+        static_cast<int>(std::clamp<int64_t>(Int(root["parallelism"], "parallelism"), -1, 1000));
+    if (cfg.parallelism < 0 || cfg.parallelism > 256)
+      return Err(path, root["parallelism"], "parallelism must be between 1 and 256 (0: all cores)");
+  }
+  CEPHEUS_RETURN_IF_ERROR(ReadLimits(path, root, cfg));
+  cfg.state_dir = Resolve(cfg.base_dir, cfg.state_dir);
+  CEPHEUS_RETURN_IF_ERROR(ReadState(path, root, cfg));
+  CEPHEUS_RETURN_IF_ERROR(ReadCheckpoint(path, root, cfg));
   return cfg;
 }
 
