@@ -22,6 +22,7 @@
 #include "engine/plan/pipeline.h"
 #include "sinks/outputs.h"
 #include "sources/file_source.h"
+#include "sources/kafka_source.h"
 #include "state/dir_lock.h"
 
 namespace {
@@ -205,7 +206,7 @@ int Run(const std::string& path, int parallelism, bool restart, int64_t checkpoi
   if (!p->config.dead_letter)
     spdlog::info("no 'dead_letter' output configured: undecodable records go to standard error");
   cepheus::engine::RunOptions opts;
-  opts.sources = &cepheus::sources::FileSources();
+  opts.sources = &cepheus::sources::AllSources();
   opts.parallelism = parallelism > 0 ? parallelism
                      : p->config.parallelism > 0
                          ? p->config.parallelism
@@ -352,7 +353,7 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
   }
   std::cerr << p->warnings;
   cepheus::engine::BacktestOptions opts;
-  opts.sources = &cepheus::sources::FileSources();
+  opts.sources = &cepheus::sources::AllSources();
   opts.parallelism = parallelism > 0
                          ? parallelism
                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

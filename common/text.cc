@@ -1,5 +1,7 @@
 #include "common/text.h"
 
+#include <cstdlib>
+
 #include <algorithm>
 #include <cctype>
 #include <vector>
@@ -38,6 +40,32 @@ size_t EditDistanceIgnoringCase(std::string_view a, std::string_view b) {
     return std::tolower(static_cast<unsigned char>(x)) ==
            std::tolower(static_cast<unsigned char>(y));
   });
+}
+
+Result<std::string> ExpandEnv(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text.substr(i, 3) == "$${") {
+      out += "${";
+      i += 2;
+      continue;
+    }
+    if (text.substr(i, 2) != "${") {
+      out += text[i];
+      continue;
+    }
+    const size_t end = text.find('}', i + 2);
+    if (end == std::string_view::npos)
+      return Status::InvalidArgument("unterminated ${ in '" + std::string(text) + "'");
+    const std::string name(text.substr(i + 2, end - i - 2));
+    const char* value = name.empty() ? nullptr : std::getenv(name.c_str());
+    if (!value)
+      return Status::InvalidArgument("environment variable '" + name +
+                                     "' is not set (referenced as ${" + name + "})");
+    out += value;
+    i = end;
+  }
+  return out;
 }
 
 }  // namespace cepheus

@@ -2,7 +2,10 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
+
+#include "common/status.h"
 
 namespace cepheus {
 
@@ -12,5 +15,10 @@ size_t EditDistance(std::string_view a, std::string_view b);
 
 // The same, ignoring ASCII case.
 size_t EditDistanceIgnoringCase(std::string_view a, std::string_view b);
+
+// Replaces ${NAME} by the value of environment variable NAME (an unset one is
+// an error naming it); "$${" stays a literal "${". For secrets in configs:
+// the config file names the variable, never the value.
+Result<std::string> ExpandEnv(std::string_view text);
 
 }  // namespace cepheus

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,9 +21,9 @@
 namespace cepheus::io {
 
 // The kinds of source a pipeline can name (streams.<name>.source.type).
-enum class SourceKind { kFile };
+enum class SourceKind { kFile, kKafka };
 
-// "file" (a path, a list of paths, or "-" for standard input).
+// "file" (a path, a list of paths, or "-" for standard input), "kafka".
 std::string_view SourceKindName(SourceKind kind);
 std::optional<SourceKind> ParseSourceKind(std::string_view name);
 
@@ -33,11 +34,34 @@ enum class Framing {
            // record of every file is its header
 };
 
+// Where a Kafka source starts when no checkpoint says otherwise.
+struct KafkaStart {
+  enum class Kind { kEarliest, kLatest, kTime } kind = Kind::kEarliest;
+  int64_t time_ms = 0;  // kTime: the first message with a timestamp >= this
+};
+
+// A Kafka stream: every partition of its topics, assigned by the source
+// itself (no group rebalancing); offsets are positions in checkpoints and
+// are committed to `group` (if any) when a checkpoint completes.
+struct KafkaSourceSpec {
+  std::map<std::string, std::string> properties;  // librdkafka settings, bootstrap.servers included
+  std::vector<std::string> topics;
+  std::string group;
+  KafkaStart start;
+  // Stop at the end offsets found when the source opens (a finite run over
+  // what the topic held then: catch-up jobs, tests). Default: never end.
+  bool stop_at_end = false;
+  // Stop before the first message with a timestamp >= this (backtests of a
+  // time range); -1: no bound.
+  int64_t until_ms = -1;
+};
+
 // What to open for one stream.
 struct SourceSpec {
   std::string stream;  // for messages
   SourceKind kind = SourceKind::kFile;
   std::vector<std::string> paths;  // kFile: read in this order; "-" is stdin
+  KafkaSourceSpec kafka;           // kKafka
   Framing framing = Framing::kLines;
   size_t read_buffer_bytes = 1 << 20;
 };
@@ -100,6 +124,12 @@ class Source {
   virtual void TakeAssignmentChanges(std::vector<AssignmentChange>* out) = 0;
   // True once every partition ended (bounded sources only).
   virtual bool ended() const = 0;
+  // Whether the source's end is not the end of its data but a point where
+  // it stops reading an unbounded input (a Kafka source with stop_at_end):
+  // a run then stops as at a stop request -- with a checkpoint the next run
+  // continues from, partial matches kept -- instead of ending every partial
+  // match, and the partitions' watermarks do not jump to the end.
+  virtual bool stops_early() const { return false; }
 
   // For reports (dead letters, late events): the input that `partition`'s
   // last batch came from, e.g. the file's path.
@@ -146,12 +176,15 @@ inline std::string_view SourceKindName(SourceKind kind) {
   switch (kind) {
     case SourceKind::kFile:
       return "file";
+    case SourceKind::kKafka:
+      return "kafka";
   }
   return "?";
 }
 
 inline std::optional<SourceKind> ParseSourceKind(std::string_view name) {
   if (name == "file") return SourceKind::kFile;
+  if (name == "kafka") return SourceKind::kKafka;
   return std::nullopt;
 }
 

@@ -18,7 +18,7 @@ void InputWatermark::OnPunctuation(EventTime t, int64_t wall_ms) {
 }
 
 bool InputWatermark::IsIdle(int64_t wall_ms) const {
-  if (bounded_ || ended_) return false;
+  if (bounded_ || ended_ || last_event_wall_ms_ == kClockUnset) return false;
   return wall_ms - last_event_wall_ms_ >= options_.idle_timeout.millis();
 }
 
@@ -64,6 +64,7 @@ Watermark WatermarkCombiner::Update(int64_t wall_ms) {
   if (inputs_.empty()) return current_;
   bool any_active = false;
   Watermark active_min = Watermark::Max();
+  for (auto& in : inputs_) in.StartClock(wall_ms);
   for (const auto& in : inputs_) {
     if (in.IsIdle(wall_ms)) continue;
     any_active = true;

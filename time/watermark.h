@@ -43,8 +43,16 @@ class InputWatermark {
   bool bounded() const { return bounded_; }
   // Has a base for the watermark: an event or a punctuation was seen.
   bool has_events() const { return has_events_ || has_punctuation_; }
-  // Idle: unbounded, not ended, and silent for at least the idle timeout.
+  // Idle: unbounded, not ended, and silent for at least the idle timeout --
+  // counted from its last event, or from when it was first looked at (an
+  // input that has not had an event yet, e.g. a new Kafka partition, holds
+  // the watermark back for the idle timeout, as in Flink's idleness).
   bool IsIdle(int64_t wall_ms) const;
+  // Starts the idle clock at `wall_ms` if it has not started (the combiner
+  // does this on every update).
+  void StartClock(int64_t wall_ms) {
+    if (last_event_wall_ms_ == kClockUnset) last_event_wall_ms_ = wall_ms;
+  }
   // The watermark from events alone.
   Watermark FromEvents() const;
   // The watermark including wall-clock advance while idle.
@@ -67,7 +75,9 @@ class InputWatermark {
     ended_ = s.ended;
     has_events_ = s.has_events;
     max_ts_ = s.max_ts;
-    last_event_wall_ms_ = s.last_event_wall_ms;
+    // The idle clock restarts: the time the process was down is not silence
+    // of the input (a Kafka backlog after a restart must not be late).
+    last_event_wall_ms_ = kClockUnset;
     has_punctuation_ = s.punctuation.has_value();
     punctuation_ = s.punctuation.value_or(EventTime::Min());
   }
@@ -80,7 +90,8 @@ class InputWatermark {
   bool ended_ = false;
   bool has_events_ = false;
   EventTime max_ts_ = EventTime::Min();
-  int64_t last_event_wall_ms_ = 0;
+  static constexpr int64_t kClockUnset = INT64_MIN;
+  int64_t last_event_wall_ms_ = kClockUnset;
   bool has_punctuation_ = false;
   EventTime punctuation_ = EventTime::Min();
 };

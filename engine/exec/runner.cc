@@ -272,7 +272,10 @@ class RunJob {
       if (!turn.ok()) return turn.status();
       for (const ReadEvent& e : events) pending_events_ += router_.Route(e, &batches_);
       PublishCounters();
-      if (*turn == EventReader::Turn::kEnd) return Status::Ok();
+      if (*turn == EventReader::Turn::kEnd) {
+        if (reader_->stopped_early()) stop_.store(true);  // caught up, not the end of the data
+        return Status::Ok();
+      }
       if (options_.stop_after_records &&
           reader_->counts().records_read >= options_.stop_after_records)
         stop_.store(true);

@@ -61,6 +61,7 @@ io::SourceSpec StreamSourceSpec(const StreamConfig& stream, const std::vector<st
   spec.stream = stream.name;
   spec.kind = stream.source.kind;
   spec.paths = files.empty() ? std::vector<std::string>{stream.source.path} : files;
+  spec.kafka = stream.source.kafka;
   spec.framing = stream.source.is_csv() ? io::Framing::kCsv : io::Framing::kLines;
   spec.read_buffer_bytes = read_buffer_bytes;
   return spec;
@@ -175,6 +176,16 @@ Status EventReader::OnCheckpointComplete(uint64_t checkpoint_id) {
   return Status::Ok();
 }
 
+bool EventReader::stopped_early() const {
+  bool any = false;
+  for (const auto& in : inputs_) {
+    if (!in->source) continue;
+    if (!in->ended) return false;
+    any |= in->source->stops_early();
+  }
+  return any;
+}
+
 Watermark EventReader::UpdateWatermark() { return watermarks_.Update(clock_->NowMillis()); }
 
 Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events,
@@ -193,7 +204,10 @@ Result<EventReader::Turn> EventReader::ReadTurn(std::vector<ReadEvent>* events,
         continue;
       case io::Source::Polled::kEnd:
         progress = true;
-        watermarks_.input(PartOf(in, batch_.partition).wm_input).OnEnd();
+        // A source that stops early has not seen the end of its partition:
+        // its watermark stays where it is (the next run goes on from there).
+        if (!in.source->stops_early())
+          watermarks_.input(PartOf(in, batch_.partition).wm_input).OnEnd();
         in.ended = in.source->ended();
         continue;
       case io::Source::Polled::kMore:

@@ -72,6 +72,9 @@ std::vector<std::string> BadInputWarnings(const PipelineConfig& config,
 class EventReader {
  public:
   enum class Turn { kProgress, kIdle, kEnd };
+  // After Turn::kEnd: whether a source stopped early (io::Source::stops_early):
+  // the run should stop as at a stop request, not end its input.
+  bool stopped_early() const;
 
   // `sources`: one per stream, indexed like the pipeline's streams; a null
   // source has nothing to read (a share of a batch job without that stream).

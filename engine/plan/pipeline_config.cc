@@ -147,15 +147,105 @@ Result<io::SinkConfig> ReadOutput(const std::string& path, const std::string& ba
 }
 
 // A source section, by kind (streams.<name>.source). Kafka adds a kind here.
+// A string setting with ${ENV} references expanded (secrets stay out of
+// the file).
+Result<std::string> ExpandedStr(const std::string& path, const YAML::Node& n,
+                                const std::string& what) {
+  auto v = ExpandEnv(Str(n, what));
+  if (!v.ok()) return Err(path, n, what + ": " + v.status().message());
+  return v;
+}
+
+// streams.<name>.source with type: kafka.
+Result<io::KafkaSourceSpec> ReadKafkaSource(const std::string& path, const YAML::Node& src,
+                                            const std::string& section) {
+  CheckKeys(src, section + ", kafka source",
+            {"type", "brokers", "topic", "topics", "group", "start", "properties", "format",
+             "stop_at_end"});
+  io::KafkaSourceSpec k;
+  if (const YAML::Node props = src["properties"]) {
+    if (!props.IsMap())
+      return Err(path, props, "properties must map librdkafka settings to values");
+    for (const auto& kv : props) {
+      const std::string name = Str(kv.first, section + ".properties key");
+      auto v = ExpandedStr(path, kv.second, section + ".properties." + name);
+      if (!v.ok()) return v.status();
+      k.properties[name] = std::move(v.value());
+    }
+  }
+  if (const YAML::Node b = src["brokers"]) {
+    std::string brokers;
+    if (b.IsSequence()) {
+      for (const auto& one : b) {
+        auto v = ExpandedStr(path, one, section + ".brokers");
+        if (!v.ok()) return v.status();
+        brokers += (brokers.empty() ? "" : ",") + v.value();
+      }
+    } else {
+      auto v = ExpandedStr(path, b, section + ".brokers");
+      if (!v.ok()) return v.status();
+      brokers = std::move(v.value());
+    }
+    k.properties["bootstrap.servers"] = brokers;
+  }
+  if (!k.properties.count("bootstrap.servers"))
+    return Err(path, src, "a kafka source needs brokers: host:port[,host:port...]");
+  if (src["topic"] && src["topics"]) return Err(path, src, "give either topic or topics, not both");
+  if (const YAML::Node t = src["topic"]) {
+    auto v = ExpandedStr(path, t, section + ".topic");
+    if (!v.ok()) return v.status();
+    k.topics.push_back(std::move(v.value()));
+  } else if (const YAML::Node ts = src["topics"]; ts && ts.IsSequence()) {
+    for (const auto& t : ts) {
+      auto v = ExpandedStr(path, t, section + ".topics");
+      if (!v.ok()) return v.status();
+      k.topics.push_back(std::move(v.value()));
+    }
+  }
+  if (k.topics.empty())
+    return Err(path, src, "a kafka source needs topic: <name> (or topics: [...])");
+  if (const YAML::Node g = src["group"]) {
+    auto v = ExpandedStr(path, g, section + ".group");
+    if (!v.ok()) return v.status();
+    k.group = std::move(v.value());
+  }
+  if (const YAML::Node st = src["start"]) {
+    const std::string text = Str(st, section + ".start");
+    if (text == "earliest") {
+      k.start.kind = io::KafkaStart::Kind::kEarliest;
+    } else if (text == "latest") {
+      k.start.kind = io::KafkaStart::Kind::kLatest;
+    } else if (auto t = ParseTimeOrEpochMillis(text)) {
+      k.start.kind = io::KafkaStart::Kind::kTime;
+      k.start.time_ms = t->millis();
+    } else {
+      return Err(
+          path, st,
+          "start must be earliest, latest or a time (RFC 3339 or epoch milliseconds), not '" +
+              text + "'");
+    }
+  }
+  if (src["format"] && Str(src["format"], section + ".format") != "jsonl")
+    return Err(path, src["format"], "a kafka source reads JSON messages: format must be jsonl");
+  if (src["stop_at_end"]) k.stop_at_end = Bool(src["stop_at_end"], section + ".stop_at_end");
+  return k;
+}
+
 Result<SourceConfig> ReadSource(const std::string& path, const std::string& base,
                                 const YAML::Node& src, const std::string& section) {
   const std::string type = src["type"] ? Str(src["type"], section + ".type") : "file";
   const std::optional<io::SourceKind> kind = io::ParseSourceKind(type);
   if (!kind)
     return Err(path, src["type"],
-               "source type '" + type + "' is not supported here (supported: file)");
+               "source type '" + type + "' is not supported here (supported: file, kafka)");
   SourceConfig out;
   switch (*kind) {
+    case io::SourceKind::kKafka: {
+      auto kafka = ReadKafkaSource(path, src, section);
+      if (!kafka.ok()) return kafka.status();
+      out.kafka = std::move(kafka.value());
+      break;
+    }
     case io::SourceKind::kFile: {
       CheckKeys(src, section + ", file source", {"type", "path", "format"});
       if (!src["path"])
@@ -176,7 +266,6 @@ Result<SourceConfig> ReadSource(const std::string& path, const std::string& base
 Status ReadSchema(const std::string& path, const YAML::Node& n, const std::string& sec,
                   StreamConfig& s) {
   const YAML::Node schema = n["schema"];
-
   if (!schema || !schema.IsMap() || schema.size() == 0)
     return Err(path, n,
                "stream '" + s.name +

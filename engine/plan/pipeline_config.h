@@ -25,6 +25,8 @@ struct SourceConfig {
   io::SourceKind kind = io::SourceKind::kFile;
   // kFile: a file, or standard input.
   std::string path;  // "-" for standard input
+  // kKafka: topics, group, start, properties (bootstrap.servers included).
+  io::KafkaSourceSpec kafka;
   RecordFormat format = RecordFormat::kJsonl;
   bool is_csv() const { return format == RecordFormat::kCsv; }
 };

@@ -103,6 +103,37 @@ TEST(Watermark, AnIdleInputDoesNotHoldBackAnActiveOne) {
   EXPECT_EQ(c.Update(9'000).time(), T(8999));
 }
 
+// A new input (a Kafka partition that has not delivered yet) holds the
+// watermark back until it has been silent for the idle timeout, counted from
+// when it was added -- not from the epoch, which would make it idle at once
+// and every event it delivers later late.
+TEST(Watermark, AnInputWithoutEventsHoldsBackUntilItsIdleTimeout) {
+  WatermarkOptions o;
+  o.idle_timeout = Duration::Seconds(5);
+  WatermarkCombiner c;
+  int early = c.AddInput(o, false);
+  c.AddInput(o, false);  // no event yet
+  c.input(early).OnEvent(T(9000), 1'000'000);
+  EXPECT_EQ(c.Update(1'000'000), Watermark::Min()) << "the silent input holds it back";
+  EXPECT_EQ(c.Update(1'004'000), Watermark::Min());
+  c.input(early).OnEvent(T(9500), 1'004'500);
+  EXPECT_EQ(c.Update(1'005'000).time(), T(9499)) << "the silent one is idle after 5 s";
+}
+
+// After a restore the idle clock starts again: the time the process was
+// down is not silence (a backlog read after a restart must not be late).
+TEST(Watermark, ARestoredInputIsNotIdleBecauseTheProcessWasDown) {
+  WatermarkOptions o;
+  o.idle_timeout = Duration::Seconds(5);
+  InputWatermark before(o, false);
+  before.OnEvent(T(1000), 100'000);
+  WatermarkCombiner c;
+  int in = c.AddInput(o, false);
+  c.input(in).Restore(before.Save());
+  EXPECT_EQ(c.Update(900'000).time(), T(999)) << "down for 800 s: not idle, no wall-clock jump";
+  EXPECT_EQ(c.Update(906'000).time(), T(999 + 6000)) << "silent 6 s after the restart";
+}
+
 }  // namespace
 }  // namespace cepheus::timing
 

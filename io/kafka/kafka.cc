@@ -1,0 +1,321 @@
+#include "io/kafka/kafka.h"
+
+#include <librdkafka/rdkafkacpp.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+
+namespace cepheus::io::kafka {
+namespace {
+
+// librdkafka's log and error events, in our log.
+class LogEvents final : public RdKafka::EventCb {
+ public:
+  void event_cb(RdKafka::Event& e) override {
+    switch (e.type()) {
+      case RdKafka::Event::EVENT_LOG: {
+        const int sev = e.severity();
+        const auto level = sev <= RdKafka::Event::EVENT_SEVERITY_ERROR     ? spdlog::level::err
+                           : sev <= RdKafka::Event::EVENT_SEVERITY_WARNING ? spdlog::level::warn
+                           : sev <= RdKafka::Event::EVENT_SEVERITY_INFO    ? spdlog::level::info
+                                                                           : spdlog::level::debug;
+        spdlog::log(level, "kafka: {} {}", e.fac(), e.str());
+        break;
+      }
+      case RdKafka::Event::EVENT_ERROR:
+        // Connection problems are retried by librdkafka: a warning, unless fatal.
+        if (e.fatal())
+          spdlog::error("kafka: fatal error: {}", e.str());
+        else
+          spdlog::warn("kafka: {} ({})", e.str(), RdKafka::err2str(e.err()));
+        break;
+      default:
+        break;
+    }
+  }
+};
+
+LogEvents& Logger() {
+  static LogEvents logger;
+  return logger;
+}
+
+Result<std::unique_ptr<RdKafka::Conf>> MakeConf(const Properties& props) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  for (const auto& [name, value] : props)
+    if (conf->set(name, value, err) != RdKafka::Conf::CONF_OK)
+      return Status::InvalidArgument("kafka property '" + name + "': " + err);
+  if (conf->set("event_cb", static_cast<RdKafka::EventCb*>(&Logger()), err) !=
+      RdKafka::Conf::CONF_OK)
+    return Status::Internal("kafka: " + err);
+  return conf;
+}
+
+Status Error(std::string_view what, RdKafka::ErrorCode code) {
+  const std::string msg =
+      std::string("kafka: ") + std::string(what) + ": " + RdKafka::err2str(code);
+  switch (code) {
+    case RdKafka::ERR__UNKNOWN_TOPIC:
+    case RdKafka::ERR_UNKNOWN_TOPIC_OR_PART:
+    case RdKafka::ERR__UNKNOWN_PARTITION:
+      return Status::NotFound(msg);
+    case RdKafka::ERR__INVALID_ARG:
+      return Status::InvalidArgument(msg);
+    default:
+      return Status::IoError(msg);
+  }
+}
+
+// Owns a list of librdkafka TopicPartition objects.
+struct PartitionList {
+  std::vector<RdKafka::TopicPartition*> v;
+  explicit PartitionList(const std::vector<TopicPartition>& tps) {
+    for (const auto& tp : tps)
+      v.push_back(RdKafka::TopicPartition::create(tp.topic, tp.partition, tp.offset));
+  }
+  ~PartitionList() { RdKafka::TopicPartition::destroy(v); }
+  PartitionList(const PartitionList&) = delete;
+  PartitionList& operator=(const PartitionList&) = delete;
+  // Copies the offsets back; the first partition error is returned.
+  Status CopyOffsets(std::vector<TopicPartition>* tps, std::string_view what) const {
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (v[i]->err() != RdKafka::ERR_NO_ERROR)
+        return Error(
+            std::string(what) + " " + v[i]->topic() + "[" + std::to_string(v[i]->partition()) + "]",
+            v[i]->err());
+      (*tps)[i].offset = v[i]->offset();
+    }
+    return Status::Ok();
+  }
+};
+
+class ConsumerImpl final : public Consumer {
+ public:
+  explicit ConsumerImpl(std::unique_ptr<RdKafka::KafkaConsumer> c) : c_(std::move(c)) {}
+  ~ConsumerImpl() override { c_->close(); }
+
+  Result<std::vector<int32_t>> Partitions(const std::string& topic, int timeout_ms) override {
+    std::string err;
+    std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(c_.get(), topic, nullptr, err));
+    if (!t) return Status::InvalidArgument("kafka topic '" + topic + "': " + err);
+    RdKafka::Metadata* md_raw = nullptr;
+    const RdKafka::ErrorCode code = c_->metadata(false, t.get(), &md_raw, timeout_ms);
+    std::unique_ptr<RdKafka::Metadata> md(md_raw);
+    if (code != RdKafka::ERR_NO_ERROR) return Error("metadata of topic '" + topic + "'", code);
+    for (const RdKafka::TopicMetadata* tm : *md->topics()) {
+      if (tm->topic() != topic) continue;
+      if (tm->err() != RdKafka::ERR_NO_ERROR) return Error("topic '" + topic + "'", tm->err());
+      std::vector<int32_t> out;
+      for (const RdKafka::PartitionMetadata* pm : *tm->partitions()) out.push_back(pm->id());
+      std::sort(out.begin(), out.end());
+      if (out.empty()) return Status::NotFound("kafka: topic '" + topic + "' has no partitions");
+      return out;
+    }
+    return Status::NotFound("kafka: topic '" + topic + "' does not exist");
+  }
+
+  Result<std::pair<int64_t, int64_t>> Watermarks(const std::string& topic, int32_t partition,
+                                                 int timeout_ms) override {
+    int64_t low = 0, high = 0;
+    const RdKafka::ErrorCode code =
+        c_->query_watermark_offsets(topic, partition, &low, &high, timeout_ms);
+    if (code != RdKafka::ERR_NO_ERROR)
+      return Error("offsets of " + topic + "[" + std::to_string(partition) + "]", code);
+    return std::make_pair(low, high);
+  }
+
+  Status OffsetsForTimes(std::vector<TopicPartition>* tps, int timeout_ms) override {
+    PartitionList list(*tps);
+    const RdKafka::ErrorCode code = c_->offsetsForTimes(list.v, timeout_ms);
+    if (code != RdKafka::ERR_NO_ERROR) return Error("offsets for times", code);
+    CEPHEUS_RETURN_IF_ERROR(list.CopyOffsets(tps, "offset for time of"));
+    // No message at or after the time: the end of the partition.
+    for (TopicPartition& tp : *tps) {
+      if (tp.offset >= 0) continue;
+      auto wm = Watermarks(tp.topic, tp.partition, timeout_ms);
+      if (!wm.ok()) return wm.status();
+      tp.offset = wm->second;
+    }
+    return Status::Ok();
+  }
+
+  Status Assign(const std::vector<TopicPartition>& tps) override {
+    PartitionList list(tps);
+    const RdKafka::ErrorCode code = c_->assign(list.v);
+    return code == RdKafka::ERR_NO_ERROR ? Status::Ok() : Error("assign", code);
+  }
+
+  Result<size_t> Poll(size_t max, int timeout_ms,
+                      const std::function<void(const Message&)>& fn) override {
+    size_t n = 0;
+    while (n < max) {
+      std::unique_ptr<RdKafka::Message> m(c_->consume(n == 0 ? timeout_ms : 0));
+      switch (m->err()) {
+        case RdKafka::ERR_NO_ERROR: {
+          Message out;
+          topic_ = m->topic_name();
+          out.topic = topic_;
+          out.partition = m->partition();
+          out.offset = m->offset();
+          if (const std::string* key = m->key()) out.key = *key;
+          out.payload = std::string_view(static_cast<const char*>(m->payload()), m->len());
+          const RdKafka::MessageTimestamp ts = m->timestamp();
+          out.timestamp_ms =
+              ts.type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE ? -1 : ts.timestamp;
+          fn(out);
+          ++n;
+          break;
+        }
+        case RdKafka::ERR__TIMED_OUT:
+          return n;
+        case RdKafka::ERR__PARTITION_EOF:
+          break;
+        default:
+          if (m->err() == RdKafka::ERR__FATAL) return Error("consume", m->err());
+          // Transient (a broker down, a leader moving): librdkafka retries.
+          spdlog::warn("kafka: consume: {}", m->errstr());
+          return n;
+      }
+    }
+    return n;
+  }
+
+  Status Commit(const std::vector<TopicPartition>& tps) override {
+    PartitionList list(tps);
+    const RdKafka::ErrorCode code = c_->commitSync(list.v);
+    if (code != RdKafka::ERR_NO_ERROR) return Error("commit", code);
+    std::vector<TopicPartition> copy = tps;
+    return list.CopyOffsets(&copy, "commit of");
+  }
+
+  Status Committed(std::vector<TopicPartition>* tps, int timeout_ms) override {
+    PartitionList list(*tps);
+    const RdKafka::ErrorCode code = c_->committed(list.v, timeout_ms);
+    if (code != RdKafka::ERR_NO_ERROR) return Error("committed offsets", code);
+    return list.CopyOffsets(tps, "committed offset of");
+  }
+
+ private:
+  std::unique_ptr<RdKafka::KafkaConsumer> c_;
+  std::string topic_;  // of the message being handed out
+};
+
+// Records the first failed delivery since it was last taken.
+class Deliveries final : public RdKafka::DeliveryReportCb {
+ public:
+  void dr_cb(RdKafka::Message& m) override {
+    if (m.err() == RdKafka::ERR_NO_ERROR) return;
+    std::lock_guard<std::mutex> l(mu_);
+    if (first_.ok())
+      first_ = Error("delivery to " + m.topic_name() + "[" + std::to_string(m.partition()) + "]",
+                     m.err());
+  }
+  Status Take() {
+    std::lock_guard<std::mutex> l(mu_);
+    Status s = first_;
+    first_ = Status::Ok();
+    return s;
+  }
+
+ private:
+  std::mutex mu_;
+  Status first_;
+};
+
+class ProducerImpl final : public Producer {
+ public:
+  ProducerImpl() = default;
+  Status Init(const Properties& props) {
+    auto conf = MakeConf(props);
+    if (!conf.ok()) return conf.status();
+    std::string err;
+    if ((*conf)->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(&deliveries_), err) !=
+        RdKafka::Conf::CONF_OK)
+      return Status::Internal("kafka: " + err);
+    p_.reset(RdKafka::Producer::create(conf->get(), err));
+    if (!p_) return Status::InvalidArgument("kafka producer: " + err);
+    return Status::Ok();
+  }
+  ~ProducerImpl() override {
+    if (p_) p_->flush(5000);
+  }
+
+  Status Produce(const std::string& topic, int32_t partition, std::string_view key,
+                 std::string_view payload, int64_t timestamp_ms,
+                 const std::vector<Header>& headers) override {
+    while (true) {
+      RdKafka::Headers* h = nullptr;
+      if (!headers.empty()) {
+        h = RdKafka::Headers::create();
+        for (const Header& hd : headers) h->add(hd.name, hd.value.data(), hd.value.size());
+      }
+      const RdKafka::ErrorCode code = p_->produce(
+          topic, partition < 0 ? RdKafka::Topic::PARTITION_UA : partition,
+          RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(payload.data()), payload.size(),
+          key.data(), key.size(), timestamp_ms < 0 ? 0 : timestamp_ms, h, nullptr);
+      if (code == RdKafka::ERR_NO_ERROR) {
+        p_->poll(0);
+        return Status::Ok();
+      }
+      delete h;  // not taken over on failure
+      if (code != RdKafka::ERR__QUEUE_FULL) return Error("produce to " + topic, code);
+      p_->poll(100);  // the local queue is full: wait for deliveries
+    }
+  }
+
+  Status Flush(int timeout_ms) override {
+    const RdKafka::ErrorCode code = p_->flush(timeout_ms);
+    if (code != RdKafka::ERR_NO_ERROR) return Error("flush", code);
+    return deliveries_.Take();
+  }
+
+ private:
+  Deliveries deliveries_;
+  std::unique_ptr<RdKafka::Producer> p_;
+};
+
+}  // namespace
+
+bool IsSecretProperty(std::string_view name) {
+  for (std::string_view marker : {"password", "secret", "token", "sasl.jaas", "oauthbearer.config",
+                                  "ssl.key.pem", "ssl_key", "private"})
+    if (name.find(marker) != std::string_view::npos) return true;
+  return false;
+}
+
+std::string DescribeProperties(const Properties& props) {
+  std::string out;
+  for (const auto& [name, value] : props) {
+    if (!out.empty()) out += ", ";
+    out += name + "=" + (IsSecretProperty(name) ? std::string("***") : value);
+  }
+  return out;
+}
+
+Result<std::unique_ptr<Consumer>> Consumer::Create(const Properties& props,
+                                                   const std::string& group) {
+  Properties p = props;
+  // Positions live in checkpoints: nothing is committed behind our back,
+  // and a partition's end is not an error.
+  p["enable.auto.commit"] = "false";
+  p["enable.auto.offset.store"] = "false";
+  p.emplace("enable.partition.eof", "false");
+  p["group.id"] = group.empty() ? "cepheus-unused" : group;
+  auto conf = MakeConf(p);
+  if (!conf.ok()) return conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf->get(), err));
+  if (!c) return Status::InvalidArgument("kafka consumer: " + err);
+  return std::unique_ptr<Consumer>(new ConsumerImpl(std::move(c)));
+}
+
+Result<std::unique_ptr<Producer>> Producer::Create(const Properties& props) {
+  auto p = std::make_unique<ProducerImpl>();
+  CEPHEUS_RETURN_IF_ERROR(p->Init(props));
+  return std::unique_ptr<Producer>(std::move(p));
+}
+
+}  // namespace cepheus::io::kafka

@@ -1,0 +1,99 @@
+// io/kafka: the one librdkafka wrapper, shared by the Kafka source
+// (sources/) and the Kafka sink (sinks/). RAII handles, librdkafka settings
+// passed through, its log routed to ours, its errors turned into Status. No
+// librdkafka type appears in this header.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace cepheus::io::kafka {
+
+// librdkafka settings (bootstrap.servers, security.protocol, sasl.*, ...),
+// passed through as they are.
+using Properties = std::map<std::string, std::string>;
+
+// Whether a setting's value is a secret (passwords, keys, tokens): never logged.
+bool IsSecretProperty(std::string_view name);
+// The settings for a log line: secrets replaced by "***".
+std::string DescribeProperties(const Properties& props);
+
+// Special offsets (librdkafka's values).
+constexpr int64_t kOffsetBeginning = -2;
+constexpr int64_t kOffsetEnd = -1;
+
+struct TopicPartition {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = kOffsetBeginning;  // or a timestamp for OffsetsForTimes
+};
+
+// A consumed message. Views valid during the callback only.
+struct Message {
+  std::string_view topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string_view key;
+  std::string_view payload;
+  int64_t timestamp_ms = -1;  // -1: none
+};
+
+// A consumer with manual assignment (no group rebalancing): the caller
+// decides what it reads and from where. Offsets are committed to `group`
+// only when asked. Single-threaded.
+class Consumer {
+ public:
+  // `group` may be empty: nothing can be committed then.
+  static Result<std::unique_ptr<Consumer>> Create(const Properties& props,
+                                                  const std::string& group);
+  virtual ~Consumer() = default;
+
+  // The partition numbers of `topic` (an unknown topic is an error).
+  virtual Result<std::vector<int32_t>> Partitions(const std::string& topic, int timeout_ms) = 0;
+  // Low and high watermark offsets of a partition (the high one is the
+  // offset the next message will get).
+  virtual Result<std::pair<int64_t, int64_t>> Watermarks(const std::string& topic,
+                                                         int32_t partition, int timeout_ms) = 0;
+  // In: `offset` holds a timestamp (ms). Out: the earliest offset whose
+  // message timestamp is >= it (the end offset if there is none).
+  virtual Status OffsetsForTimes(std::vector<TopicPartition>* tps, int timeout_ms) = 0;
+  // Reads these partitions from these offsets from now on (replaces any
+  // earlier assignment).
+  virtual Status Assign(const std::vector<TopicPartition>& tps) = 0;
+  // Hands up to `max` messages to `fn`, waiting at most `timeout_ms` for the
+  // first; returns how many. Transient errors are logged and retried by
+  // librdkafka; a fatal one is returned.
+  virtual Result<size_t> Poll(size_t max, int timeout_ms,
+                              const std::function<void(const Message&)>& fn) = 0;
+  // Commits `tps` (offset: the next message to read) to the group.
+  virtual Status Commit(const std::vector<TopicPartition>& tps) = 0;
+  // The group's committed offsets for `tps` (-1001: none).
+  virtual Status Committed(std::vector<TopicPartition>* tps, int timeout_ms) = 0;
+};
+
+struct Header {
+  std::string name, value;
+};
+
+// A producer. Messages are sent asynchronously; Flush waits for them and
+// reports the first delivery failure since the last Flush.
+class Producer {
+ public:
+  static Result<std::unique_ptr<Producer>> Create(const Properties& props);
+  virtual ~Producer() = default;
+  // `partition` -1: chosen from the key by the partitioner.
+  virtual Status Produce(const std::string& topic, int32_t partition, std::string_view key,
+                         std::string_view payload, int64_t timestamp_ms,
+                         const std::vector<Header>& headers = {}) = 0;
+  virtual Status Flush(int timeout_ms) = 0;
+};
+
+}  // namespace cepheus::io::kafka

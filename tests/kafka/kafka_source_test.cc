@@ -1,0 +1,301 @@
+// The Kafka source against librdkafka's mock cluster, spoken to over TCP as
+// a real cluster: the wrapper's calls, then `cepheus run` reading a
+// multi-partition topic -- the same matches as the same events from a file,
+// dead letters that name topic, partition and offset, a restart that
+// continues from the checkpoint's offsets, offsets committed to the group.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "io/kafka/kafka.h"
+#include "io/kafka/mock_cluster.h"
+#include "tests/support/test_io.h"
+
+namespace cepheus {
+namespace {
+
+namespace fs = std::filesystem;
+using io::kafka::Consumer;
+using io::kafka::MockCluster;
+using io::kafka::Producer;
+using io::kafka::TopicPartition;
+
+std::unique_ptr<MockCluster> StartCluster() {
+  auto c = MockCluster::Start(3);
+  EXPECT_TRUE(c.ok()) << c.status().message();
+  return c.ok() ? std::move(c.value()) : nullptr;
+}
+
+io::kafka::Properties Props(const MockCluster& c) { return {{"bootstrap.servers", c.bootstrap()}}; }
+
+TEST(KafkaWrapper, ProducesConsumesLooksUpAndCommitsOverTcp) {
+  auto cluster = StartCluster();
+  ASSERT_TRUE(cluster);
+  ASSERT_TRUE(cluster->CreateTopic("t", 4).ok());
+  auto producer = Producer::Create(Props(*cluster));
+  ASSERT_TRUE(producer.ok()) << producer.status().message();
+  for (int i = 0; i < 100; ++i)
+    ASSERT_TRUE(
+        (*producer)
+            ->Produce("t", i % 4, "k" + std::to_string(i), "m" + std::to_string(i), 1000 + i * 10)
+            .ok());
+  ASSERT_TRUE((*producer)->Flush(10000).ok());
+
+  auto consumer = Consumer::Create(Props(*cluster), "g1");
+  ASSERT_TRUE(consumer.ok()) << consumer.status().message();
+  Consumer& c = **consumer;
+  auto parts = c.Partitions("t", 5000);
+  ASSERT_TRUE(parts.ok()) << parts.status().message();
+  EXPECT_EQ(*parts, (std::vector<int32_t>{0, 1, 2, 3}));
+  auto wm = c.Watermarks("t", 2, 5000);
+  ASSERT_TRUE(wm.ok()) << wm.status().message();
+  EXPECT_EQ(wm->first, 0);
+  EXPECT_EQ(wm->second, 25);
+  // (librdkafka 2.0.2's mock cluster answers a lookup by time with "no
+  // offset", whatever the time: the wrapper then reports the end offset, as
+  // a real broker does for a time after the last message. A lookup that
+  // lands inside a partition needs a real broker.)
+  std::vector<TopicPartition> late{{"t", 1, 99999}};
+  ASSERT_TRUE(c.OffsetsForTimes(&late, 5000).ok());
+  EXPECT_EQ(late[0].offset, 25) << "no message that late: the end";
+
+  ASSERT_TRUE(c.Assign({{"t", 0, 0}, {"t", 3, 20}}).ok());
+  std::set<std::string> got;
+  for (int tries = 0; tries < 100 && got.size() < 30; ++tries) {
+    auto n = c.Poll(100, 100, [&](const io::kafka::Message& m) {
+      EXPECT_EQ(m.topic, "t");
+      EXPECT_TRUE(m.partition == 0 || (m.partition == 3 && m.offset >= 20));
+      got.insert(std::string(m.payload));
+    });
+    ASSERT_TRUE(n.ok());
+  }
+  EXPECT_EQ(got.size(), 30u) << "25 of partition 0, 5 of partition 3";
+  ASSERT_TRUE(c.Commit({{"t", 0, 25}, {"t", 3, 25}}).ok());
+  std::vector<TopicPartition> committed{{"t", 0, 0}, {"t", 3, 0}};
+  ASSERT_TRUE(c.Committed(&committed, 5000).ok());
+  EXPECT_EQ(committed[0].offset, 25);
+  EXPECT_EQ(committed[1].offset, 25);
+}
+
+TEST(KafkaWrapper, SecretsAreNotDescribed) {
+  const std::string d = io::kafka::DescribeProperties(
+      {{"sasl.password", "hunter2"}, {"bootstrap.servers", "b:9092"}, {"ssl.key.pem", "KEY"}});
+  EXPECT_EQ(d.find("hunter2"), std::string::npos);
+  EXPECT_EQ(d.find("KEY"), std::string::npos);
+  EXPECT_NE(d.find("bootstrap.servers=b:9092"), std::string::npos);
+}
+
+// Events for SEQ(A, B, C) per key, in event-time order; every `bad_every`th
+// record is not JSON.
+struct Workload {
+  std::vector<std::string> keys;
+  std::vector<std::string> lines;
+};
+
+Workload MakeEvents(int n, uint32_t seed, int bad_every) {
+  std::mt19937 rng(seed);
+  Workload w;
+  for (int i = 0; i < n; ++i) {
+    const std::string key = "u" + std::to_string(rng() % 20);
+    std::string line;
+    if (bad_every && i % bad_every == bad_every - 1) {
+      line = "{not json " + std::to_string(i);
+    } else {
+      line = "{\"key\":\"" + key + "\",\"type\":\"" + std::string(1, "ABC"[rng() % 3]) +
+             "\",\"price\":" + std::to_string(rng() % 100) +
+             ",\"ts\":" + std::to_string(1700000000000 + i * 100) + "}";
+    }
+    w.keys.push_back(key);
+    w.lines.push_back(line);
+  }
+  return w;
+}
+
+void ProduceAll(const MockCluster& cluster, const std::string& topic, const Workload& w,
+                size_t from = 0, size_t to = SIZE_MAX) {
+  auto producer = Producer::Create(Props(cluster));
+  ASSERT_TRUE(producer.ok()) << producer.status().message();
+  for (size_t i = from; i < std::min(to, w.lines.size()); ++i)
+    ASSERT_TRUE((*producer)->Produce(topic, -1, w.keys[i], w.lines[i], -1).ok());
+  ASSERT_TRUE((*producer)->Flush(10000).ok());
+}
+
+class KafkaRun : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::ScratchDir("kafka-run");
+    cluster_ = StartCluster();
+    ASSERT_TRUE(cluster_);
+    ASSERT_TRUE(cluster_->CreateTopic("events", 4).ok());
+  }
+  // A pipeline over `source` (a YAML flow map), matches to `out`.
+  std::string Pipeline(const std::string& name, const std::string& source,
+                       const std::string& extra = "checkpoint: { enabled: false }\n") {
+    const std::string path = (fs::path(dir_) / name).string();
+    testing::WriteFile(path,
+                       "streams:\n"
+                       "  events:\n"
+                       "    source: " +
+                           source +
+                           "\n"
+                           "    schema: { key: string, type: string, price: int, ts: "
+                           "timestamp }\n"
+                           "    key: key\n"
+                           "    event_time: { field: ts, max_out_of_orderness: 0s }\n"
+                           "patterns:\n"
+                           "  - inline: |\n"
+                           "      PATTERN abc FROM events\n"
+                           "      MATCH a -> b -> c WITHIN 10 SECONDS\n"
+                           "      DEFINE a AS type = 'A', b AS type = 'B' AND price > "
+                           "a.price, c AS type = 'C'\n"
+                           "      EMIT key, a.price AS pa, c.ts AS tc\n"
+                           "outputs:\n"
+                           "  matches: { type: file, path: " +
+                           name +
+                           ".matches.jsonl }\n"
+                           "  dead_letter: { type: file, path: " +
+                           name + ".dead.jsonl }\n" + extra);
+    return path;
+  }
+  std::string KafkaSource(const std::string& more = "") {
+    return "{ type: kafka, brokers: \"" + cluster_->bootstrap() +
+           "\", topic: events, stop_at_end: true" + more + " }";
+  }
+  std::string Out(const std::string& name, const std::string& what) {
+    return testing::ReadFile((fs::path(dir_) / (name + "." + what + ".jsonl")).string());
+  }
+  std::string dir_;
+  std::unique_ptr<MockCluster> cluster_;
+};
+
+TEST_F(KafkaRun, MatchesEqualThoseOfTheSameEventsFromAFile) {
+  const Workload w = MakeEvents(3000, 7, 0);
+  std::string all;
+  for (const auto& l : w.lines) all += l + "\n";
+  testing::WriteFile((fs::path(dir_) / "events.jsonl").string(), all);
+  ProduceAll(*cluster_, "events", w);
+  auto file = testing::RunCli(
+      {"run", Pipeline("file.yaml", "{ type: file, path: events.jsonl }"), "-p", "1"});
+  ASSERT_EQ(file.code, 0) << file.err;
+  for (const char* p : {"1", "2"}) {
+    const std::string name = std::string("kafka") + p;
+    auto kafka = testing::RunCli({"run", Pipeline(name + ".yaml", KafkaSource()), "-p", p});
+    ASSERT_EQ(kafka.code, 0) << kafka.err;
+    const auto want = testing::SortedLines(Out("file.yaml", "matches"));
+    ASSERT_GT(want.size(), 50u) << "the workload must match";
+    EXPECT_EQ(testing::SortedLines(Out(name + ".yaml", "matches")), want) << "-p " << p;
+  }
+}
+
+TEST_F(KafkaRun, BadMessagesBecomeDeadLettersWithTopicPartitionAndOffset) {
+  const Workload w = MakeEvents(400, 3, 50);
+  ProduceAll(*cluster_, "events", w);
+  auto r = testing::RunCli({"run", Pipeline("bad.yaml", KafkaSource())});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto dead = testing::SortedLines(Out("bad.yaml", "dead"));
+  ASSERT_EQ(dead.size(), 8u);
+  for (const std::string& d : dead) {
+    EXPECT_NE(d.find("\"source\":\"kafka:events/"), std::string::npos) << d;
+    EXPECT_NE(d.find("\"offset\":"), std::string::npos) << d;
+    EXPECT_NE(d.find("\"record\":\"{not json"), std::string::npos) << d;
+  }
+  // The offsets are those of the bad messages in their partitions.
+  auto consumer = Consumer::Create(Props(*cluster_), "");
+  ASSERT_TRUE(consumer.ok());
+  ASSERT_TRUE((*consumer)
+                  ->Assign({{"events", 0, 0}, {"events", 1, 0}, {"events", 2, 0}, {"events", 3, 0}})
+                  .ok());
+  std::set<std::string> bad_at;
+  for (int tries = 0; tries < 200 && bad_at.size() < 8; ++tries)
+    ASSERT_TRUE((*consumer)
+                    ->Poll(1000, 50,
+                           [&](const io::kafka::Message& m) {
+                             if (m.payload.starts_with("{not json"))
+                               bad_at.insert(
+                                   "kafka:events/" + std::to_string(m.partition) +
+                                   "\",\"line\":null,\"offset\":" + std::to_string(m.offset));
+                           })
+                    .ok());
+  ASSERT_EQ(bad_at.size(), 8u);
+  for (const std::string& at : bad_at) {
+    bool found = false;
+    for (const std::string& d : dead) found |= d.find(at) != std::string::npos;
+    EXPECT_TRUE(found) << at;
+  }
+}
+
+TEST_F(KafkaRun, ARestartContinuesFromTheCheckpointOffsetsAndCommitsThemToTheGroup) {
+  const Workload w = MakeEvents(2000, 11, 0);
+  std::string all;
+  for (const auto& l : w.lines) all += l + "\n";
+  testing::WriteFile((fs::path(dir_) / "events.jsonl").string(), all);
+  auto file = testing::RunCli({"run", Pipeline("file.yaml", "{ type: file, path: events.jsonl }")});
+  ASSERT_EQ(file.code, 0) << file.err;
+  // The first half is on the topic; the first run reads it and stops at its
+  // end with a checkpoint; then the rest arrives and a second run continues.
+  const std::string ck = "checkpoint: { interval: 1s }\nstate: { dir: state }\n";
+  ProduceAll(*cluster_, "events", w, 0, 1000);
+  const std::string pipeline = Pipeline("k.yaml", KafkaSource(", group: alerts"), ck);
+  auto first = testing::RunCli({"run", pipeline});
+  ASSERT_EQ(first.code, 0) << first.err;
+  ProduceAll(*cluster_, "events", w, 1000);
+  auto second = testing::RunCli({"run", pipeline});
+  ASSERT_EQ(second.code, 0) << second.err;
+  EXPECT_NE(second.err.find("restored checkpoint"), std::string::npos) << second.err;
+  const auto got = testing::SortedLines(Out("k.yaml", "matches"));
+  const auto want = testing::SortedLines(Out("file.yaml", "matches"));
+  EXPECT_EQ(got.size(), want.size());
+  EXPECT_TRUE(got == want) << "no match lost or doubled across the restart";
+  // The group's committed offsets are the ends of the partitions.
+  auto consumer = Consumer::Create(Props(*cluster_), "alerts");
+  ASSERT_TRUE(consumer.ok());
+  std::vector<TopicPartition> committed{
+      {"events", 0, 0}, {"events", 1, 0}, {"events", 2, 0}, {"events", 3, 0}};
+  ASSERT_TRUE((*consumer)->Committed(&committed, 5000).ok());
+  int64_t total = 0;
+  for (const auto& tp : committed) total += tp.offset;
+  EXPECT_EQ(total, 2000);
+}
+
+TEST_F(KafkaRun, StartLatestSkipsWhatIsAlreadyOnTheTopic) {
+  ProduceAll(*cluster_, "events", MakeEvents(300, 5, 0));
+  auto r = testing::RunCli({"run", Pipeline("late.yaml", KafkaSource(", start: latest"))});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(testing::SortedLines(Out("late.yaml", "matches")).empty());
+}
+
+TEST_F(KafkaRun, AnUnreachableClusterFailsWithAClearError) {
+  // (The mock cluster creates unknown topics on first use, as a broker with
+  // auto.create.topics.enable does; a real cluster without it reports them.)
+  auto r = testing::RunCli(
+      {"run",
+       Pipeline("missing.yaml",
+                "{ type: kafka, brokers: \"127.0.0.1:1\", topic: events, stop_at_end: true }")});
+  EXPECT_NE(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("metadata of topic 'events'"), std::string::npos) << r.err;
+}
+
+TEST_F(KafkaRun, SecretsComeFromTheEnvironmentAndAreNotLogged) {
+  ::setenv("CEPHEUS_TEST_KAFKA_BROKERS", cluster_->bootstrap().c_str(), 1);
+  ::setenv("CEPHEUS_TEST_SECRET", "s3cr3t-value", 1);
+  ProduceAll(*cluster_, "events", MakeEvents(100, 9, 0));
+  auto r = testing::RunCli(
+      {"run", Pipeline("env.yaml",
+                       "{ type: kafka, brokers: \"${CEPHEUS_TEST_KAFKA_BROKERS}\", topic: events, "
+                       "stop_at_end: true, properties: { sasl.password: \"${CEPHEUS_TEST_SECRET}\" "
+                       "} }")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err.find("s3cr3t-value"), std::string::npos) << r.err;
+  auto missing = testing::RunCli(
+      {"check", Pipeline("noenv.yaml",
+                         "{ type: kafka, brokers: \"${CEPHEUS_TEST_UNSET_VARIABLE}\", topic: "
+                         "events }")});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.err.find("CEPHEUS_TEST_UNSET_VARIABLE"), std::string::npos) << missing.err;
+}
+
+}  // namespace
+}  // namespace cepheus
