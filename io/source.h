@@ -51,9 +51,14 @@ struct KafkaSourceSpec {
   // Stop at the end offsets found when the source opens (a finite run over
   // what the topic held then: catch-up jobs, tests). Default: never end.
   bool stop_at_end = false;
-  // Stop before the first message with a timestamp >= this (backtests of a
-  // time range); -1: no bound.
-  int64_t until_ms = -1;
+  // A batch job (backtest): read from the first message at or after
+  // `from_ms` (-1: the earliest) up to the first at or after `until_ms` (-1:
+  // the end offsets found when the source opens), and that is the end of the
+  // data. The offsets come from the brokers' offset-for-time lookup, with
+  // message timestamps; where a broker has no answer the whole partition is
+  // read (the reader's event-time range filter applies either way).
+  bool batch = false;
+  int64_t from_ms = -1, until_ms = -1;
 };
 
 // What to open for one stream.

@@ -77,7 +77,7 @@ class KafkaSource final : public io::Source {
     out->insert(out->end(), changes_.begin(), changes_.end());
     changes_.clear();
   }
-  bool stops_early() const override { return spec_.kafka.stop_at_end && spec_.kafka.until_ms < 0; }
+  bool stops_early() const override { return spec_.kafka.stop_at_end && !spec_.kafka.batch; }
   bool ended() const override {
     return bounded() &&
            std::all_of(parts_.begin(), parts_.end(), [](const Part& p) { return p.end_reported; });
@@ -148,14 +148,15 @@ class KafkaSource final : public io::Source {
     std::string topic;
     int32_t partition = 0;
     std::string origin;
-    int64_t next = 0;         // the next offset to deliver
-    int64_t end = INT64_MAX;  // bounded: the offset where it ends
+    int64_t next = 0;           // the next offset to deliver
+    int64_t end = INT64_MAX;    // bounded: the offset where it ends
+    int64_t low = 0, high = 0;  // the partition's offsets when the source opened
     bool ended = false, end_reported = false;
     std::string buf;  // staged payloads, each followed by '\n'
     std::vector<Staged> staged;
   };
 
-  bool bounded() const { return spec_.kafka.stop_at_end || spec_.kafka.until_ms >= 0; }
+  bool bounded() const { return spec_.kafka.stop_at_end || spec_.kafka.batch; }
   bool AnyStaged() const {
     return std::any_of(parts_.begin(), parts_.end(),
                        [](const Part& p) { return !p.staged.empty(); });
@@ -167,39 +168,60 @@ class KafkaSource final : public io::Source {
     return tps;
   }
 
-  // Without a checkpoint, reading starts at `start`: as concrete offsets, so
-  // that the first checkpoint's positions mean the same on every restart.
+  // Offsets for a time per partition (-1 where the broker has none).
+  Result<std::vector<int64_t>> OffsetsAt(int64_t time_ms) {
+    std::vector<TopicPartition> tps = AllPartitions(time_ms);
+    CEPHEUS_RETURN_IF_ERROR(consumer_->OffsetsForTimes(&tps, kTimeoutMs));
+    std::vector<int64_t> out;
+    for (const TopicPartition& tp : tps) out.push_back(tp.offset);
+    return out;
+  }
+
+  // Without a checkpoint, reading starts at `start` (a batch job: at
+  // `from_ms`): as concrete offsets, so that the first checkpoint's positions
+  // mean the same on every restart.
   Status FindStartOffsets() {
-    const io::KafkaStart& start = spec_.kafka.start;
-    if (start.kind == io::KafkaStart::Kind::kTime) {
-      std::vector<TopicPartition> tps = AllPartitions(start.time_ms);
-      CEPHEUS_RETURN_IF_ERROR(consumer_->OffsetsForTimes(&tps, kTimeoutMs));
-      for (size_t i = 0; i < parts_.size(); ++i) parts_[i].next = tps[i].offset;
-      return Status::Ok();
-    }
     for (Part& p : parts_) {
       auto wm = consumer_->Watermarks(p.topic, p.partition, kTimeoutMs);
       if (!wm.ok()) return wm.status();
-      p.next = start.kind == io::KafkaStart::Kind::kEarliest ? wm->first : wm->second;
+      p.low = wm->first;
+      p.high = wm->second;
+    }
+    const io::KafkaSourceSpec& k = spec_.kafka;
+    const bool by_time = k.batch ? k.from_ms >= 0 : k.start.kind == io::KafkaStart::Kind::kTime;
+    std::vector<int64_t> at;
+    if (by_time) {
+      auto got = OffsetsAt(k.batch ? k.from_ms : k.start.time_ms);
+      if (!got.ok()) return got.status();
+      at = std::move(got.value());
+    }
+    for (size_t i = 0; i < parts_.size(); ++i) {
+      Part& p = parts_[i];
+      if (by_time)
+        // No answer: a live start has nothing that late (the end); a batch
+        // job reads the whole partition and filters by event time.
+        p.next = at[i] >= 0 ? at[i] : (k.batch ? p.low : p.high);
+      else
+        p.next = k.batch || k.start.kind == io::KafkaStart::Kind::kEarliest ? p.low : p.high;
     }
     return Status::Ok();
   }
 
   Status FindEndOffsets() {
     if (!bounded()) return Status::Ok();
-    if (spec_.kafka.until_ms >= 0) {
-      std::vector<TopicPartition> tps = AllPartitions(spec_.kafka.until_ms);
-      CEPHEUS_RETURN_IF_ERROR(consumer_->OffsetsForTimes(&tps, kTimeoutMs));
-      for (size_t i = 0; i < parts_.size(); ++i) parts_[i].end = tps[i].offset;
+    const io::KafkaSourceSpec& k = spec_.kafka;
+    std::vector<int64_t> at;
+    if (k.batch && k.until_ms >= 0) {
+      auto got = OffsetsAt(k.until_ms);
+      if (!got.ok()) return got.status();
+      at = std::move(got.value());
     }
-    if (spec_.kafka.stop_at_end) {
-      for (Part& p : parts_) {
-        auto wm = consumer_->Watermarks(p.topic, p.partition, kTimeoutMs);
-        if (!wm.ok()) return wm.status();
-        p.end = std::min(p.end, wm->second);
-      }
+    for (size_t i = 0; i < parts_.size(); ++i) {
+      Part& p = parts_[i];
+      p.end = p.high;
+      if (!at.empty() && at[i] >= 0) p.end = std::min(p.end, at[i]);
+      p.ended = p.next >= p.end;
     }
-    for (Part& p : parts_) p.ended = p.next >= p.end;
     return Status::Ok();
   }
 

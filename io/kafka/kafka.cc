@@ -131,15 +131,7 @@ class ConsumerImpl final : public Consumer {
     PartitionList list(*tps);
     const RdKafka::ErrorCode code = c_->offsetsForTimes(list.v, timeout_ms);
     if (code != RdKafka::ERR_NO_ERROR) return Error("offsets for times", code);
-    CEPHEUS_RETURN_IF_ERROR(list.CopyOffsets(tps, "offset for time of"));
-    // No message at or after the time: the end of the partition.
-    for (TopicPartition& tp : *tps) {
-      if (tp.offset >= 0) continue;
-      auto wm = Watermarks(tp.topic, tp.partition, timeout_ms);
-      if (!wm.ok()) return wm.status();
-      tp.offset = wm->second;
-    }
-    return Status::Ok();
+    return list.CopyOffsets(tps, "offset for time of");
   }
 
   Status Assign(const std::vector<TopicPartition>& tps) override {

@@ -63,7 +63,8 @@ class Consumer {
   virtual Result<std::pair<int64_t, int64_t>> Watermarks(const std::string& topic,
                                                          int32_t partition, int timeout_ms) = 0;
   // In: `offset` holds a timestamp (ms). Out: the earliest offset whose
-  // message timestamp is >= it (the end offset if there is none).
+  // message timestamp is >= it, or -1 if the broker has none (no such
+  // message -- or no answer: librdkafka's mock cluster never has one).
   virtual Status OffsetsForTimes(std::vector<TopicPartition>* tps, int timeout_ms) = 0;
   // Reads these partitions from these offsets from now on (replaces any
   // earlier assignment).
