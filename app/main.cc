@@ -56,9 +56,9 @@ cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig
   using cepheus::io::SinkKind;
   OpenedOutputs out;
   const SinkConfig configs[] = {
-      matches_file.empty() ? cfg.matches : SinkConfig{SinkKind::kFile, matches_file},
-      cfg.late.value_or(SinkConfig{SinkKind::kStderr, ""}),
-      cfg.dead_letter.value_or(SinkConfig{SinkKind::kStderr, ""})};
+      matches_file.empty() ? cfg.matches : SinkConfig{SinkKind::kFile, matches_file, {}},
+      cfg.late.value_or(SinkConfig{SinkKind::kStderr, "", {}}),
+      cfg.dead_letter.value_or(SinkConfig{SinkKind::kStderr, "", {}})};
   std::unique_ptr<cepheus::io::Sink>* slots[] = {&out.matches, &out.late, &out.dead};
   for (int i = 0; i < 3; ++i) {
     auto o = cepheus::sinks::MakeOutput(configs[i], mode);

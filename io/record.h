@@ -29,6 +29,7 @@ struct Record {
   std::string_view name;     // pattern (matches, timeouts) or stream (the others)
   int64_t time_ms = 0;       // event time: the match's last event, the late event, the watermark
   std::string_view payload;  // without a line terminator
+  uint64_t id = 0;           // matches and timeouts: the match id (as in the payload); else 0
 };
 
 class RecordBatch {
@@ -39,21 +40,23 @@ class RecordBatch {
   std::string* Begin(RecordKind kind, std::string_view key, int64_t time_ms,
                      std::string_view name) {
     meta_.push_back(Meta{kind, static_cast<uint32_t>(keys_.size()),
-                         static_cast<uint32_t>(key.size()), name, time_ms, text_.size(), 0});
+                         static_cast<uint32_t>(key.size()), name, time_ms, text_.size(), 0, 0});
     keys_.append(key);
     return &text_;
   }
-  void End() {
+  // Ends the record; `id`: a match's id (0: none).
+  void End(uint64_t id = 0) {
     Meta& m = meta_.back();
     m.size = text_.size() - m.begin;
+    m.id = id;
     text_.push_back('\n');
   }
   size_t size() const { return meta_.size(); }
   bool empty() const { return meta_.empty(); }
   Record operator[](size_t i) const {
     const Meta& m = meta_[i];
-    return Record{m.kind, std::string_view(keys_).substr(m.key_begin, m.key_size), m.name,
-                  m.time_ms, std::string_view(text_).substr(m.begin, m.size)};
+    return Record{m.kind,    std::string_view(keys_).substr(m.key_begin, m.key_size), m.name,
+                  m.time_ms, std::string_view(text_).substr(m.begin, m.size),         m.id};
   }
   // Every payload followed by '\n', in order (what a line sink writes).
   std::string_view lines() const { return text_; }
@@ -70,6 +73,7 @@ class RecordBatch {
     std::string_view name;
     int64_t time_ms;
     size_t begin, size;
+    uint64_t id;
   };
   std::vector<Meta> meta_;
   std::string text_;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,16 +18,26 @@
 namespace cepheus::io {
 
 // The kinds of sink a pipeline can name (outputs.<name>.type).
-enum class SinkKind { kStdout, kStderr, kFile };
+enum class SinkKind { kStdout, kStderr, kFile, kKafka };
 
-// "stdout", "stderr", "file".
+// "stdout", "stderr", "file", "kafka".
 std::string_view SinkKindName(SinkKind kind);
 std::optional<SinkKind> ParseSinkKind(std::string_view name);
+
+// A Kafka output: one message per record (value: the JSON payload, key:
+// the partition key, timestamp: the record's event time, headers: kind,
+// pattern or stream name, match id).
+struct KafkaSinkSpec {
+  std::map<std::string, std::string> properties;  // librdkafka settings, bootstrap.servers included
+  std::string topic;
+  enum class Delivery { kExactlyOnce, kAtLeastOnce } delivery = Delivery::kExactlyOnce;
+};
 
 // One configured sink: its kind and, for files, the resolved path.
 struct SinkConfig {
   SinkKind kind = SinkKind::kStdout;
   std::string path;
+  KafkaSinkSpec kafka;  // kKafka
   bool is_file() const { return kind == SinkKind::kFile; }
 };
 
@@ -67,12 +78,14 @@ inline std::string_view SinkKindName(SinkKind kind) {
       return "stderr";
     case SinkKind::kFile:
       return "file";
+    case SinkKind::kKafka:
+      return "kafka";
   }
   return "?";
 }
 
 inline std::optional<SinkKind> ParseSinkKind(std::string_view name) {
-  for (SinkKind k : {SinkKind::kStdout, SinkKind::kStderr, SinkKind::kFile})
+  for (SinkKind k : {SinkKind::kStdout, SinkKind::kStderr, SinkKind::kFile, SinkKind::kKafka})
     if (SinkKindName(k) == name) return k;
   return std::nullopt;
 }

@@ -1,5 +1,7 @@
 #include "sinks/outputs.h"
 
+#include "sinks/kafka_sink.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -303,6 +305,7 @@ class AtomicFileOutput final : public io::Sink {
 
 Result<std::unique_ptr<io::Sink>> MakeOutput(const io::SinkConfig& config, FileMode mode) {
   using io::SinkKind;
+  if (config.kind == SinkKind::kKafka) return MakeKafkaSink(config.kafka);
   if (config.is_file() && mode == FileMode::kExactlyOnce)
     return std::unique_ptr<io::Sink>(new ExactlyOnceFileOutput(config.path));
   if (config.is_file() && mode == FileMode::kAtomic) return AtomicFileOutput::Open(config.path);

@@ -115,7 +115,7 @@ MatchRenderer::MatchRenderer(const patterns::CompiledPattern& p) : p_(p) {
   }
 }
 
-void MatchRenderer::Render(std::string_view key, const MatchResult& m, std::string* out) const {
+uint64_t MatchRenderer::Render(std::string_view key, const MatchResult& m, std::string* out) const {
   const patterns::CompiledPattern& p = p_;
   out->append(m.timeout ? timeout_prefix_ : match_prefix_);
   AppendJsonString(*out, key);
@@ -131,7 +131,8 @@ void MatchRenderer::Render(std::string_view key, const MatchResult& m, std::stri
   }
   out->append("\",\"id\":\"");
   char id[16];
-  uint64_t h = MatchId(p.name, key, m.last, m.timeout);
+  const uint64_t match_id = MatchId(p.name, key, m.last, m.timeout);
+  uint64_t h = match_id;
   for (int i = 15; i >= 0; --i, h >>= 4) id[i] = "0123456789abcdef"[h & 15];
   out->append(id, 16);
   out->append("\",\"fields\":{");
@@ -166,15 +167,17 @@ void MatchRenderer::Render(std::string_view key, const MatchResult& m, std::stri
     ev.End();
   }
   out->push_back('}');
+  return match_id;
 }
 
 void MatchRenderer::RenderTo(std::string_view key, const MatchResult& m, io::RecordBatch* matches,
                              io::RecordBatch* errors) const {
   if (m.skip_error == MatchResult::SkipError::kNone) {
-    Render(key, m,
-           matches->Begin(m.timeout ? io::RecordKind::kTimeout : io::RecordKind::kMatch, key,
-                          m.end.millis(), p_.name));
-    matches->End();
+    const uint64_t id =
+        Render(key, m,
+               matches->Begin(m.timeout ? io::RecordKind::kTimeout : io::RecordKind::kMatch, key,
+                              m.end.millis(), p_.name));
+    matches->End(id);
   } else {
     RenderSkipError(key, m,
                     errors->Begin(io::RecordKind::kDeadLetter, key, m.end.millis(), p_.name));
@@ -185,7 +188,7 @@ void MatchRenderer::RenderTo(std::string_view key, const MatchResult& m, io::Rec
 void MatchRenderer::RenderSkipError(std::string_view key, const MatchResult& m,
                                     std::string* out) const {
   std::string match;
-  Render(key, m, &match);
+  (void)Render(key, m, &match);
   const std::string& x = p_.vars[static_cast<size_t>(p_.skip_var)];
   const std::string strategy =
       std::string("AFTER MATCH SKIP TO ") +

@@ -36,7 +36,8 @@ class MatchRenderer {
  public:
   explicit MatchRenderer(const patterns::CompiledPattern& p);
   // Appends the JSON object of `m` (no line terminator).
-  void Render(std::string_view key, const MatchResult& m, std::string* out) const;
+  // Appends the match's JSON object; returns its id.
+  uint64_t Render(std::string_view key, const MatchResult& m, std::string* out) const;
   // For a match whose STRICT skip failed (m.skip_error): a dead-letter object
   // with the pattern, key, reason and the match itself.
   void RenderSkipError(std::string_view key, const MatchResult& m, std::string* out) const;

@@ -120,8 +120,81 @@ const std::vector<SinkKindSection>& SinkSections() {
       {io::SinkKind::kStdout, {"type"}},
       {io::SinkKind::kStderr, {"type"}},
       {io::SinkKind::kFile, {"type", "path"}},
+      {io::SinkKind::kKafka, {"type", "brokers", "topic", "properties", "delivery"}},
   };
   return kSections;
+}
+
+// A string setting with ${ENV} references expanded (secrets stay out of
+// the file).
+Result<std::string> ExpandedStr(const std::string& path, const YAML::Node& n,
+                                const std::string& what) {
+  auto v = ExpandEnv(Str(n, what));
+  if (!v.ok()) return Err(path, n, what + ": " + v.status().message());
+  return v;
+}
+
+// `brokers` and `properties` of a Kafka source or output: librdkafka
+// settings, bootstrap.servers included.
+Result<std::map<std::string, std::string>> ReadKafkaConnection(const std::string& path,
+                                                               const YAML::Node& n,
+                                                               const std::string& section,
+                                                               const std::string& what) {
+  std::map<std::string, std::string> out;
+  if (const YAML::Node props = n["properties"]) {
+    if (!props.IsMap())
+      return Err(path, props, "properties must map librdkafka settings to values");
+    for (const auto& kv : props) {
+      const std::string name = Str(kv.first, section + ".properties key");
+      auto v = ExpandedStr(path, kv.second, section + ".properties." + name);
+      if (!v.ok()) return v.status();
+      out[name] = std::move(v.value());
+    }
+  }
+  if (const YAML::Node b = n["brokers"]) {
+    std::string brokers;
+    for (const YAML::Node& one : b.IsSequence() ? std::vector<YAML::Node>(b.begin(), b.end())
+                                                : std::vector<YAML::Node>{b}) {
+      auto v = ExpandedStr(path, one, section + ".brokers");
+      if (!v.ok()) return v.status();
+      brokers += (brokers.empty() ? "" : ",") + v.value();
+    }
+    out["bootstrap.servers"] = brokers;
+  }
+  if (!out.count("bootstrap.servers"))
+    return Err(path, n, what + " needs brokers: host:port[,host:port...]");
+  return out;
+}
+
+// outputs.<name> with type: kafka.
+Result<io::KafkaSinkSpec> ReadKafkaSink(const std::string& path, const YAML::Node& n,
+                                        const std::string& section) {
+  io::KafkaSinkSpec k;
+  auto props = ReadKafkaConnection(path, n, section, "a kafka output");
+  if (!props.ok()) return props.status();
+  k.properties = std::move(props.value());
+  if (!n["topic"]) return Err(path, n, "a kafka output needs topic: <name>");
+  auto topic = ExpandedStr(path, n["topic"], section + ".topic");
+  if (!topic.ok()) return topic.status();
+  k.topic = std::move(topic.value());
+  const std::string delivery =
+      n["delivery"] ? Str(n["delivery"], section + ".delivery") : "exactly_once";
+  if (delivery == "at_least_once") {
+    k.delivery = io::KafkaSinkSpec::Delivery::kAtLeastOnce;
+  } else if (delivery == "exactly_once") {
+    // One transaction per checkpoint, with the window between a checkpoint
+    // and its commit covered after a crash: the next step of the Kafka work.
+    return Err(path, n["delivery"] ? n["delivery"] : n,
+               section +
+                   ": exactly-once Kafka output (transactions) is not available yet; write "
+                   "delivery: at_least_once (idempotent producer, everything before a "
+                   "checkpoint acknowledged by the brokers; after a crash, records since the "
+                   "last checkpoint may be sent again)");
+  } else {
+    return Err(path, n["delivery"],
+               section + ".delivery must be exactly_once or at_least_once, not '" + delivery + "'");
+  }
+  return k;
 }
 
 Result<io::SinkConfig> ReadOutput(const std::string& path, const std::string& base,
@@ -132,7 +205,7 @@ Result<io::SinkConfig> ReadOutput(const std::string& path, const std::string& ba
   const std::optional<io::SinkKind> kind = io::ParseSinkKind(type);
   if (!kind)
     return Err(path, n["type"] ? n["type"] : n,
-               section + ".type must be stdout, stderr or file" +
+               section + ".type must be stdout, stderr, file or kafka" +
                    (type.empty() ? std::string() : ", not '" + type + "'"));
   for (const SinkKindSection& k : SinkSections())
     if (k.kind == *kind)
@@ -143,17 +216,12 @@ Result<io::SinkConfig> ReadOutput(const std::string& path, const std::string& ba
     if (!n["path"]) return Err(path, n, section + " of type file needs a path");
     o.path = Resolve(base, Str(n["path"], section + ".path"));
   }
+  if (o.kind == io::SinkKind::kKafka) {
+    auto k = ReadKafkaSink(path, n, section);
+    if (!k.ok()) return k.status();
+    o.kafka = std::move(k.value());
+  }
   return o;
-}
-
-// A source section, by kind (streams.<name>.source). Kafka adds a kind here.
-// A string setting with ${ENV} references expanded (secrets stay out of
-// the file).
-Result<std::string> ExpandedStr(const std::string& path, const YAML::Node& n,
-                                const std::string& what) {
-  auto v = ExpandEnv(Str(n, what));
-  if (!v.ok()) return Err(path, n, what + ": " + v.status().message());
-  return v;
 }
 
 // streams.<name>.source with type: kafka.
@@ -163,33 +231,9 @@ Result<io::KafkaSourceSpec> ReadKafkaSource(const std::string& path, const YAML:
             {"type", "brokers", "topic", "topics", "group", "start", "properties", "format",
              "stop_at_end"});
   io::KafkaSourceSpec k;
-  if (const YAML::Node props = src["properties"]) {
-    if (!props.IsMap())
-      return Err(path, props, "properties must map librdkafka settings to values");
-    for (const auto& kv : props) {
-      const std::string name = Str(kv.first, section + ".properties key");
-      auto v = ExpandedStr(path, kv.second, section + ".properties." + name);
-      if (!v.ok()) return v.status();
-      k.properties[name] = std::move(v.value());
-    }
-  }
-  if (const YAML::Node b = src["brokers"]) {
-    std::string brokers;
-    if (b.IsSequence()) {
-      for (const auto& one : b) {
-        auto v = ExpandedStr(path, one, section + ".brokers");
-        if (!v.ok()) return v.status();
-        brokers += (brokers.empty() ? "" : ",") + v.value();
-      }
-    } else {
-      auto v = ExpandedStr(path, b, section + ".brokers");
-      if (!v.ok()) return v.status();
-      brokers = std::move(v.value());
-    }
-    k.properties["bootstrap.servers"] = brokers;
-  }
-  if (!k.properties.count("bootstrap.servers"))
-    return Err(path, src, "a kafka source needs brokers: host:port[,host:port...]");
+  auto props = ReadKafkaConnection(path, src, section, "a kafka source");
+  if (!props.ok()) return props.status();
+  k.properties = std::move(props.value());
   if (src["topic"] && src["topics"]) return Err(path, src, "give either topic or topics, not both");
   if (const YAML::Node t = src["topic"]) {
     auto v = ExpandedStr(path, t, section + ".topic");

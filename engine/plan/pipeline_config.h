@@ -65,7 +65,7 @@ struct PipelineConfig {
   std::string base_dir;  // its directory
   std::vector<StreamConfig> streams;
   std::vector<PatternSource> patterns;
-  io::SinkConfig matches{io::SinkKind::kStdout, ""};
+  io::SinkConfig matches;                     // default: stdout
   std::optional<io::SinkConfig> late;         // default: stderr
   std::optional<io::SinkConfig> dead_letter;  // default: stderr
   // Where the combined watermark goes each time it advances (default: nowhere).

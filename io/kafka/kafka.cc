@@ -157,6 +157,14 @@ class ConsumerImpl final : public Consumer {
           const RdKafka::MessageTimestamp ts = m->timestamp();
           out.timestamp_ms =
               ts.type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE ? -1 : ts.timestamp;
+          if (read_headers_) {
+            headers_.clear();
+            if (RdKafka::Headers* h = m->headers())
+              for (const RdKafka::Headers::Header& hd : h->get_all())
+                headers_.push_back(Header{
+                    hd.key(), std::string(static_cast<const char*>(hd.value()), hd.value_size())});
+            out.headers = &headers_;
+          }
           fn(out);
           ++n;
           break;
@@ -174,6 +182,8 @@ class ConsumerImpl final : public Consumer {
     }
     return n;
   }
+
+  void ReadHeaders(bool on) override { read_headers_ = on; }
 
   Status Commit(const std::vector<TopicPartition>& tps) override {
     PartitionList list(tps);
@@ -193,6 +203,8 @@ class ConsumerImpl final : public Consumer {
  private:
   std::unique_ptr<RdKafka::KafkaConsumer> c_;
   std::string topic_;  // of the message being handed out
+  bool read_headers_ = false;
+  std::vector<Header> headers_;  // of the message being handed out
 };
 
 // Records the first failed delivery since it was last taken.

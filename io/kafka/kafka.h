@@ -36,6 +36,10 @@ struct TopicPartition {
   int64_t offset = kOffsetBeginning;  // or a timestamp for OffsetsForTimes
 };
 
+struct Header {
+  std::string name, value;
+};
+
 // A consumed message. Views valid during the callback only.
 struct Message {
   std::string_view topic;
@@ -43,7 +47,8 @@ struct Message {
   int64_t offset = 0;
   std::string_view key;
   std::string_view payload;
-  int64_t timestamp_ms = -1;  // -1: none
+  int64_t timestamp_ms = -1;                     // -1: none
+  const std::vector<Header>* headers = nullptr;  // only after Consumer::ReadHeaders(true)
 };
 
 // A consumer with manual assignment (no group rebalancing): the caller
@@ -74,14 +79,12 @@ class Consumer {
   // librdkafka; a fatal one is returned.
   virtual Result<size_t> Poll(size_t max, int timeout_ms,
                               const std::function<void(const Message&)>& fn) = 0;
+  // Whether Poll hands out the messages' headers (off: cheaper).
+  virtual void ReadHeaders(bool on) = 0;
   // Commits `tps` (offset: the next message to read) to the group.
   virtual Status Commit(const std::vector<TopicPartition>& tps) = 0;
   // The group's committed offsets for `tps` (-1001: none).
   virtual Status Committed(std::vector<TopicPartition>* tps, int timeout_ms) = 0;
-};
-
-struct Header {
-  std::string name, value;
 };
 
 // A producer. Messages are sent asynchronously; Flush waits for them and

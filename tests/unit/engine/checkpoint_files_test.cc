@@ -24,9 +24,9 @@ class CheckpointFiles : public ::testing::Test {
   void SetUp() override { dir_ = ScratchDir("cepheus-ckfiles"); }
   void TearDown() override { fs::remove_all(dir_); }
   std::unique_ptr<io::Sink> Sink() {
-    auto o =
-        sinks::MakeOutput(io::SinkConfig{io::SinkKind::kFile, (dir_ / "out" / "m.jsonl").string()},
-                          sinks::FileMode::kExactlyOnce);
+    auto o = sinks::MakeOutput(
+        io::SinkConfig{io::SinkKind::kFile, (dir_ / "out" / "m.jsonl").string(), {}},
+        sinks::FileMode::kExactlyOnce);
     EXPECT_TRUE(o.ok());
     return std::move(o.value());
   }

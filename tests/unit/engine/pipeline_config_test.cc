@@ -80,8 +80,8 @@ TEST(PipelineConfig, ErrorsNameTheLineAndTheProblem) {
             std::string::npos);
   EXPECT_NE(
       Error(base + "    schema: { a: string, ts: timestamp }\n    event_time: ts\npatterns: [x]\n"
-                   "outputs: { matches: { type: kafka } }\n")
-          .find("must be stdout, stderr or file"),
+                   "outputs: { matches: { type: kafkaa } }\n")
+          .find("must be stdout, stderr, file or kafka"),
       std::string::npos);
   EXPECT_NE(
       Error(base + "    schema: { a: string, ts: timestamp }\n    event_time: ts\npatterns: [x]\n"
@@ -186,7 +186,18 @@ TEST(PipelineConfig, StrictKeysAndTypedValues) {
       {head + src + rest + "outputs: { late: { type: stdout, path: o.jsonl } }\n",
        "p.yaml:7:34: unknown key 'path' in outputs.late, stdout output; known keys: type"},
       {head + src + rest + "outputs: { late: { type: kafka, topic: t } }\n",
-       "p.yaml:7:26: outputs.late.type must be stdout, stderr or file, not 'kafka'"},
+       "p.yaml:7:18: a kafka output needs brokers: host:port[,host:port...]"},
+      {head + src + rest + "outputs: { late: { type: kafka, brokers: b, topic: t } }\n",
+       "exactly-once Kafka output (transactions) is not available yet; write delivery: "
+       "at_least_once"},
+      {head + src + rest +
+           "outputs: { late: { type: kafka, brokers: b, topic: t, delivery: sometimes } }\n",
+       "outputs.late.delivery must be exactly_once or at_least_once, not 'sometimes'"},
+      {head + src + rest +
+           "outputs: { late: { type: kafka, brokers: b, delivery: at_least_once } }\n",
+       "a kafka output needs topic: <name>"},
+      {head + src + rest + "outputs: { late: { type: kafka, brokers: b, topic: t, path: x } }\n",
+       "unknown key 'path' in outputs.late, kafka output"},
       {head + "    source: { type: kafkaa, topic: t }\n" + rest,
        "p.yaml:3:21: source type 'kafkaa' is not supported here (supported: file, kafka)"},
       {head + "    source: { type: kafka, topic: t }\n" + rest,

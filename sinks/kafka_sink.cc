@@ -1,0 +1,79 @@
+#include "sinks/kafka_sink.h"
+
+#include <spdlog/spdlog.h>
+
+#include <mutex>
+#include <vector>
+
+#include "io/kafka/kafka.h"
+
+namespace cepheus::sinks {
+namespace {
+
+// How long a flush waits for acknowledgements before it reports a failure.
+// librdkafka retries sends meanwhile (a broker down, a leader moving); a
+// message it gives up on (message.timeout.ms) fails the flush.
+constexpr int kFlushTimeoutMs = 5 * 60 * 1000;
+
+std::string Hex16(uint64_t v) {
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<size_t>(i)] = "0123456789abcdef"[v & 15];
+  return out;
+}
+
+class KafkaSink final : public io::Sink {
+ public:
+  KafkaSink(io::KafkaSinkSpec spec, std::unique_ptr<io::kafka::Producer> producer)
+      : spec_(std::move(spec)), producer_(std::move(producer)) {}
+
+  Status Write(const io::RecordBatch& batch) override {
+    std::lock_guard<std::mutex> l(mu_);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const io::Record r = batch[i];
+      headers_.clear();
+      headers_.push_back({"cepheus.kind", std::string(io::RecordKindName(r.kind))});
+      headers_.push_back({"cepheus.name", std::string(r.name)});
+      if (r.id) headers_.push_back({"cepheus.id", Hex16(r.id)});
+      CEPHEUS_RETURN_IF_ERROR(
+          producer_->Produce(spec_.topic, -1, r.key, r.payload, r.time_ms, headers_));
+    }
+    return Status::Ok();
+  }
+
+  Status Flush() override {
+    std::lock_guard<std::mutex> l(mu_);
+    return producer_->Flush(kFlushTimeoutMs).WithPrefix("kafka output " + spec_.topic + ": ");
+  }
+
+  // Everything written before the barrier must be acknowledged before the
+  // checkpoint completes (at least once): nothing before it is lost when a
+  // restart resumes from it.
+  Result<std::string> PrepareCommit(uint64_t) override {
+    CEPHEUS_RETURN_IF_ERROR(Flush());
+    return std::string();
+  }
+
+ private:
+  const io::KafkaSinkSpec spec_;
+  std::mutex mu_;
+  std::unique_ptr<io::kafka::Producer> producer_;  // guarded by mu_
+  std::vector<io::kafka::Header> headers_;         // guarded by mu_
+};
+
+}  // namespace
+
+Result<std::unique_ptr<io::Sink>> MakeKafkaSink(const io::KafkaSinkSpec& spec) {
+  if (spec.delivery != io::KafkaSinkSpec::Delivery::kAtLeastOnce)
+    return Status::InvalidArgument("kafka output " + spec.topic +
+                                   ": only delivery at_least_once is available yet");
+  io::kafka::Properties props = spec.properties;
+  props.emplace("enable.idempotence", "true");  // no duplicates from the producer's retries
+  props.emplace("linger.ms", "5");
+  auto producer = io::kafka::Producer::Create(props);
+  if (!producer.ok()) return producer.status().WithPrefix("kafka output " + spec.topic + ": ");
+  spdlog::info("kafka output to topic {} (at least once; {})", spec.topic,
+               io::kafka::DescribeProperties(props));
+  return std::unique_ptr<io::Sink>(new KafkaSink(spec, std::move(producer.value())));
+}
+
+}  // namespace cepheus::sinks
