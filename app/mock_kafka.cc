@@ -2,7 +2,11 @@
 // Kafka sample and for trying pipelines without a broker. Creates topics,
 // optionally produces a JSONL file into one (message key from a field),
 // prints "bootstrap=<host:port,...>" and serves until stdin closes or a
-// signal arrives. Not a broker: everything lives in memory.
+// signal arrives. Not a broker: everything lives in memory (about 5 MB per
+// partition; older messages are trimmed).
+//
+// With --print TOPIC --bootstrap B it is a client instead: prints every
+// message on TOPIC of the cluster at B (key, then the value) and exits.
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
@@ -31,6 +35,48 @@ std::string FieldOf(const std::string& line, const std::string& field) {
   return end == std::string::npos ? "" : line.substr(at + 1, end - at - 1);
 }
 
+// Prints "key<TAB>value" for every message now on `topic`, partition by partition.
+int PrintTopic(const std::string& bootstrap, const std::string& topic) {
+  auto consumer = cepheus::io::kafka::Consumer::Create({{"bootstrap.servers", bootstrap}}, "");
+  if (!consumer.ok()) {
+    std::cerr << "error: " << consumer.status().message() << "\n";
+    return 1;
+  }
+  auto& c = **consumer;
+  auto parts = c.Partitions(topic, 10000);
+  if (!parts.ok()) {
+    std::cerr << "error: " << parts.status().message() << "\n";
+    return 1;
+  }
+  std::vector<cepheus::io::kafka::TopicPartition> tps;
+  int64_t left = 0;
+  for (int32_t p : *parts) {
+    auto wm = c.Watermarks(topic, p, 10000);
+    if (!wm.ok()) {
+      std::cerr << "error: " << wm.status().message() << "\n";
+      return 1;
+    }
+    tps.push_back({topic, p, wm->first});
+    left += wm->second - wm->first;
+  }
+  if (auto s = c.Assign(tps); !s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return 1;
+  }
+  for (int idle = 0; left > 0 && idle < 50;) {
+    auto n = c.Poll(1000, 100, [&](const cepheus::io::kafka::Message& m) {
+      std::cout << m.key << "\t" << m.payload << "\n";
+      --left;
+    });
+    if (!n.ok()) {
+      std::cerr << "error: " << n.status().message() << "\n";
+      return 1;
+    }
+    idle = *n ? 0 : idle + 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -43,7 +89,11 @@ int main(int argc, char** argv) {
   app.add_option("--produce", produce_file, "JSONL file to produce, one message per line");
   app.add_option("--into", produce_topic, "Topic the --produce file goes to");
   app.add_option("--key-field", key_field, "JSON field whose value is the message key");
+  std::string print_topic, bootstrap;
+  app.add_option("--print", print_topic, "Client mode: print every message of this topic");
+  app.add_option("--bootstrap", bootstrap, "Client mode: the cluster to read from");
   CLI11_PARSE(app, argc, argv);
+  if (!print_topic.empty()) return PrintTopic(bootstrap, print_topic);
 
   auto cluster = cepheus::io::kafka::MockCluster::Start(brokers);
   if (!cluster.ok()) {

@@ -1,5 +1,6 @@
 #include "io/kafka/kafka.h"
 
+#include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafkacpp.h>
 #include <spdlog/spdlog.h>
 
@@ -95,7 +96,10 @@ struct PartitionList {
 class ConsumerImpl final : public Consumer {
  public:
   explicit ConsumerImpl(std::unique_ptr<RdKafka::KafkaConsumer> c) : c_(std::move(c)) {}
-  ~ConsumerImpl() override { c_->close(); }
+  ~ConsumerImpl() override {
+    if (queue_) rd_kafka_queue_destroy(queue_);
+    c_->close();
+  }
 
   Result<std::vector<int32_t>> Partitions(const std::string& topic, int timeout_ms) override {
     std::string err;
@@ -140,46 +144,34 @@ class ConsumerImpl final : public Consumer {
     return code == RdKafka::ERR_NO_ERROR ? Status::Ok() : Error("assign", code);
   }
 
+  // Messages come from the consumer queue in batches through librdkafka's C
+  // API: one call per batch instead of one per message, and no C++ message
+  // object per message.
   Result<size_t> Poll(size_t max, int timeout_ms,
                       const std::function<void(const Message&)>& fn) override {
+    if (!queue_) queue_ = rd_kafka_queue_get_consumer(c_->c_ptr());
+    batch_.resize(std::max<size_t>(1, std::min<size_t>(max, 4096)));
+    const ssize_t got =
+        rd_kafka_consume_batch_queue(queue_, timeout_ms, batch_.data(), batch_.size());
+    if (got < 0) return Error("consume", static_cast<RdKafka::ErrorCode>(rd_kafka_last_error()));
     size_t n = 0;
-    while (n < max) {
-      std::unique_ptr<RdKafka::Message> m(c_->consume(n == 0 ? timeout_ms : 0));
-      switch (m->err()) {
-        case RdKafka::ERR_NO_ERROR: {
-          Message out;
-          topic_ = m->topic_name();
-          out.topic = topic_;
-          out.partition = m->partition();
-          out.offset = m->offset();
-          if (const std::string* key = m->key()) out.key = *key;
-          out.payload = std::string_view(static_cast<const char*>(m->payload()), m->len());
-          const RdKafka::MessageTimestamp ts = m->timestamp();
-          out.timestamp_ms =
-              ts.type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE ? -1 : ts.timestamp;
-          if (read_headers_) {
-            headers_.clear();
-            if (RdKafka::Headers* h = m->headers())
-              for (const RdKafka::Headers::Header& hd : h->get_all())
-                headers_.push_back(Header{
-                    hd.key(), std::string(static_cast<const char*>(hd.value()), hd.value_size())});
-            out.headers = &headers_;
-          }
-          fn(out);
+    Status failure;
+    for (ssize_t i = 0; i < got; ++i) {
+      rd_kafka_message_t* m = batch_[static_cast<size_t>(i)];
+      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (failure.ok()) {
+          Deliver(m, fn);
           ++n;
-          break;
         }
-        case RdKafka::ERR__TIMED_OUT:
-          return n;
-        case RdKafka::ERR__PARTITION_EOF:
-          break;
-        default:
-          if (m->err() == RdKafka::ERR__FATAL) return Error("consume", m->err());
-          // Transient (a broker down, a leader moving): librdkafka retries.
-          spdlog::warn("kafka: consume: {}", m->errstr());
-          return n;
+      } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (m->err == RD_KAFKA_RESP_ERR__FATAL && failure.ok())
+          failure = Error("consume", static_cast<RdKafka::ErrorCode>(m->err));
+        else  // transient (a broker down, a leader moving): librdkafka retries
+          spdlog::warn("kafka: consume: {}", rd_kafka_message_errstr(m));
       }
+      rd_kafka_message_destroy(m);
     }
+    if (!failure.ok()) return failure;
     return n;
   }
 
@@ -201,8 +193,36 @@ class ConsumerImpl final : public Consumer {
   }
 
  private:
+  void Deliver(const rd_kafka_message_t* m, const std::function<void(const Message&)>& fn) {
+    Message out;
+    out.topic = rd_kafka_topic_name(m->rkt);
+    out.partition = m->partition;
+    out.offset = m->offset;
+    if (m->key) out.key = std::string_view(static_cast<const char*>(m->key), m->key_len);
+    if (m->payload) out.payload = std::string_view(static_cast<const char*>(m->payload), m->len);
+    rd_kafka_timestamp_type_t type;
+    const int64_t ts = rd_kafka_message_timestamp(m, &type);
+    out.timestamp_ms = type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts;
+    if (read_headers_) {
+      headers_.clear();
+      rd_kafka_headers_t* hdrs = nullptr;
+      if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* name;
+        const void* value;
+        size_t size;
+        for (size_t i = 0;
+             rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+             ++i)
+          headers_.push_back(Header{name, std::string(static_cast<const char*>(value), size)});
+      }
+      out.headers = &headers_;
+    }
+    fn(out);
+  }
+
   std::unique_ptr<RdKafka::KafkaConsumer> c_;
-  std::string topic_;  // of the message being handed out
+  rd_kafka_queue_t* queue_ = nullptr;       // the consumer queue (C API)
+  std::vector<rd_kafka_message_t*> batch_;  // of the last Poll
   bool read_headers_ = false;
   std::vector<Header> headers_;  // of the message being handed out
 };

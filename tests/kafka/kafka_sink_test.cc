@@ -161,3 +161,30 @@ TEST_F(KafkaSink, ExactlyOnceIsRefusedUntilItExistsAndSaysWhatToWrite) {
 
 }  // namespace
 }  // namespace cepheus
+
+namespace cepheus {
+namespace {
+
+// samples/kafka-alerts/run.sh works as docs/kafka.md and samples/README.md
+// say: the mock cluster, the payments produced, the pipeline from topic to
+// topic, the alerts printed back from the `alerts` topic.
+TEST(KafkaSample, RunsEndToEndAndPrintsTheAlertsFromTheTopic) {
+  const std::filesystem::path build =
+      std::filesystem::path(CEPHEUS_BINARY).parent_path().parent_path();
+  const std::string cmd = std::string("bash ") + CEPHEUS_SOURCE_DIR +
+                          "/samples/kafka-alerts/run.sh " + build.string() + " 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ASSERT_EQ(::pclose(p), 0) << out;
+  const auto lines = testing::SortedLines(out);
+  ASSERT_EQ(lines.size(), 2u) << out;
+  EXPECT_TRUE(lines[0].starts_with("c900\t{\"pattern\":\"card_testing\"")) << lines[0];
+  EXPECT_TRUE(lines[1].starts_with("c901\t{\"pattern\":\"card_testing\"")) << lines[1];
+}
+
+}  // namespace
+}  // namespace cepheus
