@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "io/kafka/kafka.h"
 #include "io/kafka/mock_cluster.h"
@@ -123,6 +124,23 @@ void ProduceAll(const MockCluster& cluster, const std::string& topic, const Work
   ASSERT_TRUE((*producer)->Flush(10000).ok());
 }
 
+// A run that stops at the end of a topic keeps the events the watermark has
+// not passed (the data has not ended): to compare its matches with a file
+// run, which ends its input, every partition gets a last event an hour
+// later that matches nothing and moves the watermark past everything.
+void ProduceEndMarkers(const MockCluster& cluster, const std::string& topic, int partitions) {
+  auto producer = Producer::Create(Props(cluster));
+  ASSERT_TRUE(producer.ok()) << producer.status().message();
+  for (int p = 0; p < partitions; ++p)
+    ASSERT_TRUE((*producer)
+                    ->Produce(topic, p, "end",
+                              "{\"key\":\"~end\",\"type\":\"X\",\"price\":0,\"ts\":" +
+                                  std::to_string(1700000000000 + 24 * 3600 * 1000) + "}",
+                              -1)
+                    .ok());
+  ASSERT_TRUE((*producer)->Flush(10000).ok());
+}
+
 class KafkaRun : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -177,6 +195,7 @@ TEST_F(KafkaRun, MatchesEqualThoseOfTheSameEventsFromAFile) {
   for (const auto& l : w.lines) all += l + "\n";
   testing::WriteFile((fs::path(dir_) / "events.jsonl").string(), all);
   ProduceAll(*cluster_, "events", w);
+  ProduceEndMarkers(*cluster_, "events", 4);
   auto file = testing::RunCli(
       {"run", Pipeline("file.yaml", "{ type: file, path: events.jsonl }"), "-p", "1"});
   ASSERT_EQ(file.code, 0) << file.err;
@@ -193,6 +212,7 @@ TEST_F(KafkaRun, MatchesEqualThoseOfTheSameEventsFromAFile) {
 TEST_F(KafkaRun, BadMessagesBecomeDeadLettersWithTopicPartitionAndOffset) {
   const Workload w = MakeEvents(400, 3, 50);
   ProduceAll(*cluster_, "events", w);
+  ProduceEndMarkers(*cluster_, "events", 4);
   auto r = testing::RunCli({"run", Pipeline("bad.yaml", KafkaSource())});
   ASSERT_EQ(r.code, 0) << r.err;
   const auto dead = testing::SortedLines(Out("bad.yaml", "dead"));
@@ -242,6 +262,7 @@ TEST_F(KafkaRun, ARestartContinuesFromTheCheckpointOffsetsAndCommitsThemToTheGro
   auto first = testing::RunCli({"run", pipeline});
   ASSERT_EQ(first.code, 0) << first.err;
   ProduceAll(*cluster_, "events", w, 1000);
+  ProduceEndMarkers(*cluster_, "events", 4);
   auto second = testing::RunCli({"run", pipeline});
   ASSERT_EQ(second.code, 0) << second.err;
   EXPECT_NE(second.err.find("restored checkpoint"), std::string::npos) << second.err;
@@ -257,7 +278,7 @@ TEST_F(KafkaRun, ARestartContinuesFromTheCheckpointOffsetsAndCommitsThemToTheGro
   ASSERT_TRUE((*consumer)->Committed(&committed, 5000).ok());
   int64_t total = 0;
   for (const auto& tp : committed) total += tp.offset;
-  EXPECT_EQ(total, 2000);
+  EXPECT_EQ(total, 2000 + 4) << "every event and the four end markers";
 }
 
 // `cepheus backtest` over a Kafka stream reads the topic as history (up to
@@ -269,6 +290,7 @@ TEST_F(KafkaRun, BacktestOfATopicEqualsBacktestOfTheSameEventsInAFile) {
   for (const auto& l : w.lines) all += l + "\n";
   testing::WriteFile((fs::path(dir_) / "events.jsonl").string(), all);
   ProduceAll(*cluster_, "events", w);
+  ProduceEndMarkers(*cluster_, "events", 4);
   const std::string file = Pipeline("bf.yaml", "{ type: file, path: events.jsonl }");
   const std::string kafka = Pipeline(
       "bk.yaml", "{ type: kafka, brokers: \"" + cluster_->bootstrap() + "\", topic: events }");
@@ -287,6 +309,35 @@ TEST_F(KafkaRun, BacktestOfATopicEqualsBacktestOfTheSameEventsInAFile) {
     ASSERT_GT(testing::SortedLines(want).size(), range.empty() ? 50u : 10u);
     EXPECT_EQ(testing::ReadFile(dir_ + "/bk.out"), want) << "range: " << range.size();
   }
+}
+
+// Fetches that fail with a retriable error and brokers that go down and
+// come back while the run reads: librdkafka retries, the source waits, and
+// the matches are exactly those of the same events from a file.
+TEST_F(KafkaRun, FetchErrorsAndABrokerOutageLoseNothing) {
+  const Workload w = MakeEvents(20000, 17, 0);
+  std::string all;
+  for (const auto& l : w.lines) all += l + "\n";
+  testing::WriteFile((fs::path(dir_) / "events.jsonl").string(), all);
+  ProduceAll(*cluster_, "events", w);
+  ProduceEndMarkers(*cluster_, "events", 4);
+  auto file = testing::RunCli({"run", Pipeline("f.yaml", "{ type: file, path: events.jsonl }")});
+  ASSERT_EQ(file.code, 0) << file.err;
+  constexpr int kFetch = 1;      // Kafka API key
+  constexpr int kNotLeader = 6;  // NOT_LEADER_OR_FOLLOWER: retriable
+  cluster_->FailRequests(kFetch, 10, kNotLeader);
+  std::thread flap([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    for (int b = 1; b <= 3; ++b) (void)cluster_->SetBrokerDown(b, true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    for (int b = 1; b <= 3; ++b) (void)cluster_->SetBrokerDown(b, false);
+  });
+  auto kafka = testing::RunCli({"run", Pipeline("k.yaml", KafkaSource())});
+  flap.join();
+  ASSERT_EQ(kafka.code, 0) << kafka.err;
+  EXPECT_NE(kafka.err.find("20004 records"), std::string::npos) << kafka.err;
+  EXPECT_EQ(testing::SortedLines(Out("k.yaml", "matches")),
+            testing::SortedLines(Out("f.yaml", "matches")));
 }
 
 TEST_F(KafkaRun, StartLatestSkipsWhatIsAlreadyOnTheTopic) {
