@@ -59,6 +59,16 @@ struct KafkaSourceSpec {
   // read (the reader's event-time range filter applies either way).
   bool batch = false;
   int64_t from_ms = -1, until_ms = -1;
+  // Message metadata added to each record as JSON fields (empty: not added):
+  // the message key (a string), its timestamp (epoch ms), topic, partition
+  // and offset. A field of the same name in the payload is overridden.
+  struct MetadataFields {
+    std::string key, timestamp, topic, partition, offset;
+    bool any() const {
+      return !key.empty() || !timestamp.empty() || !topic.empty() || !partition.empty() ||
+             !offset.empty();
+    }
+  } metadata;
 };
 
 // What to open for one stream.

@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 
+#include "common/json.h"
 #include "common/varint.h"
 #include "io/kafka/kafka.h"
 #include "sources/file_source.h"
@@ -243,12 +245,51 @@ class KafkaSource final : public io::Source {
         p->ended = true;
         return;
       }
-      p->staged.push_back(Staged{m.offset, p->buf.size(), m.payload.size()});
+      const size_t begin = p->buf.size();
       p->buf.append(m.payload);
+      if (spec_.kafka.metadata.any()) AddMetadata(m, &p->buf, begin);
+      p->staged.push_back(Staged{m.offset, begin, p->buf.size() - begin});
       p->buf.push_back('\n');
       if (m.offset + 1 >= p->end) p->ended = true;
     });
     return got.status();
+  }
+
+  // Adds the configured metadata fields to the JSON object at buf[begin..):
+  // before its closing brace, so that they come last and win over payload
+  // fields of the same name. A payload that is not an object is left as it
+  // is (it becomes a dead letter with its own reason).
+  void AddMetadata(const io::kafka::Message& m, std::string* buf, size_t begin) const {
+    size_t end = buf->size();
+    while (end > begin && std::isspace(static_cast<unsigned char>((*buf)[end - 1]))) --end;
+    size_t open = begin;
+    while (open < end && std::isspace(static_cast<unsigned char>((*buf)[open]))) ++open;
+    if (end - open < 2 || (*buf)[open] != '{' || (*buf)[end - 1] != '}') return;
+    std::string fields;
+    auto add = [&](const std::string& name, auto&& write) {
+      if (name.empty()) return;
+      fields.push_back(',');
+      AppendJsonString(fields, name);
+      fields.push_back(':');
+      write();
+    };
+    const io::KafkaSourceSpec::MetadataFields& f = spec_.kafka.metadata;
+    add(f.key, [&] { AppendJsonString(fields, m.key); });
+    add(f.timestamp, [&] {
+      if (m.timestamp_ms >= 0)
+        fields += std::to_string(m.timestamp_ms);
+      else
+        fields += "null";
+    });
+    add(f.topic, [&] { AppendJsonString(fields, m.topic); });
+    add(f.partition, [&] { fields += std::to_string(m.partition); });
+    add(f.offset, [&] { fields += std::to_string(m.offset); });
+    // An empty object gets no leading comma.
+    size_t inner = open + 1;
+    while (inner < end - 1 && std::isspace(static_cast<unsigned char>((*buf)[inner]))) ++inner;
+    if (inner == end - 1) fields.erase(0, 1);
+    buf->insert(end - 1, fields);
+    buf->resize(end + fields.size());  // trailing whitespace after the object dropped
   }
 
   Part* Find(std::string_view topic, int32_t partition) {

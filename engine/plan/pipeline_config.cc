@@ -229,7 +229,7 @@ Result<io::KafkaSourceSpec> ReadKafkaSource(const std::string& path, const YAML:
                                             const std::string& section) {
   CheckKeys(src, section + ", kafka source",
             {"type", "brokers", "topic", "topics", "group", "start", "properties", "format",
-             "stop_at_end"});
+             "stop_at_end", "metadata"});
   io::KafkaSourceSpec k;
   auto props = ReadKafkaConnection(path, src, section, "a kafka source");
   if (!props.ok()) return props.status();
@@ -272,6 +272,17 @@ Result<io::KafkaSourceSpec> ReadKafkaSource(const std::string& path, const YAML:
   if (src["format"] && Str(src["format"], section + ".format") != "jsonl")
     return Err(path, src["format"], "a kafka source reads JSON messages: format must be jsonl");
   if (src["stop_at_end"]) k.stop_at_end = Bool(src["stop_at_end"], section + ".stop_at_end");
+  if (const YAML::Node md = src["metadata"]) {
+    if (!md.IsMap())
+      return Err(path, md,
+                 "metadata maps message metadata to fields, like {key: user, timestamp: ts}");
+    CheckKeys(md, section + ".metadata", {"key", "timestamp", "topic", "partition", "offset"});
+    auto& f = k.metadata;
+    for (auto [name, dst] : {std::pair{"key", &f.key}, std::pair{"timestamp", &f.timestamp},
+                             std::pair{"topic", &f.topic}, std::pair{"partition", &f.partition},
+                             std::pair{"offset", &f.offset}})
+      if (md[name]) *dst = Str(md[name], section + ".metadata." + name);
+  }
   return k;
 }
 
@@ -405,6 +416,34 @@ Status ReadEventTime(const std::string& path, const YAML::Node& et, const std::s
   return Status::Ok();
 }
 
+// The fields a Kafka source fills from message metadata must be in the
+// schema, with a type that can hold the value.
+Status CheckKafkaMetadata(const std::string& path, const YAML::Node& src, const StreamConfig& s) {
+  const auto& f = s.source.kafka.metadata;
+  const std::pair<const std::string*, std::vector<FieldType>> wanted[] = {
+      {&f.key, {FieldType::kString}},
+      {&f.timestamp, {FieldType::kTimestamp, FieldType::kInt}},
+      {&f.topic, {FieldType::kString}},
+      {&f.partition, {FieldType::kInt}},
+      {&f.offset, {FieldType::kInt}}};
+  for (const auto& [name, types] : wanted) {
+    if (name->empty()) continue;
+    const int i = s.schema.IndexOf(*name);
+    if (i < 0)
+      return Err(path, src["metadata"],
+                 "metadata field '" + *name + "' is not in the schema of stream '" + s.name + "'");
+    const FieldType t = s.schema.field(static_cast<size_t>(i)).type;
+    if (std::find(types.begin(), types.end(), t) == types.end())
+      return Err(path, src["metadata"],
+                 "metadata field '" + *name + "' has the wrong type in the schema (" +
+                     (types[0] == FieldType::kString ? std::string("string")
+                      : types[0] == FieldType::kInt  ? std::string("int")
+                                                     : std::string("timestamp or int")) +
+                     " expected)");
+  }
+  return Status::Ok();
+}
+
 // One entry of `streams:`.
 Result<StreamConfig> ReadStream(const std::string& path, const std::string& base_dir,
                                 const YAML::Node& name, const YAML::Node& n) {
@@ -421,6 +460,7 @@ Result<StreamConfig> ReadStream(const std::string& path, const std::string& base
   if (!source.ok()) return source.status();
   s.source = std::move(source.value());
   CEPHEUS_RETURN_IF_ERROR(ReadSchema(path, n, sec, s));
+  CEPHEUS_RETURN_IF_ERROR(CheckKafkaMetadata(path, src, s));
   if (const YAML::Node key = n["key"]) {
     if (key.IsSequence())
       for (const auto& k : key) s.key.push_back(Str(k, sec + ".key"));

@@ -340,6 +340,43 @@ TEST_F(KafkaRun, FetchErrorsAndABrokerOutageLoseNothing) {
             testing::SortedLines(Out("f.yaml", "matches")));
 }
 
+// The partition key and the event time can come from the message key and
+// timestamp instead of the payload: the same matches as events that carry
+// them as fields.
+TEST_F(KafkaRun, KeyAndEventTimeFromTheMessageMetadata) {
+  const Workload w = MakeEvents(3000, 23, 0);
+  std::string all;
+  for (const auto& l : w.lines) all += l + "\n";
+  testing::WriteFile((fs::path(dir_) / "events.jsonl").string(), all);
+  auto producer = Producer::Create(Props(*cluster_));
+  ASSERT_TRUE(producer.ok());
+  for (size_t i = 0; i < w.lines.size(); ++i) {
+    // {"key":"u3","type":"A","price":5,"ts":...} -> {"type":"A","price":5}
+    const std::string& l = w.lines[i];
+    const size_t type = l.find("\"type\"");
+    const size_t ts = l.find(",\"ts\":");
+    const std::string payload = "{" + l.substr(type, ts - type) + "}";
+    const int64_t time = std::stoll(l.substr(ts + 6, l.size() - ts - 7));
+    ASSERT_TRUE((*producer)->Produce("events", -1, w.keys[i], payload, time).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(10000).ok());
+  producer->reset();
+  ProduceEndMarkers(*cluster_, "events", 4);
+  auto file = testing::RunCli({"run", Pipeline("f.yaml", "{ type: file, path: events.jsonl }")});
+  ASSERT_EQ(file.code, 0) << file.err;
+  auto kafka = testing::RunCli(
+      {"run", Pipeline("m.yaml", KafkaSource(", metadata: { key: key, timestamp: ts }"))});
+  ASSERT_EQ(kafka.code, 0) << kafka.err;
+  const auto want = testing::SortedLines(Out("f.yaml", "matches"));
+  ASSERT_GT(want.size(), 50u);
+  EXPECT_EQ(testing::SortedLines(Out("m.yaml", "matches")), want);
+  auto bad = testing::RunCli(
+      {"check", Pipeline("b.yaml", KafkaSource(", metadata: { key: nosuchfield }"))});
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("metadata field 'nosuchfield' is not in the schema"), std::string::npos)
+      << bad.err;
+}
+
 TEST_F(KafkaRun, StartLatestSkipsWhatIsAlreadyOnTheTopic) {
   ProduceAll(*cluster_, "events", MakeEvents(300, 5, 0));
   auto r = testing::RunCli({"run", Pipeline("late.yaml", KafkaSource(", start: latest"))});
