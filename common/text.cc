@@ -1,9 +1,8 @@
 #include "common/text.h"
 
-#include <cstdlib>
-
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <vector>
 
 namespace cepheus {
@@ -66,6 +65,12 @@ Result<std::string> ExpandEnv(std::string_view text) {
     i = end;
   }
   return out;
+}
+
+void AppendHex16(std::string* out, uint64_t v) {
+  char hex[16];
+  for (int i = 15; i >= 0; --i, v >>= 4) hex[i] = "0123456789abcdef"[v & 15];
+  out->append(hex, 16);
 }
 
 }  // namespace cepheus

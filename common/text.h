@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,9 @@ size_t EditDistance(std::string_view a, std::string_view b);
 
 // The same, ignoring ASCII case.
 size_t EditDistanceIgnoringCase(std::string_view a, std::string_view b);
+
+// Appends `v` as 16 lowercase hex digits (match ids).
+void AppendHex16(std::string* out, uint64_t v);
 
 // Replaces ${NAME} by the value of environment variable NAME (an unset one is
 // an error naming it); "$${" stays a literal "${". For secrets in configs:

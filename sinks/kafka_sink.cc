@@ -5,6 +5,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/text.h"
 #include "io/kafka/kafka.h"
 
 namespace cepheus::sinks {
@@ -14,12 +15,6 @@ namespace {
 // librdkafka retries sends meanwhile (a broker down, a leader moving); a
 // message it gives up on (message.timeout.ms) fails the flush.
 constexpr int kFlushTimeoutMs = 5 * 60 * 1000;
-
-std::string Hex16(uint64_t v) {
-  std::string out(16, '0');
-  for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<size_t>(i)] = "0123456789abcdef"[v & 15];
-  return out;
-}
 
 class KafkaSink final : public io::Sink {
  public:
@@ -33,7 +28,10 @@ class KafkaSink final : public io::Sink {
       headers_.clear();
       headers_.push_back({"cepheus.kind", std::string(io::RecordKindName(r.kind))});
       headers_.push_back({"cepheus.name", std::string(r.name)});
-      if (r.id) headers_.push_back({"cepheus.id", Hex16(r.id)});
+      if (r.id) {
+        headers_.push_back({"cepheus.id", ""});
+        AppendHex16(&headers_.back().value, r.id);
+      }
       CEPHEUS_RETURN_IF_ERROR(
           producer_->Produce(spec_.topic, -1, r.key, r.payload, r.time_ms, headers_));
     }

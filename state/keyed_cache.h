@@ -126,7 +126,7 @@ class KeyedStateCache {
   // The key's node: in memory, loaded from the backend, or new (default value).
   Node* FindOrLoad(int s, std::string_view key) {
     if (Node* n = Find(s, key)) return n;
-    return Load(spaces_[static_cast<size_t>(s)], key);
+    return Load(s, key);
   }
   // The value is about to change: written back at the next barrier.
   void Touch(Node& n) {
@@ -290,7 +290,8 @@ class KeyedStateCache {
     if (error_.ok()) error_ = s;
   }
 
-  Node* Load(Space& sp, std::string_view key) {
+  Node* Load(int s, std::string_view key) {
+    Space& sp = spaces_[static_cast<size_t>(s)];
     Entry entry;
     if (lookup_backend_) {
       auto got = backend_->Get(KeyGroupOfKey(key), sp.values_ns, key);
@@ -314,10 +315,9 @@ class KeyedStateCache {
     entry.last_used = batch_no_;
     stats_.peak_cached_keys = std::max<uint64_t>(stats_.peak_cached_keys, ++cached_);
     Node* node = &*sp.map.emplace(std::string(key), std::move(entry)).first;
-    if (!sp.codec->Idle(node->second.value)) Schedule(SpaceIndex(sp), *node);
+    if (!sp.codec->Idle(node->second.value)) Schedule(s, *node);
     return node;
   }
-  int SpaceIndex(const Space& sp) const { return static_cast<int>(&sp - spaces_.data()); }
 
   // Writes `e` to the backend if it changed (or deletes it if idle).
   void WriteBackKey(Space& sp, const std::string& key, Entry& e) {
@@ -439,7 +439,7 @@ class KeyedStateCache {
           const std::string_view key = std::string_view(tk).substr(8);
           Node* node = Find(s, key);
           const bool in_memory = node != nullptr;
-          if (!node) node = Load(sp, key);
+          if (!node) node = Load(s, key);
           Entry& e = node->second;
           e.stored_timer = EventTime::Max();  // just deleted
           e.dirty = true;
@@ -471,7 +471,7 @@ class KeyedStateCache {
           });
       if (!st.ok()) Fail(st);
       for (const std::string& k : keys) {
-        Node* node = Load(sp, k);
+        Node* node = Load(s, k);
         end(*node, true);
         sp.codec->Release(node->second.value);
         sp.map.erase(k);

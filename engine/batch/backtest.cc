@@ -93,10 +93,12 @@ class BacktestJob {
       io::SourceSpec spec = StreamSourceSpec(
           pipeline_.config.streams[st],
           st < options_.files.size() ? options_.files[st] : std::vector<std::string>{});
-      // A topic is read as history: the time range, or up to its end now.
-      spec.kafka.batch = true;
-      spec.kafka.from_ms = options_.from ? options_.from->millis() : -1;
-      spec.kafka.until_ms = options_.to ? options_.to->millis() : -1;
+      if (spec.kind == io::SourceKind::kKafka) {
+        // A topic is read as history: the time range, or up to its end now.
+        spec.kafka.batch = true;
+        spec.kafka.from_ms = options_.from ? options_.from->millis() : -1;
+        spec.kafka.until_ms = options_.to ? options_.to->millis() : -1;
+      }
       if (shards_ == 1) {
         auto source = options_.sources->Open(spec);
         if (!source.ok()) return source.status();

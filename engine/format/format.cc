@@ -4,6 +4,7 @@
 
 #include "common/hash.h"
 #include "common/json.h"
+#include "common/text.h"
 
 namespace cepheus::engine {
 namespace {
@@ -130,11 +131,8 @@ uint64_t MatchRenderer::Render(std::string_view key, const MatchResult& m, std::
     AppendRfc3339(out, EventTime::FromMillis(m.completion.deadline));
   }
   out->append("\",\"id\":\"");
-  char id[16];
   const uint64_t match_id = MatchId(p.name, key, m.last, m.timeout);
-  uint64_t h = match_id;
-  for (int i = 15; i >= 0; --i, h >>= 4) id[i] = "0123456789abcdef"[h & 15];
-  out->append(id, 16);
+  AppendHex16(out, match_id);
   out->append("\",\"fields\":{");
   const auto& fields = m.timeout ? p.timeout_emit : p.emit;
   const auto& keys = m.timeout ? timeout_keys_ : emit_keys_;

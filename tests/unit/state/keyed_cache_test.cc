@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -57,14 +58,42 @@ using Cache = KeyedStateCache<Value, StdMap>;
 
 EventTime T(int64_t ms) { return EventTime::FromMillis(ms); }
 
-TEST(KeyedCache, EvictedValuesComeBackFromTheBackend) {
-  auto backend = MakeMemoryBackend();
+// A cache with one space ("v/a", timers "t/a") over a memory backend.
+struct OneSpace {
+  explicit OneSpace(size_t capacity) {
+    s = cache.AddSpace("v/a", "t/a", "space a", &codec);
+    cache.Attach(backend.get(), capacity);
+  }
+  std::unique_ptr<StateBackend> backend = MakeMemoryBackend();
   CacheStats stats;
   Status error;
   ValueCodecImpl codec;
-  Cache cache(KeyGroupRange{}, &stats, &error);
-  const int s = cache.AddSpace("v/a", "t/a", "space a", &codec);
-  cache.Attach(backend.get(), 10);
+  Cache cache{KeyGroupRange{}, &stats, &error};
+  int s = 0;
+};
+
+// The timer-index entries of `key` in the backend: (deadline, key).
+std::vector<std::pair<EventTime, std::string>> TimerEntries(StateBackend& backend,
+                                                            std::string_view key) {
+  std::vector<std::pair<EventTime, std::string>> out;
+  EXPECT_TRUE(backend
+                  .ScanNamespace(KeyGroupOfKey(key), "t/a", "",
+                                 [&](std::string_view k, std::string_view) {
+                                   EventTime at;
+                                   std::string_view which;
+                                   EXPECT_TRUE(DecodeDeadlineKey(k, &at, &which));
+                                   out.emplace_back(at, std::string(which));
+                                   return true;
+                                 })
+                  .ok());
+  return out;
+}
+
+TEST(KeyedCache, EvictedValuesComeBackFromTheBackend) {
+  OneSpace f(10);
+  Cache& cache = f.cache;
+  const CacheStats& stats = f.stats;
+  const int s = f.s;
   for (int k = 0; k < 100; ++k) {
     auto* n = cache.FindOrLoad(s, "key" + std::to_string(k));
     cache.Touch(*n);
@@ -82,69 +111,41 @@ TEST(KeyedCache, EvictedValuesComeBackFromTheBackend) {
   }
   EXPECT_GE(stats.keys_loaded, 90u);
   EXPECT_LE(stats.peak_cached_keys, 11u);
-  EXPECT_TRUE(error.ok()) << error.message();
+  EXPECT_TRUE(f.error.ok()) << f.error.message();
 }
 
 TEST(KeyedCache, WriteBackStoresChangedValuesAndDeletesIdleOnes) {
-  auto backend = MakeMemoryBackend();
-  CacheStats stats;
-  Status error;
-  ValueCodecImpl codec;
-  Cache cache(KeyGroupRange{}, &stats, &error);
-  const int s = cache.AddSpace("v/a", "t/a", "space a", &codec);
-  cache.Attach(backend.get(), 0);
-  auto* n = cache.FindOrLoad(s, "k");
+  OneSpace f(0);
+  Cache& cache = f.cache;
+  StateBackend& backend = *f.backend;
+  auto* n = cache.FindOrLoad(f.s, "k");
   cache.Touch(*n);
   n->second.value = Value{5, T(100)};
   ASSERT_TRUE(cache.WriteBack().ok());
-  auto got = backend->Get(KeyGroupOfKey("k"), "v/a", "k");
+  auto got = backend.Get(KeyGroupOfKey("k"), "v/a", "k");
   ASSERT_TRUE(got.ok() && got->has_value());
-  int timers = 0;
-  ASSERT_TRUE(backend
-                  ->ScanNamespace(KeyGroupOfKey("k"), "t/a", "",
-                                  [&](std::string_view key, std::string_view) {
-                                    EventTime at;
-                                    std::string_view k;
-                                    EXPECT_TRUE(DecodeDeadlineKey(key, &at, &k));
-                                    EXPECT_EQ(at, T(100));
-                                    EXPECT_EQ(k, "k");
-                                    ++timers;
-                                    return true;
-                                  })
-                  .ok());
-  EXPECT_EQ(timers, 1);
+  const auto timers = TimerEntries(backend, "k");
+  ASSERT_EQ(timers.size(), 1u);
+  EXPECT_EQ(timers[0].first, T(100));
+  EXPECT_EQ(timers[0].second, "k");
   cache.Touch(*n);
   n->second.value = Value{};
   ASSERT_TRUE(cache.WriteBack().ok());
-  got = backend->Get(KeyGroupOfKey("k"), "v/a", "k");
+  got = backend.Get(KeyGroupOfKey("k"), "v/a", "k");
   ASSERT_TRUE(got.ok());
   EXPECT_FALSE(got->has_value()) << "an idle value is deleted";
-  timers = 0;
-  ASSERT_TRUE(backend
-                  ->ScanNamespace(KeyGroupOfKey("k"), "t/a", "",
-                                  [&](std::string_view, std::string_view) {
-                                    ++timers;
-                                    return true;
-                                  })
-                  .ok());
-  EXPECT_EQ(timers, 0) << "and so is its timer entry";
+  EXPECT_TRUE(TimerEntries(backend, "k").empty()) << "and so is its timer entry";
   cache.SweepIdle();
   EXPECT_EQ(cache.cached(), 0u);
 }
 
 TEST(KeyedCache, DamagedStoredValueIsReportedWithTheSpaceAndKey) {
-  auto backend = MakeMemoryBackend();
-  ASSERT_TRUE(backend->Put(KeyGroupOfKey("k"), "v/a", "k", "\x02garbage").ok());
-  CacheStats stats;
-  Status error;
-  ValueCodecImpl codec;
-  Cache cache(KeyGroupRange{}, &stats, &error);
-  const int s = cache.AddSpace("v/a", "t/a", "space a", &codec);
-  cache.Attach(backend.get(), 0);
-  ASSERT_TRUE(cache.Restore(KeyGroupRange{}, false).ok());
-  cache.FindOrLoad(s, "k");
-  EXPECT_EQ(error.code(), Status::Code::kCorruption);
-  EXPECT_NE(error.message().find("key 'k' of space a"), std::string::npos) << error.message();
+  OneSpace f(0);
+  ASSERT_TRUE(f.backend->Put(KeyGroupOfKey("k"), "v/a", "k", "\x02garbage").ok());
+  ASSERT_TRUE(f.cache.Restore(KeyGroupRange{}, false).ok());
+  f.cache.FindOrLoad(f.s, "k");
+  EXPECT_EQ(f.error.code(), Status::Code::kCorruption);
+  EXPECT_NE(f.error.message().find("key 'k' of space a"), std::string::npos) << f.error.message();
 }
 
 // Random operations on a few spaces with a tiny capacity, against a plain
