@@ -51,7 +51,8 @@ struct OpenedOutputs {
 
 cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig& cfg,
                                            const std::string& matches_file,
-                                           cepheus::sinks::FileMode mode) {
+                                           cepheus::sinks::FileMode mode,
+                                           const std::string& kafka_test_ledger = "") {
   using cepheus::io::SinkConfig;
   using cepheus::io::SinkKind;
   OpenedOutputs out;
@@ -60,13 +61,19 @@ cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig
       cfg.late.value_or(SinkConfig{SinkKind::kStderr, "", {}}),
       cfg.dead_letter.value_or(SinkConfig{SinkKind::kStderr, "", {}})};
   std::unique_ptr<cepheus::io::Sink>* slots[] = {&out.matches, &out.late, &out.dead};
+  const char* names[] = {"matches", "late", "dead_letter"};
+  cepheus::sinks::OutputContext ctx;
+  ctx.state_dir = cfg.checkpoints_enabled ? cfg.state_dir : "";
+  ctx.kafka_test_ledger = kafka_test_ledger;
   for (int i = 0; i < 3; ++i) {
-    auto o = cepheus::sinks::MakeOutput(configs[i], mode);
+    ctx.name = names[i];
+    auto o = cepheus::sinks::MakeOutput(configs[i], mode, ctx);
     if (!o.ok()) return o.status();
     *slots[i] = std::move(o.value());
   }
   if (cfg.watermarks) {
-    auto o = cepheus::sinks::MakeOutput(*cfg.watermarks, mode);
+    ctx.name = "watermarks";
+    auto o = cepheus::sinks::MakeOutput(*cfg.watermarks, mode, ctx);
     if (!o.ok()) return o.status();
     out.watermarks = std::move(o.value());
   }
@@ -168,7 +175,8 @@ cepheus::Status CheckStart(const cepheus::engine::PipelineConfig& cfg, bool rest
   return cepheus::Status::Ok();
 }
 
-int Run(const std::string& path, int parallelism, bool restart, int64_t checkpoint_delay_ms) {
+int Run(const std::string& path, int parallelism, bool restart, int64_t checkpoint_delay_ms,
+        const std::string& kafka_test_ledger) {
   auto p = Load(path);
   if (!p.ok()) {
     std::cerr << p.status().message() << (p.status().message().ends_with("\n") ? "" : "\n");
@@ -196,7 +204,8 @@ int Run(const std::string& path, int parallelism, bool restart, int64_t checkpoi
   if (restart) spdlog::info("--restart: starting from the beginning; output files are replaced");
   auto outputs = OpenOutputs(cfg, "",
                              cfg.checkpoints_enabled ? cepheus::sinks::FileMode::kExactlyOnce
-                                                     : cepheus::sinks::FileMode::kPlain);
+                                                     : cepheus::sinks::FileMode::kPlain,
+                             kafka_test_ledger);
   if (!outputs.ok()) {
     std::cerr << "error: " << outputs.status().message() << "\n";
     return 1;
@@ -523,6 +532,8 @@ int main(int argc, char** argv) {
   int64_t checkpoint_delay_ms = 0;
   // For crash tests only; not shown in --help.
   run->add_option("--testing-checkpoint-delay-ms", checkpoint_delay_ms)->group("");
+  std::string kafka_test_ledger;
+  run->add_option("--testing-kafka-ledger", kafka_test_ledger)->group("");
   BacktestArgs bargs;
   auto* backtest =
       app.add_subcommand("backtest", "Run the patterns over bounded history as a batch job");
@@ -566,7 +577,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   if (check->parsed()) return Check(path, dot);
-  if (run->parsed()) return Run(path, parallelism, restart, checkpoint_delay_ms);
+  if (run->parsed()) return Run(path, parallelism, restart, checkpoint_delay_ms, kafka_test_ledger);
   if (backtest->parsed()) return Backtest(path, parallelism, bargs);
   return 0;
 }

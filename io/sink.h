@@ -68,6 +68,10 @@ class Sink {
   // `record` committed (finishing a commit that a crash interrupted, dropping
   // anything later). An empty record means a fresh start.
   virtual Status Recover(const std::string& /*record*/) { return Status::Ok(); }
+  // The process was asked to stop: an output that waits (e.g. retrying a
+  // commit against a cluster that is down) gives up soon with an error.
+  // Called from a signal handler: async-signal-safe (set an atomic flag).
+  virtual void Interrupt() {}
 };
 
 inline std::string_view SinkKindName(SinkKind kind) {

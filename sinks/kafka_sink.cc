@@ -25,13 +25,7 @@ class KafkaSink final : public io::Sink {
     std::lock_guard<std::mutex> l(mu_);
     for (size_t i = 0; i < batch.size(); ++i) {
       const io::Record r = batch[i];
-      headers_.clear();
-      headers_.push_back({"cepheus.kind", std::string(io::RecordKindName(r.kind))});
-      headers_.push_back({"cepheus.name", std::string(r.name)});
-      if (r.id) {
-        headers_.push_back({"cepheus.id", ""});
-        AppendHex16(&headers_.back().value, r.id);
-      }
+      RecordHeaders(r, &headers_);
       CEPHEUS_RETURN_IF_ERROR(
           producer_->Produce(spec_.topic, -1, r.key, r.payload, r.time_ms, headers_));
     }
@@ -60,15 +54,37 @@ class KafkaSink final : public io::Sink {
 
 }  // namespace
 
-Result<std::unique_ptr<io::Sink>> MakeKafkaSink(const io::KafkaSinkSpec& spec) {
-  if (spec.delivery != io::KafkaSinkSpec::Delivery::kAtLeastOnce)
-    return Status::InvalidArgument("kafka output " + spec.topic +
-                                   ": only delivery at_least_once is available yet");
+void RecordHeaders(const io::Record& r, std::vector<io::kafka::Header>* out) {
+  out->clear();
+  out->push_back({"cepheus.kind", std::string(io::RecordKindName(r.kind))});
+  out->push_back({"cepheus.name", std::string(r.name)});
+  if (r.id) {
+    out->push_back({"cepheus.id", ""});
+    AppendHex16(&out->back().value, r.id);
+  }
+}
+
+void WarmUp(io::kafka::Producer& producer, const std::string& topic) {
+  auto parts = producer.Partitions(topic, 2000);
+  if (!parts.ok())
+    spdlog::warn("kafka output {}: {} (sends are retried)", topic, parts.status().message());
+}
+
+Result<std::unique_ptr<io::Sink>> MakeKafkaSink(const io::KafkaSinkSpec& spec,
+                                                const KafkaOutputContext& ctx) {
+  if (spec.delivery == io::KafkaSinkSpec::Delivery::kExactlyOnce) {
+    if (!ctx.spool_dir.empty()) return MakeTransactionalKafkaSink(spec, ctx);
+    spdlog::info(
+        "kafka output to topic {}: without checkpoints there are no transactions; "
+        "delivery is at least once",
+        spec.topic);
+  }
   io::kafka::Properties props = spec.properties;
   props.emplace("enable.idempotence", "true");  // no duplicates from the producer's retries
   props.emplace("linger.ms", "5");
   auto producer = io::kafka::Producer::Create(props);
   if (!producer.ok()) return producer.status().WithPrefix("kafka output " + spec.topic + ": ");
+  WarmUp(**producer, spec.topic);
   spdlog::info("kafka output to topic {} (at least once; {})", spec.topic,
                io::kafka::DescribeProperties(props));
   return std::unique_ptr<io::Sink>(new KafkaSink(spec, std::move(producer.value())));

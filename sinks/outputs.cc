@@ -2,6 +2,9 @@
 
 #include "sinks/kafka_sink.h"
 
+#include "common/hash.h"
+#include "common/text.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -303,9 +306,25 @@ class AtomicFileOutput final : public io::Sink {
 
 }  // namespace
 
-Result<std::unique_ptr<io::Sink>> MakeOutput(const io::SinkConfig& config, FileMode mode) {
+Result<std::unique_ptr<io::Sink>> MakeOutput(const io::SinkConfig& config, FileMode mode,
+                                             const OutputContext& ctx) {
   using io::SinkKind;
-  if (config.kind == SinkKind::kKafka) return MakeKafkaSink(config.kafka);
+  if (config.kind == SinkKind::kKafka) {
+    KafkaOutputContext k;
+    k.name = ctx.name;
+    if (mode == FileMode::kExactlyOnce && !ctx.state_dir.empty()) {
+      std::error_code ec;
+      const fs::path dir = fs::absolute(ctx.state_dir, ec).lexically_normal();
+      k.spool_dir = (dir / "kafka-spool" / ctx.name).string();
+      // Fixed by the state directory and the output: a restarted process
+      // fences the one before it (the directory's lock keeps out others).
+      std::string hash;
+      AppendHex16(&hash, StableHash(dir.string()));
+      k.transactional_id = "cepheus-" + hash + "." + ctx.name;
+    }
+    k.test_ledger = ctx.kafka_test_ledger;
+    return MakeKafkaSink(config.kafka, k);
+  }
   if (config.is_file() && mode == FileMode::kExactlyOnce)
     return std::unique_ptr<io::Sink>(new ExactlyOnceFileOutput(config.path));
   if (config.is_file() && mode == FileMode::kAtomic) return AtomicFileOutput::Open(config.path);

@@ -26,8 +26,17 @@ enum class FileMode {
                  // Finish() (batch jobs); without Finish() the file is removed
 };
 
+// Where an output sits in the pipeline (for outputs that keep state of
+// their own: the exactly-once Kafka output spools under the state directory).
+struct OutputContext {
+  std::string name;               // matches, late, dead_letter, watermarks
+  std::string state_dir;          // of a checkpointed run (FileMode::kExactlyOnce)
+  std::string kafka_test_ledger;  // testing only (sinks/kafka_sink.h)
+};
+
 Result<std::unique_ptr<io::Sink>> MakeOutput(const io::SinkConfig& config,
-                                             FileMode mode = FileMode::kPlain);
+                                             FileMode mode = FileMode::kPlain,
+                                             const OutputContext& ctx = {});
 
 // An output that keeps everything in memory (tests, benchmarks).
 class MemoryOutput final : public io::Sink {

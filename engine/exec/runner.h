@@ -86,7 +86,14 @@ class PipelineRunner {
  public:
   PipelineRunner(const CompiledPipeline& pipeline, RunOutputs outputs, RunOptions options);
   Result<RunSummary> Run();
-  void Stop() { stop_.store(true); }
+  // Ends the run at the next batch with a checkpoint (safe in a signal
+  // handler); an output waiting on something outside (a Kafka commit being
+  // retried) is told to give up.
+  void Stop() {
+    stop_.store(true);
+    for (io::Sink* s : {outputs_.matches, outputs_.late, outputs_.dead_letter, outputs_.watermarks})
+      if (s) s->Interrupt();
+  }
 
  private:
   const CompiledPipeline& pipeline_;

@@ -182,14 +182,7 @@ Result<io::KafkaSinkSpec> ReadKafkaSink(const std::string& path, const YAML::Nod
   if (delivery == "at_least_once") {
     k.delivery = io::KafkaSinkSpec::Delivery::kAtLeastOnce;
   } else if (delivery == "exactly_once") {
-    // One transaction per checkpoint, with the window between a checkpoint
-    // and its commit covered after a crash: the next step of the Kafka work.
-    return Err(path, n["delivery"] ? n["delivery"] : n,
-               section +
-                   ": exactly-once Kafka output (transactions) is not available yet; write "
-                   "delivery: at_least_once (idempotent producer, everything before a "
-                   "checkpoint acknowledged by the brokers; after a crash, records since the "
-                   "last checkpoint may be sent again)");
+    k.delivery = io::KafkaSinkSpec::Delivery::kExactlyOnce;
   } else {
     return Err(path, n["delivery"],
                section + ".delivery must be exactly_once or at_least_once, not '" + delivery + "'");

@@ -93,6 +93,29 @@ struct PartitionList {
   }
 };
 
+// The sorted partition numbers of `topic`, from a metadata request (which
+// also leaves them in the handle's metadata cache).
+Result<std::vector<int32_t>> TopicPartitions(RdKafka::Handle* h, const std::string& topic,
+                                             int timeout_ms) {
+  std::string err;
+  std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(h, topic, nullptr, err));
+  if (!t) return Status::InvalidArgument("kafka topic '" + topic + "': " + err);
+  RdKafka::Metadata* md_raw = nullptr;
+  const RdKafka::ErrorCode code = h->metadata(false, t.get(), &md_raw, timeout_ms);
+  std::unique_ptr<RdKafka::Metadata> md(md_raw);
+  if (code != RdKafka::ERR_NO_ERROR) return Error("metadata of topic '" + topic + "'", code);
+  for (const RdKafka::TopicMetadata* tm : *md->topics()) {
+    if (tm->topic() != topic) continue;
+    if (tm->err() != RdKafka::ERR_NO_ERROR) return Error("topic '" + topic + "'", tm->err());
+    std::vector<int32_t> out;
+    for (const RdKafka::PartitionMetadata* pm : *tm->partitions()) out.push_back(pm->id());
+    std::sort(out.begin(), out.end());
+    if (out.empty()) return Status::NotFound("kafka: topic '" + topic + "' has no partitions");
+    return out;
+  }
+  return Status::NotFound("kafka: topic '" + topic + "' does not exist");
+}
+
 class ConsumerImpl final : public Consumer {
  public:
   explicit ConsumerImpl(std::unique_ptr<RdKafka::KafkaConsumer> c) : c_(std::move(c)) {}
@@ -102,23 +125,7 @@ class ConsumerImpl final : public Consumer {
   }
 
   Result<std::vector<int32_t>> Partitions(const std::string& topic, int timeout_ms) override {
-    std::string err;
-    std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(c_.get(), topic, nullptr, err));
-    if (!t) return Status::InvalidArgument("kafka topic '" + topic + "': " + err);
-    RdKafka::Metadata* md_raw = nullptr;
-    const RdKafka::ErrorCode code = c_->metadata(false, t.get(), &md_raw, timeout_ms);
-    std::unique_ptr<RdKafka::Metadata> md(md_raw);
-    if (code != RdKafka::ERR_NO_ERROR) return Error("metadata of topic '" + topic + "'", code);
-    for (const RdKafka::TopicMetadata* tm : *md->topics()) {
-      if (tm->topic() != topic) continue;
-      if (tm->err() != RdKafka::ERR_NO_ERROR) return Error("topic '" + topic + "'", tm->err());
-      std::vector<int32_t> out;
-      for (const RdKafka::PartitionMetadata* pm : *tm->partitions()) out.push_back(pm->id());
-      std::sort(out.begin(), out.end());
-      if (out.empty()) return Status::NotFound("kafka: topic '" + topic + "' has no partitions");
-      return out;
-    }
-    return Status::NotFound("kafka: topic '" + topic + "' does not exist");
+    return TopicPartitions(c_.get(), topic, timeout_ms);
   }
 
   Result<std::pair<int64_t, int64_t>> Watermarks(const std::string& topic, int32_t partition,
@@ -249,10 +256,26 @@ class Deliveries final : public RdKafka::DeliveryReportCb {
   Status first_;
 };
 
+// Takes over `e` (null: success).
+TxnResult Txn(std::string_view what, rd_kafka_error_t* e) {
+  if (!e) return {};
+  TxnResult r;
+  r.kind = rd_kafka_error_is_fatal(e)             ? TxnResult::Kind::kFatal
+           : rd_kafka_error_txn_requires_abort(e) ? TxnResult::Kind::kAbortable
+           : rd_kafka_error_is_retriable(e)       ? TxnResult::Kind::kRetriable
+                                            // Timeouts and state errors: try again
+                                            // from a fresh transaction.
+                                            : TxnResult::Kind::kAbortable;
+  r.message = "kafka: " + std::string(what) + ": " + rd_kafka_error_string(e);
+  rd_kafka_error_destroy(e);
+  return r;
+}
+
 class ProducerImpl final : public Producer {
  public:
   ProducerImpl() = default;
   Status Init(const Properties& props) {
+    transactional_ = props.count("transactional.id") > 0;
     auto conf = MakeConf(props);
     if (!conf.ok()) return conf.status();
     std::string err;
@@ -264,7 +287,9 @@ class ProducerImpl final : public Producer {
     return Status::Ok();
   }
   ~ProducerImpl() override {
-    if (p_) p_->flush(5000);
+    // Unflushed messages of a transactional producer belong to a transaction
+    // that was not committed: waiting for them is pointless.
+    if (p_ && !transactional_) p_->flush(5000);
   }
 
   Status Produce(const std::string& topic, int32_t partition, std::string_view key,
@@ -290,14 +315,53 @@ class ProducerImpl final : public Producer {
     }
   }
 
+  Result<std::vector<int32_t>> Partitions(const std::string& topic, int timeout_ms) override {
+    return TopicPartitions(p_.get(), topic, timeout_ms);
+  }
+
   Status Flush(int timeout_ms) override {
     const RdKafka::ErrorCode code = p_->flush(timeout_ms);
     if (code != RdKafka::ERR_NO_ERROR) return Error("flush", code);
     return deliveries_.Take();
   }
 
+  TxnResult InitTransactions(int timeout_ms) override {
+    return Txn("init_transactions", rd_kafka_init_transactions(p_->c_ptr(), timeout_ms));
+  }
+  TxnResult BeginTransaction() override {
+    return Txn("begin_transaction", rd_kafka_begin_transaction(p_->c_ptr()));
+  }
+  TxnResult SendOffsetsToTransaction(const std::string& group,
+                                     const std::vector<TopicPartition>& offsets,
+                                     int timeout_ms) override {
+    rd_kafka_topic_partition_list_t* list =
+        rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
+    for (const TopicPartition& tp : offsets)
+      rd_kafka_topic_partition_list_add(list, tp.topic.c_str(), tp.partition)->offset = tp.offset;
+    rd_kafka_consumer_group_metadata_t* meta = rd_kafka_consumer_group_metadata_new(group.c_str());
+    TxnResult r = Txn("send_offsets_to_transaction",
+                      rd_kafka_send_offsets_to_transaction(p_->c_ptr(), list, meta, timeout_ms));
+    rd_kafka_consumer_group_metadata_destroy(meta);
+    rd_kafka_topic_partition_list_destroy(list);
+    return r;
+  }
+  TxnResult CommitTransaction(int timeout_ms) override {
+    TxnResult r = Txn("commit_transaction", rd_kafka_commit_transaction(p_->c_ptr(), timeout_ms));
+    // A failed delivery makes the transaction abortable; its report is
+    // part of this outcome, not of a later Flush.
+    Status d = deliveries_.Take();
+    if (r.ok() && !d.ok()) r = {TxnResult::Kind::kAbortable, d.message()};
+    return r;
+  }
+  TxnResult AbortTransaction(int timeout_ms) override {
+    TxnResult r = Txn("abort_transaction", rd_kafka_abort_transaction(p_->c_ptr(), timeout_ms));
+    (void)deliveries_.Take();  // failures of aborted messages do not matter
+    return r;
+  }
+
  private:
   Deliveries deliveries_;
+  bool transactional_ = false;
   std::unique_ptr<RdKafka::Producer> p_;
 };
 

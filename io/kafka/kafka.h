@@ -87,8 +87,23 @@ class Consumer {
   virtual Status Committed(std::vector<TopicPartition>* tps, int timeout_ms) = 0;
 };
 
+// The outcome of a transactional call, classified as librdkafka does: a
+// retriable error may succeed when the same call is made again; an
+// abortable one leaves the transaction unusable (abort it, then begin a new
+// one); a fatal one leaves the producer unusable (e.g. fenced by a newer
+// producer with the same transactional.id).
+struct TxnResult {
+  enum class Kind { kOk, kRetriable, kAbortable, kFatal };
+  Kind kind = Kind::kOk;
+  std::string message;
+  bool ok() const { return kind == Kind::kOk; }
+  Status status() const { return ok() ? Status::Ok() : Status::IoError(message); }
+};
+
 // A producer. Messages are sent asynchronously; Flush waits for them and
-// reports the first delivery failure since the last Flush.
+// reports the first delivery failure since the last Flush. With
+// `transactional.id` set, messages are produced inside transactions
+// (librdkafka's transactional API; one open transaction at a time).
 class Producer {
  public:
   static Result<std::unique_ptr<Producer>> Create(const Properties& props);
@@ -98,6 +113,22 @@ class Producer {
                          std::string_view payload, int64_t timestamp_ms,
                          const std::vector<Header>& headers = {}) = 0;
   virtual Status Flush(int timeout_ms) = 0;
+  // The partition numbers of `topic` (an unknown topic is an error). Asking
+  // before the first message spares it the wait for a metadata refresh.
+  virtual Result<std::vector<int32_t>> Partitions(const std::string& topic, int timeout_ms) = 0;
+
+  // Registers the transactional.id with the cluster: fences any earlier
+  // producer with the same id and aborts its open transaction.
+  virtual TxnResult InitTransactions(int timeout_ms) = 0;
+  virtual TxnResult BeginTransaction() = 0;
+  // Adds to the open transaction a commit of `offsets` for consumer group
+  // `group`: the brokers apply it if and only if the transaction commits.
+  virtual TxnResult SendOffsetsToTransaction(const std::string& group,
+                                             const std::vector<TopicPartition>& offsets,
+                                             int timeout_ms) = 0;
+  // Flushes, then commits the open transaction.
+  virtual TxnResult CommitTransaction(int timeout_ms) = 0;
+  virtual TxnResult AbortTransaction(int timeout_ms) = 0;
 };
 
 }  // namespace cepheus::io::kafka

@@ -187,9 +187,6 @@ TEST(PipelineConfig, StrictKeysAndTypedValues) {
        "p.yaml:7:34: unknown key 'path' in outputs.late, stdout output; known keys: type"},
       {head + src + rest + "outputs: { late: { type: kafka, topic: t } }\n",
        "p.yaml:7:18: a kafka output needs brokers: host:port[,host:port...]"},
-      {head + src + rest + "outputs: { late: { type: kafka, brokers: b, topic: t } }\n",
-       "exactly-once Kafka output (transactions) is not available yet; write delivery: "
-       "at_least_once"},
       {head + src + rest +
            "outputs: { late: { type: kafka, brokers: b, topic: t, delivery: sometimes } }\n",
        "outputs.late.delivery must be exactly_once or at_least_once, not 'sometimes'"},
@@ -233,6 +230,22 @@ TEST(PipelineConfig, StrictKeysAndTypedValues) {
   };
   for (const Case& c : cases)
     EXPECT_NE(Error(c.yaml).find(c.error), std::string::npos) << c.yaml << "\n-> " << Error(c.yaml);
+}
+
+TEST(PipelineConfig, KafkaOutputsAreExactlyOnceUnlessTheySayOtherwise) {
+  const std::string base =
+      "streams:\n  s:\n    source: { path: e.jsonl }\n    schema: { a: string, ts: timestamp }\n"
+      "    event_time: ts\npatterns: [x]\noutputs:\n"
+      "  matches: { type: kafka, brokers: b, topic: alerts }\n"
+      "  late: { type: kafka, brokers: b, topic: late, delivery: at_least_once }\n"
+      "  dead_letter: { type: kafka, brokers: b, topic: dead, delivery: exactly_once }\n";
+  auto c = ParsePipelineConfig(base, "/p/p.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  using D = io::KafkaSinkSpec::Delivery;
+  EXPECT_EQ(c->matches.kafka.delivery, D::kExactlyOnce);
+  EXPECT_EQ(c->late->kafka.delivery, D::kAtLeastOnce);
+  EXPECT_EQ(c->dead_letter->kafka.delivery, D::kExactlyOnce);
+  EXPECT_EQ(c->matches.kafka.topic, "alerts");
 }
 
 TEST(PipelineConfig, StateAndCheckpointSettings) {
