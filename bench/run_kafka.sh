@@ -32,7 +32,9 @@ done
 boot=$(sed 's/bootstrap=//' "$work/boot.txt")
 echo "produced $n events to 8 partitions in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" >&2
 
-pipeline() {  # name source matches
+pipeline() {  # name source matches [checkpoint settings]
+  local ck="${4:-}"
+  [ -n "$ck" ] || ck="{ enabled: false }"
   cat > "$work/$1.yaml" <<YAML
 streams:
   events:
@@ -48,7 +50,8 @@ patterns:
       EMIT key, a.price AS a_price, b.price AS b_price
 outputs:
   matches: $3
-checkpoint: { enabled: false }
+checkpoint: $ck
+state: { dir: state-$1 }
 YAML
 }
 file_src="{ type: file, path: ../events.jsonl }"
@@ -58,11 +61,18 @@ kafka_out="{ type: kafka, brokers: \"$boot\", topic: alerts, delivery: at_least_
 pipeline file_to_file "$file_src" "$file_out"
 pipeline kafka_to_file "$kafka_src" "$file_out"
 pipeline file_to_kafka "$file_src" "$kafka_out"
+# The cost of exactly once: checkpoints every second, at least once vs
+# transactions (and a file output with the same checkpoints beside them).
+ckpt="{ interval: 1s }"
+kafka_eos="{ type: kafka, brokers: \"$boot\", topic: alerts }"
+pipeline file_to_file_ckpt "$file_src" "$file_out" "$ckpt"
+pipeline kafka_alo_ckpt "$file_src" "$kafka_out" "$ckpt"
+pipeline kafka_eos_ckpt "$file_src" "$kafka_eos" "$ckpt"
 
 printf "%-16s %7s %11s %7s %7s %8s\n" pipeline workers events/s wall_s cpu_s peak_MB
-for p in file_to_file kafka_to_file file_to_kafka; do
+for p in file_to_file kafka_to_file file_to_kafka file_to_file_ckpt kafka_alo_ckpt kafka_eos_ckpt; do
   for w in 1 2; do
-    [ "$p" = file_to_kafka ] && [ "$w" = 2 ] && continue
+    case "$p" in file_to_file | kafka_to_file) ;; *) [ "$w" = 2 ] && continue ;; esac
     /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" "$build/app/cepheus" run --restart -p "$w" \
       "$work/$p.yaml" 2>"$work/$p.$w.log"
     read -r wall user sys kb < "$work/time.txt"
