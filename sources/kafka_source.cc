@@ -29,6 +29,7 @@ class KafkaSource final : public io::Source {
     auto consumer = io::kafka::Consumer::Create(spec_.kafka.properties, spec_.kafka.group);
     if (!consumer.ok()) return consumer.status().WithPrefix("stream " + spec_.stream + ": ");
     consumer_ = std::move(consumer.value());
+    wake_fd_ = consumer_->WakeFd();
     for (const std::string& topic : spec_.kafka.topics) {
       auto partitions = consumer_->Partitions(topic, kTimeoutMs);
       if (!partitions.ok()) return partitions.status().WithPrefix("stream " + spec_.stream + ": ");
@@ -88,6 +89,8 @@ class KafkaSource final : public io::Source {
     return parts_[static_cast<size_t>(partition)].origin;
   }
   bool has_buffered() const override { return AnyStaged(); }
+  // A quiet reader wakes as soon as messages arrive (not after a sleep).
+  int wait_fd() const override { return wake_fd_; }
 
   void SavePosition(std::string* out) const override {
     PutVarint(out, kPositionVersion);
@@ -322,6 +325,7 @@ class KafkaSource final : public io::Source {
   std::vector<Part> parts_;
   std::vector<io::AssignmentChange> changes_;
   bool assigned_ = false;
+  int wake_fd_ = -1;
   size_t next_part_ = 0;
   std::string out_;  // the delivered batch (valid until the next Poll)
   uint64_t bytes_read_ = 0;

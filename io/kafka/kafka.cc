@@ -1,8 +1,10 @@
 #include "io/kafka/kafka.h"
 
+#include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafkacpp.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -120,7 +122,12 @@ class ConsumerImpl final : public Consumer {
  public:
   explicit ConsumerImpl(std::unique_ptr<RdKafka::KafkaConsumer> c) : c_(std::move(c)) {}
   ~ConsumerImpl() override {
-    if (queue_) rd_kafka_queue_destroy(queue_);
+    if (queue_) {
+      rd_kafka_queue_io_event_enable(queue_, -1, nullptr, 0);
+      rd_kafka_queue_destroy(queue_);
+    }
+    for (int fd : wake_)
+      if (fd >= 0) ::close(fd);
     c_->close();
   }
 
@@ -156,7 +163,12 @@ class ConsumerImpl final : public Consumer {
   // object per message.
   Result<size_t> Poll(size_t max, int timeout_ms,
                       const std::function<void(const Message&)>& fn) override {
-    if (!queue_) queue_ = rd_kafka_queue_get_consumer(c_->c_ptr());
+    OpenQueue();
+    // Emptied before consuming: a message that arrives after this consume
+    // found the queue empty writes to it again.
+    char drain[64];
+    while (::read(wake_[0], drain, sizeof drain) > 0) {
+    }
     batch_.resize(std::max<size_t>(1, std::min<size_t>(max, 4096)));
     const ssize_t got =
         rd_kafka_consume_batch_queue(queue_, timeout_ms, batch_.data(), batch_.size());
@@ -183,6 +195,11 @@ class ConsumerImpl final : public Consumer {
   }
 
   void ReadHeaders(bool on) override { read_headers_ = on; }
+
+  int WakeFd() override {
+    OpenQueue();
+    return wake_[0];
+  }
 
   Status Commit(const std::vector<TopicPartition>& tps) override {
     PartitionList list(tps);
@@ -228,7 +245,20 @@ class ConsumerImpl final : public Consumer {
   }
 
   std::unique_ptr<RdKafka::KafkaConsumer> c_;
-  rd_kafka_queue_t* queue_ = nullptr;       // the consumer queue (C API)
+  // The consumer queue, and a pipe librdkafka writes to when it turns
+  // non-empty.
+  void OpenQueue() {
+    if (queue_) return;
+    queue_ = rd_kafka_queue_get_consumer(c_->c_ptr());
+    if (::pipe2(wake_, O_NONBLOCK | O_CLOEXEC) == 0) {
+      static const char kByte = 1;
+      rd_kafka_queue_io_event_enable(queue_, wake_[1], &kByte, 1);
+    } else {
+      wake_[0] = wake_[1] = -1;
+    }
+  }
+  rd_kafka_queue_t* queue_ = nullptr;  // the consumer queue (C API)
+  int wake_[2] = {-1, -1};
   std::vector<rd_kafka_message_t*> batch_;  // of the last Poll
   bool read_headers_ = false;
   std::vector<Header> headers_;  // of the message being handed out

@@ -79,6 +79,9 @@ class Consumer {
   // librdkafka; a fatal one is returned.
   virtual Result<size_t> Poll(size_t max, int timeout_ms,
                               const std::function<void(const Message&)>& fn) = 0;
+  // A descriptor that becomes readable when messages arrive after a Poll
+  // that found none (for poll(2); -1 if unavailable).
+  virtual int WakeFd() = 0;
   // Whether Poll hands out the messages' headers (off: cheaper).
   virtual void ReadHeaders(bool on) = 0;
   // Commits `tps` (offset: the next message to read) to the group.

@@ -4,6 +4,7 @@
 // dead letters that name topic, partition and offset, a restart that
 // continues from the checkpoint's offsets, offsets committed to the group.
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -79,6 +80,37 @@ TEST(KafkaWrapper, ProducesConsumesLooksUpAndCommitsOverTcp) {
   ASSERT_TRUE(c.Committed(&committed, 5000).ok());
   EXPECT_EQ(committed[0].offset, 25);
   EXPECT_EQ(committed[1].offset, 25);
+}
+
+// A reader with nothing to read waits on WakeFd and is woken by the next
+// message (instead of sleeping a fixed time and adding it to every alert's
+// latency on a quiet stream).
+TEST(KafkaWrapper, TheWakeDescriptorTurnsReadableWhenAMessageArrives) {
+  auto cluster = StartCluster();
+  ASSERT_TRUE(cluster);
+  ASSERT_TRUE(cluster->CreateTopic("quiet", 1).ok());
+  auto consumer = Consumer::Create(Props(*cluster), "");
+  ASSERT_TRUE(consumer.ok());
+  Consumer& c = **consumer;
+  ASSERT_TRUE(c.Assign({{"quiet", 0, 0}}).ok());
+  const int fd = c.WakeFd();
+  ASSERT_GE(fd, 0);
+  auto nothing = c.Poll(10, 200, [](const io::kafka::Message&) {});
+  ASSERT_TRUE(nothing.ok());
+  ASSERT_EQ(*nothing, 0u);
+  pollfd p{fd, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 300), 0) << "readable although nothing arrived";
+  auto producer = Producer::Create(Props(*cluster));
+  ASSERT_TRUE(producer.ok());
+  ASSERT_TRUE((*producer)->Produce("quiet", 0, "k", "hello", -1).ok());
+  ASSERT_TRUE((*producer)->Flush(10000).ok());
+  EXPECT_EQ(::poll(&p, 1, 10000), 1) << "not woken by the message";
+  std::string got;
+  auto n = c.Poll(10, 0, [&](const io::kafka::Message& m) { got = std::string(m.payload); });
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(got, "hello");
+  // Consumed: the descriptor is quiet again until the next message.
+  EXPECT_EQ(::poll(&p, 1, 300), 0);
 }
 
 TEST(KafkaWrapper, SecretsAreNotDescribed) {
