@@ -241,6 +241,64 @@ TEST_F(KafkaRun, MatchesEqualThoseOfTheSameEventsFromAFile) {
   }
 }
 
+// Topic to topic, the alert pipeline itself: events on a 4-partition topic,
+// alerts to a 3-partition topic (exactly once, checkpoints every 200 ms):
+// the alerts are the file run's matches, byte for byte (match ids included),
+// each keyed by its partition key with the match id as a header.
+TEST_F(KafkaRun, TopicToTopicAlertsAreTheFileRunsMatches) {
+  const Workload w = MakeEvents(3000, 11, 0);
+  std::string all;
+  for (const auto& l : w.lines) all += l + "\n";
+  testing::WriteFile((fs::path(dir_) / "events.jsonl").string(), all);
+  ProduceAll(*cluster_, "events", w);
+  ProduceEndMarkers(*cluster_, "events", 4);
+  ASSERT_TRUE(cluster_->CreateTopic("alerts", 3).ok());
+  auto file = testing::RunCli(
+      {"run", Pipeline("file.yaml", "{ type: file, path: events.jsonl }"), "-p", "1"});
+  ASSERT_EQ(file.code, 0) << file.err;
+  const std::string path = Pipeline("k2k.yaml", KafkaSource(),
+                                    "state: { dir: k2k-state }\ncheckpoint: { interval: 200ms }\n");
+  std::string yaml = testing::ReadFile(path);
+  const std::string file_out = "{ type: file, path: k2k.yaml.matches.jsonl }";
+  ASSERT_NE(yaml.find(file_out), std::string::npos);
+  yaml.replace(yaml.find(file_out), file_out.size(),
+               "{ type: kafka, brokers: \"" + cluster_->bootstrap() + "\", topic: alerts }");
+  testing::WriteFile(path, yaml);
+  auto run = testing::RunCli({"run", path, "-p", "2"});
+  ASSERT_EQ(run.code, 0) << run.err;
+
+  auto consumer = Consumer::Create(Props(*cluster_), "");
+  ASSERT_TRUE(consumer.ok());
+  Consumer& c = **consumer;
+  c.ReadHeaders(true);
+  int64_t total = 0;
+  std::vector<TopicPartition> tps;
+  for (int32_t p = 0; p < 3; ++p) {
+    auto wm = c.Watermarks("alerts", p, 5000);
+    ASSERT_TRUE(wm.ok());
+    total += wm->second;
+    tps.push_back({"alerts", p, 0});
+  }
+  ASSERT_TRUE(c.Assign(tps).ok());
+  std::string got;
+  int64_t n = 0;
+  for (int tries = 0; tries < 200 && n < total; ++tries) {
+    auto polled = c.Poll(1000, 50, [&](const io::kafka::Message& m) {
+      got += std::string(m.payload) + "\n";
+      ++n;
+      EXPECT_NE(m.payload.find("\"key\":\"" + std::string(m.key) + "\""), std::string::npos);
+      for (const io::kafka::Header& h : *m.headers)
+        if (h.name == "cepheus.id") {
+          EXPECT_NE(m.payload.find("\"id\":\"" + h.value + "\""), std::string::npos);
+        }
+    });
+    ASSERT_TRUE(polled.ok());
+  }
+  const auto want = testing::SortedLines(Out("file.yaml", "matches"));
+  ASSERT_GT(want.size(), 20u);
+  EXPECT_EQ(testing::SortedLines(got), want);
+}
+
 TEST_F(KafkaRun, BadMessagesBecomeDeadLettersWithTopicPartitionAndOffset) {
   const Workload w = MakeEvents(400, 3, 50);
   ProduceAll(*cluster_, "events", w);
