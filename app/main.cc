@@ -18,8 +18,10 @@
 #include "engine/batch/backtest.h"
 #include "engine/checkpoint/checkpoint.h"
 #include "engine/checkpoint/checkpoint_coordinator.h"
+#include "engine/exec/restore.h"
 #include "engine/exec/runner.h"
 #include "engine/plan/pipeline.h"
+#include "metrics/http_server.h"
 #include "sinks/outputs.h"
 #include "sources/file_source.h"
 #include "sources/kafka_source.h"
@@ -52,7 +54,7 @@ struct OpenedOutputs {
 cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig& cfg,
                                            const std::string& matches_file,
                                            cepheus::sinks::FileMode mode,
-                                           const std::string& kafka_test_ledger = "") {
+                                           const std::string& kafka_test_ledger) {
   using cepheus::io::SinkConfig;
   using cepheus::io::SinkKind;
   OpenedOutputs out;
@@ -139,6 +141,25 @@ int Check(const std::string& path, bool dot) {
   return 0;
 }
 
+// When the latest checkpoint is that of a finished run: has every output
+// apply it (Recover publishes what a kill between its metadata and its
+// commit left pending; for outputs that did publish, it changes nothing).
+cepheus::Status CompleteFinishedOutputs(const cepheus::engine::PipelineConfig& cfg,
+                                        const std::string& kafka_test_ledger) {
+  if (!cfg.checkpoints_enabled) return cepheus::Status::Ok();
+  cepheus::engine::CheckpointStore store(cfg.state_dir);
+  auto usable = store.Usable();
+  if (!usable.ok() || usable->empty() || !usable->front().metadata.finished)
+    return cepheus::Status::Ok();
+  auto outputs = OpenOutputs(cfg, "", cepheus::sinks::FileMode::kExactlyOnce, kafka_test_ledger);
+  if (!outputs.ok()) return outputs.status();
+  const cepheus::engine::RunOutputs o = outputs->Get();
+  return cepheus::engine::RecoverSinks(&usable->front().metadata, {{"matches", o.matches},
+                                                                   {"late", o.late},
+                                                                   {"dead_letter", o.dead_letter},
+                                                                   {"watermarks", o.watermarks}});
+}
+
 // How `run` may start without destroying what an earlier run left: it
 // resumes from an unfinished checkpoint; otherwise (a fresh start, or the
 // previous run finished) it would begin again from the first record and
@@ -196,6 +217,13 @@ int Run(const std::string& path, int parallelism, bool restart, int64_t checkpoi
     lock = std::move(l.value());
   }
   if (cepheus::Status start = CheckStart(cfg, restart); !start.ok()) {
+    // A run killed after its final checkpoint's metadata but before its
+    // outputs published that checkpoint: publish it now, so the refusal's
+    // "its outputs are complete" holds.
+    if (cepheus::Status done = CompleteFinishedOutputs(cfg, kafka_test_ledger); !done.ok()) {
+      std::cerr << "error: " << done.message() << "\n";
+      return 2;
+    }
     std::cerr << "error: " << start.message() << "\n";
     // A refusal to destroy earlier output is the user's call (1); state that
     // cannot be read is a failure (2).
@@ -244,6 +272,26 @@ int Run(const std::string& path, int parallelism, bool restart, int64_t checkpoi
   if (checkpoint_delay_ms > 0) {
     delay_hooks.emplace(checkpoint_delay_ms);
     opts.checkpoint_hooks = &*delay_hooks;
+  }
+  // Metrics, health and readiness over HTTP (metrics.listen; loopback by
+  // default). A port already taken is reported and the run goes on without.
+  cepheus::metrics::Registry registry;
+  cepheus::metrics::Readiness readiness;
+  std::unique_ptr<cepheus::metrics::HttpServer> http;
+  opts.metrics = &registry;
+  opts.readiness = &readiness;
+  if (!cfg.metrics_listen.empty()) {
+    auto server = cepheus::metrics::HttpServer::Start(cfg.metrics_listen, &registry, &readiness);
+    if (server.ok()) {
+      http = std::move(server.value());
+      const std::string host = cfg.metrics_listen.substr(0, cfg.metrics_listen.rfind(':'));
+      spdlog::info("metrics on http://{}:{}/metrics (also /healthz, /readyz)", host, http->port());
+    } else {
+      spdlog::warn(
+          "{}; running without metrics (set metrics.listen to a free port, or "
+          "metrics: off)",
+          server.status().message());
+    }
   }
   cepheus::engine::RunOutputs outs = outputs->Get();
   cepheus::engine::PipelineRunner runner(*p, outs, opts);
@@ -446,7 +494,7 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
       std::cerr << line << "\n";
   };
   // A backtest's files appear whole when it succeeds, or not at all.
-  auto outputs = OpenOutputs(p->config, a.output, cepheus::sinks::FileMode::kAtomic);
+  auto outputs = OpenOutputs(p->config, a.output, cepheus::sinks::FileMode::kAtomic, "");
   if (!outputs.ok()) {
     std::cerr << "error: " << outputs.status().message() << "\n";
     return 1;

@@ -1,5 +1,10 @@
 #include "metrics/counters.h"
 
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <vector>
+
 namespace cepheus::metrics {
 
 Counter& Registry::GetCounter(const std::string& name, const std::string& help,
@@ -36,24 +41,58 @@ uint64_t Registry::CounterTotal(const std::string& name) const {
   return total;
 }
 
-std::string Registry::RenderText() const {
-  std::lock_guard<std::mutex> l(mu_);
-  std::string out;
-  for (const auto& family : families_) {
-    // (Not a structured binding: clang 14 cannot capture those in lambdas.)
-    const std::string& name = family.first;
-    const auto& f = family.second;
-    out += "# HELP " + name + " " + f.help + "\n";
-    out += "# TYPE " + name + (f.gauge ? " gauge\n" : " counter\n");
-    auto series = [&](const std::string& labels) {
-      return labels.empty() ? name : name + "{" + labels + "}";
-    };
-    for (const auto& [labels, c] : f.counters)
-      out += series(labels) + " " + std::to_string(c->value()) + "\n";
-    for (const auto& [labels, g] : f.gauges)
-      out += series(labels) + " " + std::to_string(g->value()) + "\n";
+namespace {
+
+// `a="x",b="y"` (the rendered label set the callers give) as label pairs.
+std::vector<prometheus::ClientMetric::Label> ParseLabels(const std::string& s) {
+  std::vector<prometheus::ClientMetric::Label> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t eq = s.find('=', i);
+    if (eq == std::string::npos || eq + 1 >= s.size() || s[eq + 1] != '"') break;
+    prometheus::ClientMetric::Label l;
+    l.name = s.substr(i, eq - i);
+    size_t j = eq + 2;
+    for (; j < s.size() && s[j] != '"'; ++j) {
+      if (s[j] == '\\' && j + 1 < s.size()) ++j;
+      l.value.push_back(s[j]);
+    }
+    out.push_back(std::move(l));
+    i = j + 1;
+    if (i < s.size() && s[i] == ',') ++i;
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> Registry::Collect() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<prometheus::MetricFamily> out;
+  for (const auto& [name, f] : families_) {
+    prometheus::MetricFamily fam;
+    fam.name = name;
+    fam.help = f.help;
+    fam.type = f.gauge ? prometheus::MetricType::Gauge : prometheus::MetricType::Counter;
+    for (const auto& [labels, c] : f.counters) {
+      prometheus::ClientMetric m;
+      m.label = ParseLabels(labels);
+      m.counter.value = static_cast<double>(c->value());
+      fam.metric.push_back(std::move(m));
+    }
+    for (const auto& [labels, g] : f.gauges) {
+      prometheus::ClientMetric m;
+      m.label = ParseLabels(labels);
+      m.gauge.value = static_cast<double>(g->value());
+      fam.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(fam));
+  }
+  return out;
+}
+
+std::string Registry::RenderText() const {
+  return prometheus::TextSerializer().Serialize(Collect());
 }
 
 }  // namespace cepheus::metrics

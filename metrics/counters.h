@@ -1,5 +1,6 @@
 // Counters and gauges that other modules update through small handles, and
-// their rendering in the Prometheus text exposition format. Updating a
+// their rendering in the Prometheus text exposition format (by
+// prometheus-cpp's serializer; no prometheus-cpp type in this header). Updating a
 // counter is one relaxed atomic add (callers batch per record batch).
 // Registration is thread-safe; handles stay valid for the registry's life.
 #pragma once
@@ -10,6 +11,11 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
+
+namespace prometheus {
+struct MetricFamily;
+}
 
 namespace cepheus::metrics {
 
@@ -41,9 +47,11 @@ class Registry {
   Gauge& GetGauge(const std::string& name, const std::string& help, const std::string& labels = "");
   // Sum of a counter over all label sets (0 if unknown).
   uint64_t CounterTotal(const std::string& name) const;
+  // The Prometheus text exposition of every family.
   std::string RenderText() const;
 
  private:
+  std::vector<prometheus::MetricFamily> Collect() const;
   struct Family {
     std::string help;
     bool gauge = false;

@@ -250,6 +250,34 @@ TEST_F(Checkpoints, SigkillAtRandomMomentsLosesAndRepeatsNothing) {
             << restores << "; an uninterrupted run takes " << full_checkpoints << " checkpoints\n";
 }
 
+// Killed after the final checkpoint's metadata, before the outputs published
+// it: the next `run` refuses to begin again (the run finished) but first
+// publishes that checkpoint, so the outputs are complete as it says.
+TEST_F(Checkpoints, AKillBetweenTheFinalCheckpointAndItsPublicationIsRepairedByTheNextStart) {
+  const fs::path ref = WritePipeline("ref", "1h");
+  ASSERT_EQ(RunToEnd(ref, 2, dir_ / "ref.log"), 0);
+  const Outputs want = Read("ref");
+  const fs::path p = WritePipeline("last", "1h");
+  const pid_t pid = Start(p, 2, dir_ / "last.log", 1500);
+  bool in_window = false;
+  for (int i = 0; i < 20000 && !in_window; ++i) {
+    std::error_code ec;
+    in_window =
+        fs::exists(dir_ / "last" / "state" / "checkpoints" / "chk-000001" / "_metadata", ec) &&
+        PartsPending("last");
+    if (!in_window) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(in_window) << ReadFile(dir_ / "last.log");
+  ::kill(pid, SIGKILL);
+  ASSERT_EQ(Wait(pid), -SIGKILL);
+  EXPECT_LT(Read("last").matches.size(), want.matches.size()) << "killed before publishing";
+  ASSERT_EQ(RunToEnd(p, 1, dir_ / "last.log"), 1);
+  EXPECT_NE(ReadFile(dir_ / "last.log").find("the previous run of this pipeline finished"),
+            std::string::npos);
+  EXPECT_FALSE(PartsPending("last"));
+  ExpectSame(Read("last"), want);
+}
+
 TEST_F(Checkpoints, SigtermStopsAtACheckpointAndTheNextRunContinues) {
   const fs::path ref = WritePipeline("ref", "1h");
   ASSERT_EQ(RunToEnd(ref, 2, dir_ / "ref.log"), 0);

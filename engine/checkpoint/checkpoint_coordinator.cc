@@ -52,9 +52,11 @@ Status CheckpointCoordinator::Finish(bool wait) {
   std::unique_ptr<InFlight> f = std::move(inflight_);
   CEPHEUS_RETURN_IF_ERROR(f->status);
   if (w_.hooks) w_.hooks->BeforePublish(f->meta.id);
+  if (w_.readiness) w_.readiness->CommitStarted(w_.clock->MonotonicMillis());
   for (const auto& [slot, rec] : f->meta.outputs)
     for (const auto& [name, sink] : w_.sinks)
       if (sink && std::string_view(name) == slot) CEPHEUS_RETURN_IF_ERROR(sink->Commit(rec));
+  if (w_.readiness) w_.readiness->CommitEnded();
   if (w_.on_complete) CEPHEUS_RETURN_IF_ERROR(w_.on_complete(f->meta.id));
   if (Status r = w_.store->Retain(w_.retain); !r.ok())
     // Old checkpoints left behind cost disk space, not correctness.

@@ -27,6 +27,7 @@
 #include "engine/checkpoint/snapshot_sync.h"
 #include "io/sink.h"
 #include "metrics/counters.h"
+#include "metrics/http_server.h"
 #include "state/state_backend.h"
 
 namespace cepheus::engine {
@@ -78,6 +79,8 @@ class CheckpointCoordinator {
     // offsets here). Optional.
     std::function<Status(uint64_t id)> on_complete;
     metrics::Registry* metrics = nullptr;
+    // Told when the sinks' commits start and end (/readyz). Optional.
+    metrics::Readiness* readiness = nullptr;
   };
 
   CheckpointCoordinator(Wiring wiring, uint64_t next_id);

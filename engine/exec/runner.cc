@@ -145,8 +145,10 @@ class RunJob {
   Result<RunSummary> Run() {
     CEPHEUS_RETURN_IF_ERROR(OpenReader());
     MakeWorkers();
+    if (options_.readiness) options_.readiness->SetReady(false, "restoring state");
     CEPHEUS_RETURN_IF_ERROR(RestoreState());
     for (auto& w : workers_) w->Start();
+    if (options_.readiness) options_.readiness->SetReady(true);
     if (options_.checkpoint.enabled) MakeCoordinator();
     const Status failure = ReadLoop();
     return Finish(failure);
@@ -238,6 +240,7 @@ class RunJob {
     wiring.copy_files = ck.copy_files;
     wiring.interval = ck.interval;
     wiring.metrics = &reg_;
+    wiring.readiness = options_.readiness;
     wiring.describe = [this] { return Describe(); };
     wiring.inject_barrier = [this](const std::shared_ptr<SnapshotSync>& barrier, Watermark wm) {
       for (auto& b : batches_) b.barrier = barrier;

@@ -20,6 +20,7 @@
 #include "io/sink.h"
 #include "io/source.h"
 #include "metrics/counters.h"
+#include "metrics/http_server.h"
 #include "state/state_backend.h"
 
 namespace cepheus::engine {
@@ -50,6 +51,9 @@ struct RunOptions {
   int parallelism = 1;
   const Clock* clock = nullptr;          // default: the system clock
   metrics::Registry* metrics = nullptr;  // optional
+  // Optional: set ready once restored and reading (and not while an
+  // output's commit hangs: the checkpoint coordinator reports that).
+  metrics::Readiness* readiness = nullptr;
   // How long the reader waits for an unbounded input before it re-checks
   // the clock (and idle watermarks).
   int poll_ms = 100;

@@ -608,6 +608,36 @@ Status ReadState(const std::string& path, const YAML::Node& root, PipelineConfig
   return Status::Ok();
 }
 
+// metrics: off | { listen: "host:port" } (default 127.0.0.1:9464).
+Status ReadMetrics(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
+  const YAML::Node m = root["metrics"];
+  if (!m) return Status::Ok();
+  if (m.IsScalar()) {
+    const std::string v = m.as<std::string>();
+    if (v == "off" || v == "false") {
+      cfg.metrics_listen.clear();
+      return Status::Ok();
+    }
+    return Err(path, m, "metrics must be off or a map like {listen: 127.0.0.1:9464}");
+  }
+  if (!m.IsMap()) return Err(path, m, "metrics must be off or a map like {listen: 127.0.0.1:9464}");
+  CheckKeys(m, "metrics", {"listen"});
+  if (m["listen"]) {
+    auto listen = ExpandedStr(path, m["listen"], "metrics.listen");
+    if (!listen.ok()) return listen.status();
+    const std::string& v = listen.value();
+    const size_t colon = v.rfind(':');
+    if (colon == std::string::npos || colon + 1 == v.size() ||
+        v.find_first_not_of("0123456789", colon + 1) != std::string::npos)
+      return Err(path, m["listen"],
+                 "metrics.listen must be host:port (e.g. 127.0.0.1:9464, or 0.0.0.0:9464 to "
+                 "listen on every interface), not '" +
+                     v + "'");
+    cfg.metrics_listen = v;
+  }
+  return Status::Ok();
+}
+
 Status ReadCheckpoint(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
   if (const YAML::Node ck = root["checkpoint"]) {
     if (!ck.IsMap()) return Err(path, ck, "checkpoint must be a map like {interval: 10s}");
@@ -645,13 +675,9 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
   if (cfg.base_dir.empty()) cfg.base_dir = ".";
   if (!root.IsMap())
     return Err(path, root, "a pipeline file is a YAML map with streams, patterns and outputs");
-  if (root["metrics"])
-    return Err(path, root["metrics"],
-               "'metrics' settings are not supported yet (counters are printed in the run "
-               "summary); remove the key");
-  CheckKeys(
-      root, "the pipeline",
-      {"name", "streams", "patterns", "outputs", "parallelism", "limits", "state", "checkpoint"});
+  CheckKeys(root, "the pipeline",
+            {"name", "streams", "patterns", "outputs", "parallelism", "limits", "state",
+             "checkpoint", "metrics"});
   const YAML::Node streams = root["streams"];
   if (!streams || !streams.IsMap() || streams.size() == 0)
     return Err(path, root,
@@ -683,6 +709,7 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
   cfg.state_dir = Resolve(cfg.base_dir, cfg.state_dir);
   CEPHEUS_RETURN_IF_ERROR(ReadState(path, root, cfg));
   CEPHEUS_RETURN_IF_ERROR(ReadCheckpoint(path, root, cfg));
+  CEPHEUS_RETURN_IF_ERROR(ReadMetrics(path, root, cfg));
   return cfg;
 }
 

@@ -88,6 +88,9 @@ struct PipelineConfig {
   bool checkpoints_enabled = true;
   Duration checkpoint_interval = Duration::Seconds(10);  // 0: only at stop and end
   int checkpoint_retain = 3;
+  // Where /metrics, /healthz and /readyz are served ("host:port"; empty:
+  // metrics: off). Loopback by default: nothing is exposed unless asked.
+  std::string metrics_listen = "127.0.0.1:9464";
   bool checkpoint_copy_files = false;  // see CheckpointOptions::copy_files
 
   const StreamConfig* FindStream(const std::string& name) const;

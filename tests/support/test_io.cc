@@ -1,7 +1,10 @@
 #include "tests/support/test_io.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -183,6 +186,43 @@ std::string ScratchDir(const std::string& prefix) {
   fs::create_directories(dir);
   Cleaner().Add(dir.string());
   return dir.string();
+}
+
+HttpResponse HttpGet(int port, const std::string& path) {
+  HttpResponse r;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return r;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return r;
+  }
+  const std::string req =
+      "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return r;
+  }
+  std::string all;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) all.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  // "HTTP/1.1 200 OK\r\n...\r\n\r\nbody"
+  if (all.rfind("HTTP/1.", 0) != 0 || all.size() < 12) return r;
+  r.status = std::atoi(all.c_str() + 9);
+  const size_t body = all.find("\r\n\r\n");
+  if (body != std::string::npos) r.body = all.substr(body + 4);
+  return r;
+}
+
+int LoggedMetricsPort(const std::string& log) {
+  static const std::string kPrefix = "metrics on http://127.0.0.1:";
+  const size_t at = log.find(kPrefix);
+  if (at == std::string::npos) return -1;
+  return std::atoi(log.c_str() + at + kPrefix.size());
 }
 
 }  // namespace cepheus::testing

@@ -42,6 +42,9 @@ CliResult RunCli(const std::vector<std::string>& args, const std::string& stdin_
 // Starts `cepheus` with `args`, its standard output on `out_fd` and standard
 // error appended to `err_path`; returns the pid (see WaitPid).
 int SpawnCli(const std::vector<std::string>& args, int out_fd, const std::string& err_path);
+// The same with standard input read from `stdin_path` (e.g. a FIFO).
+int SpawnCli(const std::vector<std::string>& args, int out_fd, const std::string& err_path,
+             const std::string& stdin_path);
 // Waits for `pid`: its exit status, or -signal.
 int WaitPid(int pid);
 
@@ -53,5 +56,14 @@ int ScaledCases(int full, int minimum = 5);
 // A fresh, empty directory under the system temp directory, named after the
 // running test (and this process); removed when the test passes.
 std::string ScratchDir(const std::string& prefix);
+
+// A plain HTTP/1.1 GET to 127.0.0.1:`port` (status -1: no connection).
+struct HttpResponse {
+  int status = -1;
+  std::string body;
+};
+HttpResponse HttpGet(int port, const std::string& path);
+// The port a run logged ("metrics on http://127.0.0.1:PORT/metrics"), or -1.
+int LoggedMetricsPort(const std::string& log);
 
 }  // namespace cepheus::testing

@@ -205,7 +205,9 @@ TEST(PipelineConfig, StrictKeysAndTypedValues) {
        "start must be earliest, latest or a time"},
       {head + "    source: { type: kafka, brokers: b }\n" + rest,
        "a kafka source needs topic: <name> (or topics: [...])"},
-      {head + src + rest + "metrics: { port: 9464 }\n", "'metrics' settings are not supported yet"},
+      {head + src + rest + "metrics: { port: 9464 }\n", "unknown key 'port' in metrics"},
+      {head + src + rest + "metrics: { listen: localhost }\n", "metrics.listen must be host:port"},
+      {head + src + rest + "metrics: maybe\n", "metrics must be off or a map"},
       {head + src + rest + "parralelism: 2\n",
        "unknown key 'parralelism' in the pipeline (did you mean 'parallelism'?)"},
       {head + src + rest + "limits: { max_runs: 5 }\n", "unknown key 'max_runs' in limits"},
@@ -246,6 +248,21 @@ TEST(PipelineConfig, KafkaOutputsAreExactlyOnceUnlessTheySayOtherwise) {
   EXPECT_EQ(c->late->kafka.delivery, D::kAtLeastOnce);
   EXPECT_EQ(c->dead_letter->kafka.delivery, D::kExactlyOnce);
   EXPECT_EQ(c->matches.kafka.topic, "alerts");
+}
+
+TEST(PipelineConfig, MetricsListenOnLoopbackUnlessToldOtherwise) {
+  const std::string base =
+      "streams:\n  s:\n    source: { path: e.jsonl }\n    schema: { a: string, ts: timestamp }\n"
+      "    event_time: ts\npatterns: [x]\n";
+  auto d = ParsePipelineConfig(base, "/p/p.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->metrics_listen, "127.0.0.1:9464");
+  auto off = ParsePipelineConfig(base + "metrics: off\n", "/p/p.yaml");
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->metrics_listen, "");
+  auto any = ParsePipelineConfig(base + "metrics: { listen: \"0.0.0.0:9500\" }\n", "/p/p.yaml");
+  ASSERT_TRUE(any.ok());
+  EXPECT_EQ(any->metrics_listen, "0.0.0.0:9500");
 }
 
 TEST(PipelineConfig, StateAndCheckpointSettings) {

@@ -1,0 +1,152 @@
+// Metrics, health and readiness over real HTTP: `cepheus run` reading a live
+// input (a FIFO the test writes to) serves /metrics, /healthz and /readyz
+// on an ephemeral port; the counts scraped while it runs are exact.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "tests/support/test_io.h"
+
+namespace cepheus {
+namespace {
+
+// The value of an unlabelled series in a scrape (-1: absent).
+double Series(const std::string& text, const std::string& name) {
+  const std::string prefix = "\n" + name + " ";
+  const size_t at = ("\n" + text).find(prefix);
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + prefix.size() - 1));
+}
+
+bool WaitUntil(const std::function<bool()>& done, int ms = 15000) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+TEST(MetricsHttp, LiveCountsHealthAndReadinessOfARunningPipeline) {
+  const std::string dir = testing::ScratchDir("metrics-http");
+  // 3000 records: every 100th event is 20 s late, every 250th line is not
+  // JSON. The reader alone decides both, so the counts are exact.
+  std::string events;
+  int late = 0, bad = 0, records = 0;
+  for (int i = 0; i < 3000; ++i, ++records) {
+    if (i % 250 == 249) {
+      events += "{oops " + std::to_string(i) + "\n";
+      ++bad;
+      continue;
+    }
+    int64_t ts = 1700000000000 + i * 100;
+    if (i % 100 == 99) {
+      ts -= 20000;
+      ++late;
+    }
+    events += "{\"key\":\"u" + std::to_string(i % 7) + "\",\"type\":\"" +
+              std::string(1, "ABC"[(i / 7) % 3]) + "\",\"ts\":" + std::to_string(ts) + "}\n";
+  }
+  testing::WriteFile(dir + "/p.yaml",
+                     "streams:\n  s:\n    source: { path: \"-\" }\n"
+                     "    schema: { key: string, type: string, ts: timestamp }\n"
+                     "    key: key\n    event_time: { field: ts, max_out_of_orderness: 0s }\n"
+                     "patterns:\n  - inline: |\n      PATTERN abc FROM s\n"
+                     "      MATCH a -> b -> c WITHIN 10 SECONDS\n"
+                     "      DEFINE a AS type = 'A', b AS type = 'B', c AS type = 'C'\n"
+                     "      EMIT key\n"
+                     "outputs:\n  matches: { type: file, path: matches.jsonl }\n"
+                     "  late: { type: file, path: late.jsonl }\n"
+                     "  dead_letter: { type: file, path: dead.jsonl }\n"
+                     "checkpoint: { enabled: false }\n"
+                     "metrics: { listen: \"127.0.0.1:0\" }\n");
+  const std::string fifo = dir + "/in.fifo", log = dir + "/run.log";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const int pid = testing::SpawnCli({"run", dir + "/p.yaml"}, 1, log, fifo);
+  const int in = ::open(fifo.c_str(), O_WRONLY);  // meets the child's open
+  ASSERT_GE(in, 0);
+  int port = -1;
+  ASSERT_TRUE(WaitUntil([&] {
+    return (port = testing::LoggedMetricsPort(testing::ReadFile(log))) > 0;
+  })) << testing::ReadFile(log);
+
+  // Up and serving before any record arrived.
+  EXPECT_EQ(testing::HttpGet(port, "/healthz").status, 200);
+  EXPECT_TRUE(WaitUntil([&] { return testing::HttpGet(port, "/readyz").status == 200; }));
+  EXPECT_EQ(Series(testing::HttpGet(port, "/metrics").body, "cepheus_records_read_total"), 0);
+
+  ASSERT_EQ(::write(in, events.data(), events.size()), static_cast<ssize_t>(events.size()));
+  std::string text;
+  ASSERT_TRUE(WaitUntil([&] {
+    text = testing::HttpGet(port, "/metrics").body;
+    return Series(text, "cepheus_records_read_total") == records;
+  })) << text;
+  // The run is still going (the FIFO is open): these are live values.
+  EXPECT_EQ(Series(text, "cepheus_late_events_total"), late);
+  EXPECT_EQ(Series(text, "cepheus_dead_letters_total"), bad);
+  EXPECT_NE(text.find("# HELP cepheus_records_read_total Input records read\n"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE cepheus_records_read_total counter\n"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE cepheus_live_runs gauge\n"), std::string::npos);
+  // Matches: the count scraped equals the lines the output holds, once the
+  // watermark has released what it will release.
+  auto lines = [&] {
+    const std::string m = testing::ReadFile(dir + "/matches.jsonl");
+    return static_cast<double>(std::count(m.begin(), m.end(), '\n'));
+  };
+  double matches = -1;
+  EXPECT_TRUE(WaitUntil([&] {
+    matches = Series(testing::HttpGet(port, "/metrics").body, "cepheus_matches_total");
+    return matches > 0 && matches == lines();
+  })) << matches
+      << " scraped, " << lines() << " written";
+  EXPECT_EQ(testing::HttpGet(port, "/nothing").status, 404);
+
+  ::close(in);  // the end of the input ends the run
+  EXPECT_EQ(testing::WaitPid(pid), 0) << testing::ReadFile(log);
+  EXPECT_EQ(testing::HttpGet(port, "/healthz").status, -1) << "the listener ends with the run";
+}
+
+// A port someone else listens on: the run says so and goes on without
+// metrics (no lost run because a dashboard port was taken).
+TEST(MetricsHttp, APortInUseIsReportedAndTheRunGoesOn) {
+  const std::string dir = testing::ScratchDir("metrics-busy");
+  const int other = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(other, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(other, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(other, 4), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(other, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int busy = ntohs(addr.sin_port);
+  testing::WriteFile(dir + "/e.jsonl", "{\"key\":\"a\",\"ts\":1700000000000}\n");
+  testing::WriteFile(dir + "/p.yaml",
+                     "streams:\n  s:\n    source: { path: e.jsonl }\n"
+                     "    schema: { key: string, ts: timestamp }\n"
+                     "    key: key\n    event_time: ts\n"
+                     "patterns:\n  - inline: |\n      PATTERN one FROM s MATCH a DEFINE a AS "
+                     "true EMIT key\n"
+                     "outputs: { matches: { type: file, path: m.jsonl } }\n"
+                     "checkpoint: { enabled: false }\n"
+                     "metrics: { listen: \"127.0.0.1:" +
+                         std::to_string(busy) + "\" }\n");
+  auto r = testing::RunCli({"run", dir + "/p.yaml"});
+  ::close(other);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("cannot listen on 127.0.0.1:" + std::to_string(busy)), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("running without metrics"), std::string::npos) << r.err;
+  EXPECT_NE(testing::ReadFile(dir + "/m.jsonl").find("\"key\":\"a\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cepheus
