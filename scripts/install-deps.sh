@@ -6,6 +6,7 @@ packages=(
   build-essential cmake pkg-config ccache clang-format clang libclang-rt-14-dev python3
   libboost-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev libfmt-dev libspdlog-dev
   libre2-dev librocksdb-dev librdkafka-dev libzstd-dev zlib1g-dev libjemalloc-dev libabsl-dev time
+  prometheus-cpp-dev libcivetweb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 missing=()
