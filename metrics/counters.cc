@@ -32,6 +32,14 @@ Gauge& Registry::GetGauge(const std::string& name, const std::string& help,
   return gauge_store_.back();
 }
 
+Gauge& Registry::GetMillisGauge(const std::string& name, const std::string& help,
+                                const std::string& labels) {
+  Gauge& g = GetGauge(name, help, labels);
+  std::lock_guard<std::mutex> l(mu_);
+  families_[name].scale = 0.001;
+  return g;
+}
+
 uint64_t Registry::CounterTotal(const std::string& name) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = families_.find(name);
@@ -83,7 +91,7 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
     for (const auto& [labels, g] : f.gauges) {
       prometheus::ClientMetric m;
       m.label = ParseLabels(labels);
-      m.gauge.value = static_cast<double>(g->value());
+      m.gauge.value = static_cast<double>(g->value()) * f.scale;
       fam.metric.push_back(std::move(m));
     }
     out.push_back(std::move(fam));

@@ -45,6 +45,10 @@ class Registry {
   Counter& GetCounter(const std::string& name, const std::string& help,
                       const std::string& labels = "");
   Gauge& GetGauge(const std::string& name, const std::string& help, const std::string& labels = "");
+  // A gauge set in milliseconds and exposed in seconds (Prometheus' base
+  // unit; `name` ends in _seconds).
+  Gauge& GetMillisGauge(const std::string& name, const std::string& help,
+                        const std::string& labels = "");
   // Sum of a counter over all label sets (0 if unknown).
   uint64_t CounterTotal(const std::string& name) const;
   // The Prometheus text exposition of every family.
@@ -55,6 +59,7 @@ class Registry {
   struct Family {
     std::string help;
     bool gauge = false;
+    double scale = 1;  // exposed value = stored value * scale
     std::map<std::string, Counter*> counters;
     std::map<std::string, Gauge*> gauges;
   };

@@ -28,10 +28,10 @@ CheckpointCoordinator::CheckpointCoordinator(Wiring wiring, uint64_t next_id)
     : w_(std::move(wiring)), next_id_(next_id), last_begin_ms_(w_.clock->MonotonicMillis()) {
   metrics::Registry& reg = w_.metrics ? *w_.metrics : local_metrics_;
   c_checkpoints_ = &reg.GetCounter("cepheus_checkpoints_total", "Checkpoints completed");
-  g_duration_ms_ = &reg.GetGauge("cepheus_last_checkpoint_duration_ms",
-                                 "Duration of the last completed checkpoint");
-  g_pause_ms_ = &reg.GetGauge("cepheus_last_checkpoint_pause_ms",
-                              "How long workers were paused in the last checkpoint");
+  g_duration_ms_ = &reg.GetMillisGauge("cepheus_last_checkpoint_duration_seconds",
+                                       "Duration of the last completed checkpoint");
+  g_pause_ms_ = &reg.GetMillisGauge("cepheus_last_checkpoint_pause_seconds",
+                                    "How long workers were paused in the last checkpoint");
   g_id_ = &reg.GetGauge("cepheus_last_checkpoint_id", "Id of the last completed checkpoint");
 }
 

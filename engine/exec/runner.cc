@@ -344,8 +344,8 @@ class RunJob {
       AddWorker(*w, &summary_);
       if (failure.ok() && !w->status().ok()) failure = w->status();
     }
-    reg_.GetGauge("cepheus_held_match_max_wait_ms",
-                  "Longest event-time wait of a held match after its last event")
+    reg_.GetMillisGauge("cepheus_held_match_max_wait_seconds",
+                        "Longest event-time wait of a held match after its last event")
         .Set(summary_.matcher.held_wait_ms_max);
     // A failed flush (full disk, closed pipe) fails the run: output was lost.
     for (io::Sink* o :
