@@ -92,6 +92,9 @@ TEST(MetricsHttp, LiveCountsHealthAndReadinessOfARunningPipeline) {
   // The run is still going (the FIFO is open): these are live values.
   EXPECT_EQ(Series(text, "cepheus_late_events_total"), late);
   EXPECT_EQ(Series(text, "cepheus_dead_letters_total"), bad);
+  EXPECT_EQ(Series(text, "cepheus_stream_records_total{stream=\"s\"}"), records);
+  EXPECT_EQ(Series(text, "cepheus_stream_late_events_total{stream=\"s\"}"), late);
+  EXPECT_EQ(Series(text, "cepheus_stream_dead_letters_total{stream=\"s\"}"), bad);
   EXPECT_NE(text.find("# HELP cepheus_records_read_total Input records read\n"), std::string::npos);
   EXPECT_NE(text.find("# TYPE cepheus_records_read_total counter\n"), std::string::npos);
   EXPECT_NE(text.find("# TYPE cepheus_live_runs gauge\n"), std::string::npos);

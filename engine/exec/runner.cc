@@ -367,6 +367,27 @@ class RunJob {
     c_dead_.Add(c.dead_letters - published_.dead_letters);
     c_late_.Add(c.late - published_.late);
     published_ = c;
+    const std::vector<StreamCounts>& sc = reader_->stream_counts();
+    if (stream_counters_.empty()) {
+      for (const StreamConfig& st : pipeline_.config.streams) {
+        const std::string label = "stream=\"" + st.name + "\"";
+        stream_counters_.push_back(
+            {&reg_.GetCounter("cepheus_stream_records_total", "Input records read, per stream",
+                              label),
+             &reg_.GetCounter("cepheus_stream_dead_letters_total",
+                              "Records that could not be decoded, per stream", label),
+             &reg_.GetCounter("cepheus_stream_late_events_total",
+                              "Events at or behind the watermark, per stream", label)});
+      }
+      stream_published_.resize(stream_counters_.size());
+    }
+    for (size_t i = 0; i < sc.size() && i < stream_counters_.size(); ++i) {
+      StreamCounts& was = stream_published_[i];
+      stream_counters_[i].records->Add(sc[i].records - was.records);
+      stream_counters_[i].dead->Add(sc[i].dead_letters - was.dead_letters);
+      stream_counters_[i].late->Add(sc[i].late - was.late);
+      was = sc[i];
+    }
   }
 
   Status FlushSideOutputs() {
@@ -420,6 +441,11 @@ class RunJob {
   std::unique_ptr<CheckpointCoordinator> coordinator_;
   metrics::Counter &c_records_, &c_dead_, &c_late_;
   ReaderCounts published_;
+  struct StreamCounters {
+    metrics::Counter *records, *dead, *late;
+  };
+  std::vector<StreamCounters> stream_counters_;  // per stream, like the pipeline's
+  std::vector<StreamCounts> stream_published_;
   io::RecordBatch dead_out_, late_out_, wm_out_;
 };
 
