@@ -557,7 +557,12 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("cepheus"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   CLI::App app{"Cepheus: complex event processing over keyed event-time streams"};
+  app.set_version_flag("--version", std::string("cepheus ") + CEPHEUS_VERSION);
   app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "Log level: trace, debug, info, warn, error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->each([](const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); });
   std::string path;
   bool dot = false;
   int parallelism = 0;

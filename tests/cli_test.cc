@@ -196,6 +196,27 @@ TEST_F(Cli, OutputThatIsAnInputIsRefusedAtCheck) {
   EXPECT_NE(r.err.find("write the same file"), std::string::npos) << r.err;
 }
 
+TEST_F(Cli, VersionAndLogLevel) {
+  auto v = RunCli({"--version"});
+  EXPECT_EQ(v.code, 0);
+  EXPECT_EQ(v.out.rfind("cepheus ", 0), 0u) << v.out;
+  EXPECT_NE(v.out.find_first_of("0123456789"), std::string::npos) << v.out;
+  WriteFile(dir_ / "in.jsonl", Events(40));
+  const std::string pipeline = Pipeline("p.yaml", "in.jsonl",
+                                        "outputs: { matches: { type: file, path: out/m.jsonl } }\n"
+                                        "checkpoint: { enabled: false }\nmetrics: off\n");
+  auto chatty = RunCli({"run", pipeline, "--restart"});
+  ASSERT_EQ(chatty.code, 0) << chatty.err;
+  EXPECT_NE(chatty.err.find(" info "), std::string::npos) << chatty.err;
+  auto quiet = RunCli({"--log-level", "warn", "run", pipeline, "--restart"});
+  ASSERT_EQ(quiet.code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.find(" info "), std::string::npos) << quiet.err;
+  EXPECT_EQ(ReadFile(dir_ / "out" / "m.jsonl").empty(), false);
+  auto bad = RunCli({"--log-level", "loud", "check", pipeline});
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("loud not in"), std::string::npos) << bad.err;
+}
+
 TEST_F(Cli, FinishedPipelineIsNotRunAgainWithoutRestartAndKeepsItsOutput) {
   WriteFile(dir_ / "in.jsonl", Events(40));
   for (const char* ck : {"checkpoint: { interval: 10s }\n", "checkpoint: { enabled: false }\n"}) {
