@@ -609,7 +609,7 @@ int main(int argc, char** argv) {
   backtest->add_option("--summary-json", bargs.summary_json,
                        "Also write the summary as JSON to this file");
   app.add_subcommand("version", "Print the version")->callback([] {
-    std::cout << "cepheus 0.1.0\n";
+    std::cout << "cepheus " << CEPHEUS_VERSION << "\n";
   });
   // Usage errors exit 2 (CLI11's own codes are >100), and an unknown command
   // says so rather than "A subcommand is required".
