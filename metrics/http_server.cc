@@ -1,6 +1,13 @@
 #include "metrics/http_server.h"
 
 #include <CivetServer.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
 
 #include <chrono>
 #include <cstring>
@@ -66,7 +73,37 @@ class CivetHttpServer final : public HttpServer {
     server_->addHandler("/healthz", health_);
     server_->addHandler("/readyz", ready_);
   }
-  ~CivetHttpServer() override { server_->close(); }
+  // civetweb's stop waits until its listener thread wakes from poll(2),
+  // up to a second or two; connecting to the port meanwhile wakes it at once,
+  // so a run that ends does not linger for its metrics listener.
+  ~CivetHttpServer() override {
+    const int port = this->port();
+    std::atomic<bool> stopped{false};
+    std::thread poke([&] {
+      while (!stopped.load()) {
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0) {
+          sockaddr_in addr{};
+          addr.sin_family = AF_INET;
+          addr.sin_port = htons(static_cast<uint16_t>(port));
+          addr.sin_addr = wake_addr_;
+          (void)::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+          ::close(fd);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+    server_->close();
+    stopped.store(true);
+    poke.join();
+  }
+  // Where the listener can be reached from here (its own address, or
+  // loopback for a wildcard).
+  void SetWakeAddress(const std::string& listen) {
+    const std::string host = listen.substr(0, listen.rfind(':'));
+    if (host.empty() || host == "0.0.0.0" || ::inet_pton(AF_INET, host.c_str(), &wake_addr_) != 1)
+      ::inet_pton(AF_INET, "127.0.0.1", &wake_addr_);
+  }
   int port() const override {
     auto ports = server_->getListeningPorts();
     return ports.empty() ? -1 : ports[0];
@@ -74,6 +111,7 @@ class CivetHttpServer final : public HttpServer {
 
  private:
   std::unique_ptr<CivetServer> server_;
+  in_addr wake_addr_{};
   MetricsHandler metrics_;
   HealthHandler health_;
   ReadyHandler ready_;
@@ -86,12 +124,15 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
                                                       const Readiness* readiness) {
   // civetweb wants "host:port" as listening_ports; a few threads suffice
   // for a scraper and a health checker.
-  std::vector<std::string> options = {"listening_ports", listen, "num_threads", "2"};
+  std::vector<std::string> options = {"listening_ports",    listen, "num_threads", "2",
+                                      "request_timeout_ms", "200"};
   try {
     auto server = std::make_unique<CivetServer>(options);
     if (server->getContext() == nullptr)
       return Status::IoError("cannot listen on " + listen + " for metrics");
-    return std::unique_ptr<HttpServer>(new CivetHttpServer(std::move(server), registry, readiness));
+    auto http = std::make_unique<CivetHttpServer>(std::move(server), registry, readiness);
+    http->SetWakeAddress(listen);
+    return std::unique_ptr<HttpServer>(std::move(http));
   } catch (const CivetException& e) {
     return Status::IoError("cannot listen on " + listen + " for metrics: " + e.what());
   }
