@@ -44,6 +44,9 @@ cepheus::Result<cepheus::engine::CompiledPipeline> Load(const std::string& path)
 // The outputs of a pipeline; late events and dead letters default to
 // standard error, watermarks to nowhere. `matches_file` (if set) overrides
 // the matches output.
+// Whether --log-level was given (it wins over the pipeline's log.level).
+bool g_log_level_given = false;
+
 struct OpenedOutputs {
   std::unique_ptr<cepheus::io::Sink> matches, late, dead, watermarks;
   cepheus::engine::RunOutputs Get() const {
@@ -205,6 +208,7 @@ int Run(const std::string& path, int parallelism, bool restart, int64_t checkpoi
   }
   std::cerr << p->warnings;
   const auto& cfg = p->config;
+  if (!g_log_level_given) spdlog::set_level(spdlog::level::from_str(cfg.log_level));
   // One process owns the state directory; taking the lock also proves it is
   // writable before any work is done.
   std::unique_ptr<cepheus::state::DirLock> lock;
@@ -244,6 +248,7 @@ int Run(const std::string& path, int parallelism, bool restart, int64_t checkpoi
     spdlog::info("no 'dead_letter' output configured: undecodable records go to standard error");
   cepheus::engine::RunOptions opts;
   opts.sources = &cepheus::sources::AllSources();
+  opts.progress_interval = cfg.progress_interval;
   opts.parallelism = parallelism > 0 ? parallelism
                      : p->config.parallelism > 0
                          ? p->config.parallelism
@@ -562,7 +567,10 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "Log level: trace, debug, info, warn, error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
-      ->each([](const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); });
+      ->each([](const std::string& level) {
+        spdlog::set_level(spdlog::level::from_str(level));
+        g_log_level_given = true;
+      });
   std::string path;
   bool dot = false;
   int parallelism = 0;

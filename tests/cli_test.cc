@@ -212,6 +212,16 @@ TEST_F(Cli, VersionAndLogLevel) {
   ASSERT_EQ(quiet.code, 0) << quiet.err;
   EXPECT_EQ(quiet.err.find(" info "), std::string::npos) << quiet.err;
   EXPECT_EQ(ReadFile(dir_ / "out" / "m.jsonl").empty(), false);
+  // The pipeline's log.level, unless the command line says otherwise.
+  const std::string warn_only =
+      Pipeline("w.yaml", "in.jsonl",
+               "outputs: { matches: { type: file, path: out/m.jsonl } }\n"
+               "checkpoint: { enabled: false }\nmetrics: off\nlog: { level: warn }\n");
+  auto configured = RunCli({"run", warn_only, "--restart"});
+  ASSERT_EQ(configured.code, 0) << configured.err;
+  EXPECT_EQ(configured.err.find(" info "), std::string::npos) << configured.err;
+  auto overridden = RunCli({"--log-level", "info", "run", warn_only, "--restart"});
+  EXPECT_NE(overridden.err.find(" info "), std::string::npos) << overridden.err;
   auto bad = RunCli({"--log-level", "loud", "check", pipeline});
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("loud not in"), std::string::npos) << bad.err;

@@ -67,7 +67,8 @@ TEST(MetricsHttp, LiveCountsHealthAndReadinessOfARunningPipeline) {
                      "  late: { type: file, path: late.jsonl }\n"
                      "  dead_letter: { type: file, path: dead.jsonl }\n"
                      "checkpoint: { enabled: false }\n"
-                     "metrics: { listen: \"127.0.0.1:0\" }\n");
+                     "metrics: { listen: \"127.0.0.1:0\" }\n"
+                     "log: { progress: 100ms }\n");
   const std::string fifo = dir + "/in.fifo", log = dir + "/run.log";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   const int pid = testing::SpawnCli({"run", dir + "/p.yaml"}, 1, log, fifo);
@@ -111,6 +112,15 @@ TEST(MetricsHttp, LiveCountsHealthAndReadinessOfARunningPipeline) {
   })) << matches
       << " scraped, " << lines() << " written";
   EXPECT_EQ(testing::HttpGet(port, "/nothing").status, 404);
+  // The watermark (at least the newest event's time - 1 ms) and its lag.
+  text = testing::HttpGet(port, "/metrics").body;
+  EXPECT_GE(Series(text, "cepheus_watermark_seconds"), 1700000299.799 - 1e-6) << text;
+  EXPECT_GT(Series(text, "cepheus_watermark_lag_seconds"), 0) << text;
+  // The progress line (log.progress: 100ms) while the input is open.
+  EXPECT_TRUE(WaitUntil([&] {
+    return testing::ReadFile(log).find("progress: " + std::to_string(records) + " records") !=
+           std::string::npos;
+  })) << testing::ReadFile(log);
 
   ::close(in);  // the end of the input ends the run
   EXPECT_EQ(testing::WaitPid(pid), 0) << testing::ReadFile(log);

@@ -275,6 +275,8 @@ class RunJob {
       if (!turn.ok()) return turn.status();
       for (const ReadEvent& e : events) pending_events_ += router_.Route(e, &batches_);
       PublishCounters();
+      PublishWatermark();
+      MaybeLogProgress();
       if (*turn == EventReader::Turn::kEnd) {
         if (reader_->stopped_early()) stop_.store(true);  // caught up, not the end of the data
         return Status::Ok();
@@ -360,6 +362,40 @@ class RunJob {
     return std::move(summary_);
   }
 
+  // The watermark sent to the workers and its lag behind the wall clock
+  // (gauges, per turn), and the periodic progress line.
+  void PublishWatermark() {
+    const int64_t wm = sent_wm_.time().millis();
+    if (sent_wm_ == Watermark::Min() || sent_wm_.is_max()) return;
+    g_watermark_.Set(wm);
+    g_watermark_lag_.Set(clock_.NowMillis() - wm);
+  }
+  void MaybeLogProgress() {
+    const int64_t every = options_.progress_interval.millis();
+    if (every <= 0) return;
+    const int64_t now = clock_.MonotonicMillis();
+    if (last_progress_ms_ < 0) {
+      last_progress_ms_ = now;
+      return;
+    }
+    if (now - last_progress_ms_ < every) return;
+    const uint64_t records = reader_->counts().records_read;
+    const double rate = static_cast<double>(records - last_progress_records_) * 1000.0 /
+                        static_cast<double>(now - last_progress_ms_);
+    std::string wm = "none yet";
+    if (sent_wm_ != Watermark::Min() && !sent_wm_.is_max())
+      wm = FormatRfc3339(sent_wm_.time()) + " (" +
+           std::to_string((clock_.NowMillis() - sent_wm_.time().millis()) / 1000) +
+           " s behind the clock)";
+    spdlog::info(
+        "progress: {} records ({:.0f}/s), watermark {}, {} live partial matches, last "
+        "checkpoint {}",
+        records, rate, wm, g_live_runs_.value(),
+        coordinator_ ? std::to_string(g_last_checkpoint_.value()) : std::string("off"));
+    last_progress_ms_ = now;
+    last_progress_records_ = records;
+  }
+
   // Reader counters are published once per turn, not per record.
   void PublishCounters() {
     const ReaderCounts& c = reader_->counts();
@@ -441,6 +477,16 @@ class RunJob {
   std::unique_ptr<CheckpointCoordinator> coordinator_;
   metrics::Counter &c_records_, &c_dead_, &c_late_;
   ReaderCounts published_;
+  metrics::Gauge& g_watermark_ = reg_.GetMillisGauge(
+      "cepheus_watermark_seconds", "Event time of the watermark sent to the workers (epoch s)");
+  metrics::Gauge& g_watermark_lag_ = reg_.GetMillisGauge(
+      "cepheus_watermark_lag_seconds", "How far the watermark is behind the wall clock");
+  metrics::Gauge& g_live_runs_ =
+      reg_.GetGauge("cepheus_live_runs", "Partial matches held in memory now");
+  metrics::Gauge& g_last_checkpoint_ =
+      reg_.GetGauge("cepheus_last_checkpoint_id", "Id of the last completed checkpoint");
+  int64_t last_progress_ms_ = -1;
+  uint64_t last_progress_records_ = 0;
   struct StreamCounters {
     metrics::Counter *records, *dead, *late;
   };

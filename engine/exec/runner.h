@@ -69,6 +69,9 @@ struct RunOptions {
   size_t lines_per_turn = 512;
   size_t read_buffer_bytes = 1 << 20;
   uint64_t stop_after_records = 0;
+  // A progress line in the log this often (records/s, watermark and its lag,
+  // live partial matches, last checkpoint); 0: none.
+  Duration progress_interval = Duration::Millis(0);
 };
 
 struct RunSummary {

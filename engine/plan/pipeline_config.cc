@@ -638,6 +638,33 @@ Status ReadMetrics(const std::string& path, const YAML::Node& root, PipelineConf
   return Status::Ok();
 }
 
+// log: { level: info, progress: 30s | off }.
+Status ReadLog(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
+  const YAML::Node lg = root["log"];
+  if (!lg) return Status::Ok();
+  if (!lg.IsMap()) return Err(path, lg, "log must be a map like {level: info, progress: 30s}");
+  CheckKeys(lg, "log", {"level", "progress"});
+  if (lg["level"]) {
+    const std::string level = Str(lg["level"], "log.level");
+    for (const char* known : {"trace", "debug", "info", "warn", "error", "off"})
+      if (level == known) cfg.log_level = level;
+    if (cfg.log_level != level)
+      return Err(path, lg["level"],
+                 "log.level must be trace, debug, info, warn, error or off, not '" + level + "'");
+  }
+  if (const YAML::Node pr = lg["progress"]) {
+    const std::string text = Str(pr, "log.progress");
+    if (text == "off" || text == "false") {
+      cfg.progress_interval = Duration::Millis(0);
+    } else {
+      auto d = ReadDuration(path, pr, "log.progress");
+      if (!d.ok()) return d.status();
+      cfg.progress_interval = *d;
+    }
+  }
+  return Status::Ok();
+}
+
 Status ReadCheckpoint(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
   if (const YAML::Node ck = root["checkpoint"]) {
     if (!ck.IsMap()) return Err(path, ck, "checkpoint must be a map like {interval: 10s}");
@@ -677,7 +704,7 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
     return Err(path, root, "a pipeline file is a YAML map with streams, patterns and outputs");
   CheckKeys(root, "the pipeline",
             {"name", "streams", "patterns", "outputs", "parallelism", "limits", "state",
-             "checkpoint", "metrics"});
+             "checkpoint", "metrics", "log"});
   const YAML::Node streams = root["streams"];
   if (!streams || !streams.IsMap() || streams.size() == 0)
     return Err(path, root,
@@ -710,6 +737,7 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
   CEPHEUS_RETURN_IF_ERROR(ReadState(path, root, cfg));
   CEPHEUS_RETURN_IF_ERROR(ReadCheckpoint(path, root, cfg));
   CEPHEUS_RETURN_IF_ERROR(ReadMetrics(path, root, cfg));
+  CEPHEUS_RETURN_IF_ERROR(ReadLog(path, root, cfg));
   return cfg;
 }
 

@@ -91,6 +91,10 @@ struct PipelineConfig {
   // Where /metrics, /healthz and /readyz are served ("host:port"; empty:
   // metrics: off). Loopback by default: nothing is exposed unless asked.
   std::string metrics_listen = "127.0.0.1:9464";
+  // log: the level (the command line's --log-level wins) and how often `run`
+  // logs a progress line (0: never).
+  std::string log_level = "info";
+  Duration progress_interval = Duration::Seconds(30);
   bool checkpoint_copy_files = false;  // see CheckpointOptions::copy_files
 
   const StreamConfig* FindStream(const std::string& name) const;
