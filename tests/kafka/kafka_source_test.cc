@@ -84,7 +84,10 @@ TEST(KafkaWrapper, ProducesConsumesLooksUpAndCommitsOverTcp) {
 
 // A reader with nothing to read waits on WakeFd and is woken by the next
 // message (instead of sleeping a fixed time and adding it to every alert's
-// latency on a quiet stream).
+// latency on a quiet stream). librdkafka also writes to it for other events
+// (a wake-up may find no message: the reader then waits again), so the test
+// waits on the descriptor and polls after each wake-up until the message is
+// there; without the descriptor being written to, the first wait times out.
 TEST(KafkaWrapper, TheWakeDescriptorTurnsReadableWhenAMessageArrives) {
   auto cluster = StartCluster();
   ASSERT_TRUE(cluster);
@@ -98,19 +101,18 @@ TEST(KafkaWrapper, TheWakeDescriptorTurnsReadableWhenAMessageArrives) {
   auto nothing = c.Poll(10, 200, [](const io::kafka::Message&) {});
   ASSERT_TRUE(nothing.ok());
   ASSERT_EQ(*nothing, 0u);
-  pollfd p{fd, POLLIN, 0};
-  EXPECT_EQ(::poll(&p, 1, 300), 0) << "readable although nothing arrived";
   auto producer = Producer::Create(Props(*cluster));
   ASSERT_TRUE(producer.ok());
   ASSERT_TRUE((*producer)->Produce("quiet", 0, "k", "hello", -1).ok());
   ASSERT_TRUE((*producer)->Flush(10000).ok());
-  EXPECT_EQ(::poll(&p, 1, 10000), 1) << "not woken by the message";
   std::string got;
-  auto n = c.Poll(10, 0, [&](const io::kafka::Message& m) { got = std::string(m.payload); });
-  ASSERT_TRUE(n.ok());
+  for (int wakes = 0; wakes < 50 && got.empty(); ++wakes) {
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "not woken by the message";
+    auto n = c.Poll(10, 0, [&](const io::kafka::Message& m) { got = std::string(m.payload); });
+    ASSERT_TRUE(n.ok());
+  }
   EXPECT_EQ(got, "hello");
-  // Consumed: the descriptor is quiet again until the next message.
-  EXPECT_EQ(::poll(&p, 1, 300), 0);
 }
 
 TEST(KafkaWrapper, SecretsAreNotDescribed) {
