@@ -6,6 +6,7 @@
 #include <csignal>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include <glob.h>
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "app/logging.h"
 #include "common/paths.h"
 #include "engine/batch/backtest.h"
 #include "engine/checkpoint/checkpoint.h"
@@ -46,6 +48,8 @@ cepheus::Result<cepheus::engine::CompiledPipeline> Load(const std::string& path)
 // the matches output.
 // Whether --log-level was given (it wins over the pipeline's log.level).
 bool g_log_level_given = false;
+bool g_log_format_given = false;
+bool g_log_json = false;  // the log format in use
 
 struct OpenedOutputs {
   std::unique_ptr<cepheus::io::Sink> matches, late, dead, watermarks;
@@ -206,9 +210,25 @@ int Run(const std::string& path, int parallelism, bool restart, int64_t checkpoi
     std::cerr << p.status().message() << (p.status().message().ends_with("\n") ? "" : "\n");
     return 1;
   }
-  std::cerr << p->warnings;
   const auto& cfg = p->config;
   if (!g_log_level_given) spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  if (!g_log_format_given && cfg.log_json) cepheus::app::SetLogFormat(g_log_json = true);
+  if (g_log_json) {
+    // Every line of standard error is then a JSON object: one message per
+    // diagnostic, its source line and caret included.
+    std::istringstream lines(p->warnings);
+    std::string message;
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(": warning: ") != std::string::npos && !message.empty()) {
+        spdlog::warn("{}", message);
+        message.clear();
+      }
+      if (!line.empty()) message += (message.empty() ? "" : "\n") + line;
+    }
+    if (!message.empty()) spdlog::warn("{}", message);
+  } else {
+    std::cerr << p->warnings;
+  }
   // One process owns the state directory; taking the lock also proves it is
   // writable before any work is done.
   std::unique_ptr<cepheus::state::DirLock> lock;
@@ -560,7 +580,7 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
 
 int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("cepheus"));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  cepheus::app::SetLogFormat(/*json=*/false);
   CLI::App app{"Cepheus: complex event processing over keyed event-time streams"};
   app.set_version_flag("--version", std::string("cepheus ") + CEPHEUS_VERSION);
   app.require_subcommand(1);
@@ -570,6 +590,15 @@ int main(int argc, char** argv) {
       ->each([](const std::string& level) {
         spdlog::set_level(spdlog::level::from_str(level));
         g_log_level_given = true;
+      });
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "Log format: text or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->each([](const std::string& format) {
+        bool json = false;
+        cepheus::app::ParseLogFormat(format, &json);
+        cepheus::app::SetLogFormat(g_log_json = json);
+        g_log_format_given = true;
       });
   std::string path;
   bool dot = false;

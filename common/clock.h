@@ -32,6 +32,14 @@ class SystemClock final : public Clock {
   }
 };
 
+// The steady clock in microseconds, for measurements that are reported and
+// never decide anything (latency histograms): not injected.
+inline int64_t SteadyMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // A clock tests move by hand. Thread-safe.
 class ManualClock final : public Clock {
  public:

@@ -119,6 +119,14 @@ struct AssignmentChange {
   bool bounded = true;  // for an added partition: it ends (a file, not a pipe or topic)
 };
 
+// How far a reader is behind the end of one partition (Kafka: the
+// partition's high watermark offset minus the next offset to read).
+struct PartitionLag {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t messages = 0;
+};
+
 class Source {
  public:
   enum class Polled {
@@ -167,6 +175,9 @@ class Source {
   // commits its offsets to the consumer group here). Default: nothing.
   virtual Status OnCheckpointComplete(uint64_t /*checkpoint_id*/) { return Status::Ok(); }
 
+  // Appends the lag of each partition it reads, as far as known without
+  // asking the brokers (for metrics; once per second). Default: none.
+  virtual void Lags(std::vector<PartitionLag>* /*out*/) const {}
   // Progress: bytes read so far, and the total of the bounded inputs (0: unknown).
   virtual uint64_t bytes_read() const = 0;
   virtual uint64_t total_bytes() const { return 0; }

@@ -143,6 +143,13 @@ class KafkaSource final : public io::Source {
   }
 
   uint64_t bytes_read() const override { return bytes_read_; }
+  void Lags(std::vector<io::PartitionLag>* out) const override {
+    for (const Part& p : parts_) {
+      // The newest high watermark a fetch brought, else the one at opening.
+      const int64_t high = std::max(p.high, consumer_->CachedHighWatermark(p.topic, p.partition));
+      out->push_back(io::PartitionLag{p.topic, p.partition, std::max<int64_t>(0, high - p.next)});
+    }
+  }
 
  private:
   struct Staged {

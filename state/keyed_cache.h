@@ -53,6 +53,11 @@ struct CacheStats {
   uint64_t keys_evicted = 0;  // written back and dropped from memory
   uint64_t keys_loaded = 0;   // read back from the backend
   uint64_t peak_cached_keys = 0;
+  // Lookups of a key for an event (counted by the cache's user), and those not found in
+  // memory that asked the backend (found there or not): the hit ratio is
+  // 1 - backend_reads / lookups.
+  uint64_t lookups = 0;
+  uint64_t backend_reads = 0;
 };
 
 // How a space's values are stored and when they are due. Off the hot path
@@ -126,6 +131,7 @@ class KeyedStateCache {
   // The key's node: in memory, loaded from the backend, or new (default value).
   Node* FindOrLoad(int s, std::string_view key) {
     if (Node* n = Find(s, key)) return n;
+    if (lookup_backend_) ++stats_.backend_reads;
     return Load(s, key);
   }
   // The value is about to change: written back at the next barrier.

@@ -128,6 +128,13 @@ class RocksDbBackend final : public StateBackend {
     write_.disableWAL = false;
   }
 
+  uint64_t ApproximateBytes() const override {
+    uint64_t live = 0, mem = 0;
+    db_->GetIntProperty(rocksdb::DB::Properties::kEstimateLiveDataSize, &live);
+    db_->GetIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &mem);
+    return live + mem;
+  }
+
   Status Put(int g, std::string_view ns, std::string_view key, std::string_view value) override {
     const std::string k = EncodeStateKey(g, ns, key);
     return FromRocks(db_->Put(write_, k, rocksdb::Slice(value.data(), value.size())), "state put");

@@ -88,6 +88,12 @@ class MemoryBackend final : public StateBackend {
   };
 
  public:
+  uint64_t ApproximateBytes() const override {
+    std::lock_guard<std::mutex> l(mu_);
+    uint64_t bytes = 0;
+    for (const auto& [k, v] : map_) bytes += k.size() + v.size();
+    return bytes;
+  }
   Status Put(int g, std::string_view ns, std::string_view key, std::string_view value) override {
     std::lock_guard<std::mutex> l(mu_);
     map_[EncodeStateKey(g, ns, key)] = std::string(value);
@@ -196,7 +202,7 @@ class MemoryBackend final : public StateBackend {
   }
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<std::string, std::string> map_;  // guarded by mu_
 };
 

@@ -76,6 +76,9 @@ class StateBackend {
                                const RangeVisitor& visit) = 0;
   // Deletes every entry of (`key_group`, `ns`).
   virtual Status DeleteNamespace(int key_group, std::string_view ns) = 0;
+  // About how many bytes the state takes (RocksDB: live table data plus
+  // memtables; memory: keys and values). For metrics; thread-safe.
+  virtual uint64_t ApproximateBytes() const = 0;
   // Takes an image of the state as it is now (see PendingSnapshot). Writes
   // that start after this returns are not in it. RocksDB pins its live
   // table files and notes how much of its log and manifest belong to the

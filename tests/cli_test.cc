@@ -13,6 +13,10 @@
 #include <string>
 #include <thread>
 
+#include <simdjson.h>
+
+#include <sstream>
+
 #include "tests/support/test_io.h"
 
 namespace {
@@ -225,6 +229,58 @@ TEST_F(Cli, VersionAndLogLevel) {
   auto bad = RunCli({"--log-level", "loud", "check", pipeline});
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("loud not in"), std::string::npos) << bad.err;
+}
+
+// log.format: json (or --log-format json): every line of standard error is
+// one JSON object with time (UTC), level and message -- config warnings and
+// messages with quotes and newlines included.
+TEST_F(Cli, JsonLogsAreOneObjectPerLine) {
+  WriteFile(dir_ / "in.jsonl", Events(40) + "{\"broken \"quote\n");
+  // The pattern has no WITHIN: a warning (with its caret display) before
+  // the run starts.
+  const std::string outputs =
+      "outputs: { matches: { type: file, path: out/m.jsonl }, dead_letter: { type: file, path: "
+      "out/d.jsonl } }\ncheckpoint: { enabled: false }\nmetrics: off\n";
+  const std::string json_cfg = Pipeline("j.yaml", "in.jsonl", outputs + "log: { format: json }\n");
+  const std::string text_cfg = Pipeline("t.yaml", "in.jsonl", outputs);
+  auto check_json = [](const std::string& err) {
+    std::istringstream lines(err);
+    int n = 0, infos = 0, warns = 0;
+    simdjson::dom::parser parser;
+    for (std::string line; std::getline(lines, line);) {
+      ++n;
+      simdjson::dom::element doc;
+      ASSERT_FALSE(parser.parse(line).get(doc)) << "not JSON: " << line;
+      std::string_view time, level, msg;
+      ASSERT_FALSE(doc["time"].get(time)) << line;
+      ASSERT_FALSE(doc["level"].get(level)) << line;
+      ASSERT_FALSE(doc["msg"].get(msg)) << line;
+      EXPECT_EQ(time.size(), 24u) << time;  // 2026-12-03T18:00:00.123Z
+      EXPECT_EQ(time.back(), 'Z') << time;
+      infos += level == "info";
+      warns += level == "warning";
+    }
+    EXPECT_GT(infos, 0) << err;
+    EXPECT_EQ(warns, 1) << "the pattern's warning, one message: " << err;
+    EXPECT_GT(n, 2) << err;
+  };
+  auto configured = RunCli({"run", json_cfg, "--restart"});
+  EXPECT_EQ(configured.code, 0) << configured.err;
+  check_json(configured.err);
+  EXPECT_NE(configured.err.find("has no WITHIN"), std::string::npos) << configured.err;
+  EXPECT_NE(configured.err.find("^"), std::string::npos) << "the caret stays in the message";
+  auto flag = RunCli({"--log-format", "json", "run", text_cfg, "--restart"});
+  EXPECT_EQ(flag.code, 0) << flag.err;
+  check_json(flag.err);
+  // The command line wins over the file.
+  auto text = RunCli({"--log-format", "text", "run", json_cfg, "--restart"});
+  EXPECT_EQ(text.code, 0) << text.err;
+  EXPECT_EQ(text.err.find("{\"time\""), std::string::npos) << text.err;
+  EXPECT_NE(text.err.find(" info "), std::string::npos) << text.err;
+  auto bad = RunCli({"check", Pipeline("b.yaml", "in.jsonl", "log: { format: xml }\n")});
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("log.format must be text or json, not 'xml'"), std::string::npos)
+      << bad.err;
 }
 
 TEST_F(Cli, FinishedPipelineIsNotRunAgainWithoutRestartAndKeepsItsOutput) {

@@ -63,6 +63,10 @@ TEST(MetricsHttp, LiveCountsHealthAndReadinessOfARunningPipeline) {
                      "      MATCH a -> b -> c WITHIN 10 SECONDS\n"
                      "      DEFINE a AS type = 'A', b AS type = 'B', c AS type = 'C'\n"
                      "      EMIT key\n"
+                     "  - inline: |\n      PATTERN bc FROM s\n"
+                     "      MATCH b -> c WITHIN 10 SECONDS\n"
+                     "      DEFINE b AS type = 'B', c AS type = 'C'\n"
+                     "      EMIT key\n"
                      "outputs:\n  matches: { type: file, path: matches.jsonl }\n"
                      "  late: { type: file, path: late.jsonl }\n"
                      "  dead_letter: { type: file, path: dead.jsonl }\n"
@@ -99,23 +103,53 @@ TEST(MetricsHttp, LiveCountsHealthAndReadinessOfARunningPipeline) {
   EXPECT_NE(text.find("# HELP cepheus_records_read_total Input records read\n"), std::string::npos);
   EXPECT_NE(text.find("# TYPE cepheus_records_read_total counter\n"), std::string::npos);
   EXPECT_NE(text.find("# TYPE cepheus_live_runs gauge\n"), std::string::npos);
-  // Matches: the count scraped equals the lines the output holds, once the
-  // watermark has released what it will release.
-  auto lines = [&] {
-    const std::string m = testing::ReadFile(dir + "/matches.jsonl");
-    return static_cast<double>(std::count(m.begin(), m.end(), '\n'));
-  };
-  double matches = -1;
+  EXPECT_NE(text.find("# TYPE cepheus_output_latency_seconds histogram\n"), std::string::npos);
+  // Every event that was neither bad nor late looked up its key once per
+  // pattern, but the newest: it waits for the watermark to pass it.
   EXPECT_TRUE(WaitUntil([&] {
-    matches = Series(testing::HttpGet(port, "/metrics").body, "cepheus_matches_total");
-    return matches > 0 && matches == lines();
-  })) << matches
-      << " scraped, " << lines() << " written";
+    text = testing::HttpGet(port, "/metrics").body;
+    return Series(text, "cepheus_state_cache_lookups_total") == 2 * (records - bad - late - 1);
+  })) << text;
+  EXPECT_EQ(Series(text, "cepheus_state_cache_misses_total"), 0) << "no state backend";
+  // Matches per pattern: the count scraped equals the lines the output
+  // holds, once the watermark has released what it will release.
+  auto lines = [&](const std::string& pattern) {
+    const std::string m = testing::ReadFile(dir + "/matches.jsonl");
+    double n = 0;
+    for (size_t at = 0; (at = m.find("\"pattern\":\"" + pattern + "\"", at)) != std::string::npos;
+         ++at)
+      ++n;
+    return n;
+  };
+  double abc = -1, bc = -1;
+  EXPECT_TRUE(WaitUntil([&] {
+    text = testing::HttpGet(port, "/metrics").body;
+    abc = Series(text, "cepheus_matches_total{pattern=\"abc\"}");
+    bc = Series(text, "cepheus_matches_total{pattern=\"bc\"}");
+    return abc > 0 && bc > 0 && abc == lines("abc") && bc == lines("bc");
+  })) << abc
+      << " and " << bc << " scraped, " << lines("abc") << " and " << lines("bc") << " written";
+  EXPECT_NE(abc, bc) << "the two patterns match differently, so the labels are not mixed up";
+  // Each match written was observed once by the latency histogram, after
+  // its event was read: in the buckets, and well under a minute.
+  EXPECT_EQ(Series(text, "cepheus_output_latency_seconds_count"), abc + bc) << text;
+  EXPECT_EQ(Series(text, "cepheus_output_latency_seconds_bucket{le=\"+Inf\"}"), abc + bc);
+  EXPECT_EQ(Series(text, "cepheus_output_latency_seconds_bucket{le=\"60\"}"), abc + bc);
+  EXPECT_GT(Series(text, "cepheus_output_latency_seconds_sum"), 0);
+  // Gauges per pattern exist (their values move with the partial matches).
+  EXPECT_GE(Series(text, "cepheus_live_runs{pattern=\"abc\"}"), 0) << text;
+  EXPECT_GE(Series(text, "cepheus_buffered_events{pattern=\"bc\"}"), 0) << text;
   EXPECT_EQ(testing::HttpGet(port, "/nothing").status, 404);
   // The watermark (at least the newest event's time - 1 ms) and its lag.
   text = testing::HttpGet(port, "/metrics").body;
   EXPECT_GE(Series(text, "cepheus_watermark_seconds"), 1700000299.799 - 1e-6) << text;
   EXPECT_GT(Series(text, "cepheus_watermark_lag_seconds"), 0) << text;
+  // Per stream too (published once a second).
+  EXPECT_TRUE(WaitUntil([&] {
+    text = testing::HttpGet(port, "/metrics").body;
+    return Series(text, "cepheus_stream_watermark_seconds{stream=\"s\"}") >= 1700000299.799 - 1e-6;
+  })) << text;
+  EXPECT_GT(Series(text, "cepheus_stream_watermark_lag_seconds{stream=\"s\"}"), 0) << text;
   // The progress line (log.progress: 100ms) while the input is open.
   EXPECT_TRUE(WaitUntil([&] {
     return testing::ReadFile(log).find("progress: " + std::to_string(records) + " records") !=

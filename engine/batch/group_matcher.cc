@@ -20,10 +20,11 @@ void GroupMatcher::Finish(io::RecordBatch* out, std::vector<KeyCount>* top) {
 }
 
 void GroupMatcher::AddStats(BacktestSummary* sum) const {
-  sum->matcher.Add(stats_.matcher);
-  sum->matches += stats_.matcher.matches;
-  sum->timeouts += stats_.matcher.timeouts;
-  sum->runs_dropped += stats_.matcher.runs_dropped;
+  const MatcherStats m = stats_.matcher();
+  sum->matcher.Add(m);
+  sum->matches += m.matches;
+  sum->timeouts += m.timeouts;
+  sum->runs_dropped += m.runs_dropped;
   for (const auto& c : op_.pattern_counts()) {
     if (!c.matches && !c.timeouts) continue;
     sum->matches_per_pattern[c.name] += c.matches;

@@ -15,10 +15,27 @@ void DelayHooks::Sleep() const {
   nanosleep(&d, nullptr);
 }
 
+namespace {
+// The bytes of the regular files under `dir` (errors: what could be read).
+uint64_t DirectoryBytes(const std::string& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code fec;
+    if (!it->is_regular_file(fec)) continue;
+    const uintmax_t size = it->file_size(fec);
+    if (!fec) total += size;
+  }
+  return total;
+}
+}  // namespace
+
 struct CheckpointCoordinator::InFlight {
   CheckpointMetadata meta;
   std::unique_ptr<state::PendingSnapshot> image;
   int64_t t0 = 0, t_written_back = 0, t_sync = 0;
+  uint64_t bytes = 0;  // of the checkpoint's files
   std::thread thread;
   std::atomic<bool> done{false};
   Status status;  // of the asynchronous part; read after `done`
@@ -33,6 +50,10 @@ CheckpointCoordinator::CheckpointCoordinator(Wiring wiring, uint64_t next_id)
   g_pause_ms_ = &reg.GetMillisGauge("cepheus_last_checkpoint_pause_seconds",
                                     "How long workers were paused in the last checkpoint");
   g_id_ = &reg.GetGauge("cepheus_last_checkpoint_id", "Id of the last completed checkpoint");
+  g_size_ = &reg.GetGauge("cepheus_last_checkpoint_size_bytes",
+                          "Bytes of the last completed checkpoint's files (shared ones included)");
+  c_failures_ = &reg.GetCounter("cepheus_checkpoint_failures_total",
+                                "Checkpoints that failed (the run ends with the reason)");
 }
 
 CheckpointCoordinator::~CheckpointCoordinator() {
@@ -45,7 +66,13 @@ bool CheckpointCoordinator::Due() const {
          w_.clock->MonotonicMillis() - last_begin_ms_ >= w_.interval.millis();
 }
 
-Status CheckpointCoordinator::Finish(bool wait) {
+Status CheckpointCoordinator::Finish(bool wait) { return Counted(DoFinish(wait)); }
+
+Status CheckpointCoordinator::Begin(Watermark wm, bool finished) {
+  return Counted(DoBegin(wm, finished));
+}
+
+Status CheckpointCoordinator::DoFinish(bool wait) {
   if (!inflight_ || (!wait && !inflight_->done.load(std::memory_order_acquire)))
     return Status::Ok();
   inflight_->thread.join();
@@ -67,6 +94,7 @@ Status CheckpointCoordinator::Finish(bool wait) {
   const int64_t t1 = w_.clock->MonotonicMillis();
   g_duration_ms_->Set(t1 - f->t0);
   g_pause_ms_->Set(f->t_sync - f->t0);
+  g_size_->Set(static_cast<int64_t>(f->bytes));
   spdlog::info(
       "checkpoint {} complete in {} ms (workers paused {} ms: {} ms writing back changed keys, "
       "{} ms taking the image){}",
@@ -75,8 +103,8 @@ Status CheckpointCoordinator::Finish(bool wait) {
   return Status::Ok();
 }
 
-Status CheckpointCoordinator::Begin(Watermark wm, bool finished) {
-  CEPHEUS_RETURN_IF_ERROR(Finish(/*wait=*/true));
+Status CheckpointCoordinator::DoBegin(Watermark wm, bool finished) {
+  CEPHEUS_RETURN_IF_ERROR(DoFinish(/*wait=*/true));
   auto f = std::make_unique<InFlight>();
   f->t0 = w_.clock->MonotonicMillis();
   last_begin_ms_ = f->t0;
@@ -127,6 +155,7 @@ Status CheckpointCoordinator::Begin(Watermark wm, bool finished) {
       raw->meta.created_ms = w_.clock->NowMillis();
       st = w_.store->Complete(raw->meta);
     }
+    if (st.ok()) raw->bytes = DirectoryBytes(w_.store->DirOf(raw->meta.id));
     raw->status = st;
     raw->done.store(true, std::memory_order_release);
   });

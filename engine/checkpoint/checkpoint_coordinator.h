@@ -101,14 +101,21 @@ class CheckpointCoordinator {
 
  private:
   struct InFlight;
+  Status DoBegin(Watermark wm, bool finished);
+  Status DoFinish(bool wait);
+  // Counts a failed checkpoint (its error is passed on).
+  Status Counted(Status s) {
+    if (!s.ok()) c_failures_->Add(1);
+    return s;
+  }
   Wiring w_;
   uint64_t next_id_;
   uint64_t completed_ = 0;
   int64_t last_begin_ms_;
   std::unique_ptr<InFlight> inflight_;
   metrics::Registry local_metrics_;
-  metrics::Counter* c_checkpoints_;
-  metrics::Gauge *g_duration_ms_, *g_pause_ms_, *g_id_;
+  metrics::Counter *c_checkpoints_, *c_failures_;
+  metrics::Gauge *g_duration_ms_, *g_pause_ms_, *g_id_, *g_size_;
 };
 
 }  // namespace cepheus::engine

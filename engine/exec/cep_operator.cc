@@ -84,8 +84,11 @@ CepOperator::CepOperator(const CompiledPipeline& pipeline, state::KeyGroupRange 
       keying_patterns_[k].push_back(pi);
     }
   }
-  for (PatternState& ps : patterns_) {
-    WireMatcherEnv(pipeline, *ps.pattern, &pool_, &stats_.matcher, &ps.env);
+  stats_.patterns.resize(patterns_.size());
+  for (size_t pi = 0; pi < patterns_.size(); ++pi) {
+    PatternState& ps = patterns_[pi];
+    ps.pool = std::make_unique<NodePool>();
+    WireMatcherEnv(pipeline, *ps.pattern, ps.pool.get(), &stats_.patterns[pi], &ps.env);
     ps.codec = std::make_unique<MatcherCodec>(&ps.env);
     cache_->AddSpace(MatcherNs(ps.pattern->name), TimerNs(ps.pattern->name),
                      "pattern " + ps.pattern->name, ps.codec.get());
@@ -161,6 +164,7 @@ void CepOperator::OnEvent(uint32_t keying_index, const RowPtr& row, void* hint) 
   const Keying& keying = pipeline_.keyings[keying_index];
   const Schema& schema = pipeline_.config.streams[static_cast<size_t>(keying.stream)].schema;
   std::string_view key = KeyView(*row, keying.fields, schema, &key_scratch_);
+  stats_.lookups += keying_patterns_[keying_index].size();
   for (int pi : keying_patterns_[keying_index]) {
     PatternState& ps = patterns_[static_cast<size_t>(pi)];
     auto* node =
@@ -189,7 +193,7 @@ void CepOperator::CutOldestRuns() {
   uint64_t dropped = 0;
   // Runs that started before the threshold; if many share it, those too.
   for (int64_t cut : {threshold, threshold + 1}) {
-    if (stats_.matcher.live_runs <= static_cast<int64_t>(run_budget_) && cut != threshold) break;
+    if (stats_.live_runs() <= static_cast<int64_t>(run_budget_) && cut != threshold) break;
     for (size_t pi = 0; pi < patterns_.size(); ++pi) {
       PatternState& ps = patterns_[pi];
       cache_->ForEach(static_cast<int>(pi), [&](Cache::Node& n) {
@@ -218,8 +222,10 @@ void CepOperator::EndOfBatch() {
     cache_->SweepIdle();
   }
   cache_->EvictIfOver();
-  if (run_budget_ && stats_.matcher.live_runs > static_cast<int64_t>(run_budget_)) CutOldestRuns();
-  stats_.peak_live_runs = std::max(stats_.peak_live_runs, stats_.matcher.live_runs);
+  if (run_budget_ && stats_.live_runs() > static_cast<int64_t>(run_budget_)) CutOldestRuns();
+  stats_.peak_live_runs = std::max(stats_.peak_live_runs, stats_.live_runs());
+  for (size_t pi = 0; pi < patterns_.size(); ++pi)
+    stats_.patterns[pi].buffered_events = static_cast<int64_t>(patterns_[pi].pool->live());
   cache_->NextBatch();
 }
 

@@ -27,9 +27,21 @@ namespace cepheus::engine {
 // With the state cache's counters (keys evicted, loaded, peak in memory).
 struct WorkerStats : state::CacheStats {
   uint64_t events = 0;
-  MatcherStats matcher;
+  // Per pattern, in the pipeline's order (sized by the operator).
+  std::vector<MatcherStats> patterns;
   uint64_t peak_buffered = 0;
   int64_t peak_live_runs = 0;  // after each batch (and any budget cut)
+  // The sum over patterns.
+  MatcherStats matcher() const {
+    MatcherStats sum;
+    for (const MatcherStats& p : patterns) sum.Add(p);
+    return sum;
+  }
+  int64_t live_runs() const {
+    int64_t n = 0;
+    for (const MatcherStats& p : patterns) n += p.live_runs;
+    return n;
+  }
 };
 
 // The common wiring of a pattern's matchers (the CEP operator's and the
@@ -105,6 +117,7 @@ class CepOperator final : public KeyedOperator {
     const Keying* keying = nullptr;
     MatcherEnv env;
     std::unique_ptr<MatcherCodec> codec;
+    std::unique_ptr<NodePool> pool;     // the buffer of this pattern's runs
     std::string_view current_key_view;  // the key whose matcher is emitting (a map key)
     std::unique_ptr<MatchRenderer> renderer;
     uint64_t matches = 0, timeouts = 0;  // emitted by this pattern's matchers
@@ -126,7 +139,6 @@ class CepOperator final : public KeyedOperator {
   size_t run_budget_ = 0;
   static constexpr uint64_t kSweepEvery = 1 << 16;
   uint64_t events_since_sweep_ = 0;
-  NodePool pool_;
   std::vector<PatternState> patterns_;
   std::unique_ptr<Cache> cache_;                   // after patterns_ (its codecs): destroyed first
   std::vector<std::vector<int>> keying_patterns_;  // keying -> indexes into patterns_

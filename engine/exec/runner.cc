@@ -23,26 +23,43 @@ namespace cepheus::engine {
 namespace {
 constexpr size_t kBatchEvents = 2048;
 
-// The counters every worker adds to after each batch (live).
-WorkerMetrics RegisterWorkerMetrics(metrics::Registry& reg) {
+// The counters every worker adds to after each batch (live): per pattern,
+// the state cache's, and the output latency.
+WorkerMetrics RegisterWorkerMetrics(metrics::Registry& reg, const CompiledPipeline& pipeline) {
   WorkerMetrics m;
-  m.matches = &reg.GetCounter("cepheus_matches_total", "Matches emitted");
-  m.timeouts = &reg.GetCounter("cepheus_timeouts_total", "Partial matches that timed out");
-  m.runs_dropped =
-      &reg.GetCounter("cepheus_runs_dropped_total", "Partial matches cut by max_runs_per_key");
-  m.runs_cut_by_budget = &reg.GetCounter("cepheus_runs_cut_by_budget_total",
-                                         "Partial matches cut to keep limits.max_live_runs");
-  m.held_matches =
-      &reg.GetCounter("cepheus_held_matches_total",
-                      "Matches held by AFTER MATCH SKIP until earlier partial matches ended");
-  m.skip_errors = &reg.GetCounter(
-      "cepheus_skip_errors_total",
-      "Matches AFTER MATCH SKIP TO ... STRICT could not skip for (sent to dead_letter)");
+  for (const auto& pattern : pipeline.patterns) {
+    const std::string l = "pattern=\"" + pattern->name + "\"";
+    WorkerMetrics::Pattern p;
+    p.matches = &reg.GetCounter("cepheus_matches_total", "Matches emitted", l);
+    p.timeouts = &reg.GetCounter("cepheus_timeouts_total", "Partial matches that timed out", l);
+    p.runs_dropped =
+        &reg.GetCounter("cepheus_runs_dropped_total", "Partial matches cut by max_runs_per_key", l);
+    p.runs_cut_by_budget = &reg.GetCounter("cepheus_runs_cut_by_budget_total",
+                                           "Partial matches cut to keep limits.max_live_runs", l);
+    p.held_matches =
+        &reg.GetCounter("cepheus_held_matches_total",
+                        "Matches held by AFTER MATCH SKIP until earlier partial matches ended", l);
+    p.skip_errors = &reg.GetCounter(
+        "cepheus_skip_errors_total",
+        "Matches AFTER MATCH SKIP TO ... STRICT could not skip for (sent to dead_letter)", l);
+    p.live_runs = &reg.GetGauge("cepheus_live_runs", "Partial matches held in memory now", l);
+    p.buffered_events =
+        &reg.GetGauge("cepheus_buffered_events", "Events held in memory by partial matches now", l);
+    m.patterns.push_back(p);
+  }
   m.keys_evicted = &reg.GetCounter("cepheus_state_keys_evicted_total",
                                    "Keys written back and dropped from the cache");
   m.keys_loaded =
       &reg.GetCounter("cepheus_state_keys_loaded_total", "Keys read back from the state backend");
-  m.live_runs = &reg.GetGauge("cepheus_live_runs", "Partial matches held in memory now");
+  m.cache_lookups = &reg.GetCounter("cepheus_state_cache_lookups_total",
+                                    "Lookups of a key's partial matches for an event");
+  m.cache_misses = &reg.GetCounter(
+      "cepheus_state_cache_misses_total",
+      "Lookups not found in memory that asked the state backend (hit ratio: 1 - misses/lookups)");
+  m.output_latency = &reg.GetHistogram(
+      "cepheus_output_latency_seconds",
+      "From reading an event to writing the matches it completed (or the watermark released)",
+      {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
   return m;
 }
 
@@ -60,7 +77,7 @@ class Router {
   }
   const std::vector<state::KeyGroupRange>& ranges() const { return ranges_; }
   // Appends `e` to the batches of its owners; returns how many it added.
-  size_t Route(const ReadEvent& e, std::vector<EventBatch>* batches) {
+  size_t Route(const ReadEvent& e, int64_t arrival_us, std::vector<EventBatch>* batches) {
     const StreamConfig& sc = pipeline_.config.streams[static_cast<size_t>(e.stream)];
     size_t n = 0;
     for (size_t k = 0; k < pipeline_.keyings.size(); ++k) {
@@ -69,7 +86,7 @@ class Router {
       const uint64_t h = StableHash(KeyView(*e.row, keying.fields, sc.schema, &scratch_));
       const int w = owner_[static_cast<size_t>(state::KeyGroupOf(h, state::kDefaultKeyGroups))];
       (*batches)[static_cast<size_t>(w)].events.push_back(
-          RoutedEvent{e.row, static_cast<uint32_t>(k)});
+          RoutedEvent{e.row, static_cast<uint32_t>(k), arrival_us});
       ++n;
     }
     return n;
@@ -84,7 +101,7 @@ class Router {
 
 // Adds a finished worker's counters to `summary`.
 void AddWorker(const Worker& w, RunSummary* summary) {
-  summary->matcher.Add(w.stats().matcher);
+  summary->matcher.Add(w.stats().matcher());
   summary->keys_evicted += w.stats().keys_evicted;
   summary->keys_loaded += w.stats().keys_loaded;
   summary->peak_cached_keys = std::max(summary->peak_cached_keys, w.stats().peak_cached_keys);
@@ -171,7 +188,7 @@ class RunJob {
 
   void MakeWorkers() {
     // Live counters: the workers add to them after every batch.
-    worker_metrics_ = RegisterWorkerMetrics(reg_);
+    worker_metrics_ = RegisterWorkerMetrics(reg_, pipeline_);
     for (const state::KeyGroupRange& groups : router_.ranges()) {
       // Each worker runs the CEP operator over its groups; a worker's share of
       // limits.max_live_runs bounds the partial matches it holds.
@@ -273,9 +290,11 @@ class RunJob {
       events.clear();
       auto turn = reader_->ReadTurn(&events, &dead_out_, &late_out_);
       if (!turn.ok()) return turn.status();
-      for (const ReadEvent& e : events) pending_events_ += router_.Route(e, &batches_);
+      const int64_t arrival_us = events.empty() ? 0 : SteadyMicros();
+      for (const ReadEvent& e : events) pending_events_ += router_.Route(e, arrival_us, &batches_);
       PublishCounters();
       PublishWatermark();
+      PublishSlowGauges();
       MaybeLogProgress();
       if (*turn == EventReader::Turn::kEnd) {
         if (reader_->stopped_early()) stop_.store(true);  // caught up, not the end of the data
@@ -339,6 +358,8 @@ class RunJob {
       }
     }
     for (auto& w : workers_) w->Join();
+    last_slow_ms_ = -1;  // the state as the run leaves it
+    PublishSlowGauges();
     if (coordinator_) summary_.checkpoints = coordinator_->completed();
     summary_.reader = reader_->counts();
     summary_.streams = reader_->stream_counts();
@@ -390,10 +411,40 @@ class RunJob {
     spdlog::info(
         "progress: {} records ({:.0f}/s), watermark {}, {} live partial matches, last "
         "checkpoint {}",
-        records, rate, wm, g_live_runs_.value(),
+        records, rate, wm, reg_.GaugeTotal("cepheus_live_runs"),
         coordinator_ ? std::to_string(g_last_checkpoint_.value()) : std::string("off"));
     last_progress_ms_ = now;
     last_progress_records_ = records;
+  }
+
+  // Once a second: the state's size, each stream's watermark and lag behind
+  // the wall clock, and each Kafka partition's consumer lag.
+  void PublishSlowGauges() {
+    const int64_t now = clock_.MonotonicMillis();
+    if (last_slow_ms_ >= 0 && now - last_slow_ms_ < 1000) return;
+    last_slow_ms_ = now;
+    if (backend_) g_state_bytes_.Set(static_cast<int64_t>(backend_->ApproximateBytes()));
+    const int64_t wall = clock_.NowMillis();
+    const std::vector<Watermark> wms = reader_->StreamWatermarks(wall);
+    for (size_t i = 0; i < wms.size() && i < pipeline_.config.streams.size(); ++i) {
+      if (wms[i] == Watermark::Min() || wms[i].is_max()) continue;
+      const std::string l = "stream=\"" + pipeline_.config.streams[i].name + "\"";
+      const int64_t t = wms[i].time().millis();
+      reg_.GetMillisGauge("cepheus_stream_watermark_seconds",
+                          "Event time of a stream's watermark (epoch s)", l)
+          .Set(t);
+      reg_.GetMillisGauge("cepheus_stream_watermark_lag_seconds",
+                          "How far a stream's watermark is behind the wall clock", l)
+          .Set(wall - t);
+    }
+    const auto lags = reader_->SourceLags();
+    for (size_t i = 0; i < lags.size() && i < pipeline_.config.streams.size(); ++i)
+      for (const io::PartitionLag& pl : lags[i])
+        reg_.GetGauge("cepheus_kafka_consumer_lag",
+                      "Messages of a partition not read yet (high watermark minus position)",
+                      "stream=\"" + pipeline_.config.streams[i].name + "\",topic=\"" + pl.topic +
+                          "\",partition=\"" + std::to_string(pl.partition) + "\"")
+            .Set(pl.messages);
   }
 
   // Reader counters are published once per turn, not per record.
@@ -446,6 +497,7 @@ class RunJob {
     for (int w = 0; w < parallelism_; ++w) {
       EventBatch& b = batches_[static_cast<size_t>(w)];
       b.watermark = wm;
+      b.sent_us = SteadyMicros();
       workers_[static_cast<size_t>(w)]->Push(std::move(b));
       b = EventBatch{};
     }
@@ -481,10 +533,11 @@ class RunJob {
       "cepheus_watermark_seconds", "Event time of the watermark sent to the workers (epoch s)");
   metrics::Gauge& g_watermark_lag_ = reg_.GetMillisGauge(
       "cepheus_watermark_lag_seconds", "How far the watermark is behind the wall clock");
-  metrics::Gauge& g_live_runs_ =
-      reg_.GetGauge("cepheus_live_runs", "Partial matches held in memory now");
   metrics::Gauge& g_last_checkpoint_ =
       reg_.GetGauge("cepheus_last_checkpoint_id", "Id of the last completed checkpoint");
+  metrics::Gauge& g_state_bytes_ =
+      reg_.GetGauge("cepheus_state_bytes", "Approximate size of the keyed state (backend)");
+  int64_t last_slow_ms_ = -1;
   int64_t last_progress_ms_ = -1;
   uint64_t last_progress_records_ = 0;
   struct StreamCounters {

@@ -65,8 +65,9 @@ void Worker::Loop() {
       std::optional<EventBatch> got = queue_.PopFor(std::chrono::milliseconds(wait));
       if (!got) {
         if (FireProcessingTimers()) {
-          PublishMetrics();
+          const uint64_t emitted = PublishMetrics();
           for (auto& op : ops_) op->FlushOutput();
+          ObserveLatency(emitted, 0);
         }
         continue;
       }
@@ -98,7 +99,8 @@ bool Worker::FireProcessingTimers() {
 
 void Worker::OnBatch(EventBatch& batch) {
   const size_t mid = buffer_.size();
-  for (RoutedEvent& e : batch.events) buffer_.push_back(Pending{std::move(e.row), e.keying});
+  for (RoutedEvent& e : batch.events)
+    buffer_.push_back(Pending{std::move(e.row), e.keying, nullptr, e.arrival_us});
   auto batch_begin = buffer_.begin() + static_cast<std::ptrdiff_t>(mid);
   if (!std::is_sorted(batch_begin, buffer_.end())) std::sort(batch_begin, buffer_.end());
   if (mid > head_ && batch_begin != buffer_.end() && *batch_begin < buffer_[mid - 1])
@@ -107,6 +109,8 @@ void Worker::OnBatch(EventBatch& batch) {
   stats_.peak_buffered = std::max<uint64_t>(stats_.peak_buffered, buffer_.size() - head_);
   if (batch.watermark > watermark_) watermark_ = batch.watermark;
   const EventTime wm = watermark_.time();
+  // The earliest read of the events processed now (or of the batch).
+  int64_t arrival_us = batch.sent_us;
   while (head_ < buffer_.size() && buffer_[head_].row->time() <= wm) {
     // Two events ahead: the hash slot; one event ahead: the key's node and runs.
     if (head_ + 2 < buffer_.size()) {
@@ -122,6 +126,7 @@ void Worker::OnBatch(EventBatch& batch) {
         p.hint = keying_ops_[p.keying][0]->Prefetch(p.keying, *p.row, true);
     }
     Pending& p = buffer_[head_];
+    if (p.arrival_us && (arrival_us == 0 || p.arrival_us < arrival_us)) arrival_us = p.arrival_us;
     const auto& ops = keying_ops_[p.keying];
     for (size_t i = 0; i < ops.size(); ++i)
       ops[i]->OnEvent(p.keying, p.row, i == 0 ? p.hint : nullptr);
@@ -141,8 +146,10 @@ void Worker::OnBatch(EventBatch& batch) {
   }
   // A busy worker never waits: processing-time timers due by now fire here.
   if (!watermark_.is_max()) FireProcessingTimers();
-  PublishMetrics();  // before the output: a scraped count covers what was written
+  // Counted before the output is written: a scraped count covers what was written.
+  const uint64_t emitted = PublishMetrics();
   for (auto& op : ops_) op->FlushOutput();
+  ObserveLatency(emitted, arrival_us);
   if (batch.barrier) {
     // Everything before the barrier is processed and its output handed to
     // the sinks: write the state back, then wait while the snapshot is taken.
@@ -230,24 +237,46 @@ Status Worker::WriteBackAll() {
   return status();
 }
 
-void Worker::PublishMetrics() {
-  if (!metrics_) return;
-  const MatcherStats& now = stats_.matcher;
-  MatcherStats& then = published_.matcher;
+uint64_t Worker::PublishMetrics() {
+  if (!metrics_) return 0;
   auto add = [](metrics::Counter* c, uint64_t now_v, uint64_t& then_v) {
     if (c && now_v > then_v) c->Add(now_v - then_v);
     then_v = now_v;
   };
-  add(metrics_->matches, now.matches, then.matches);
-  add(metrics_->timeouts, now.timeouts, then.timeouts);
-  add(metrics_->runs_dropped, now.runs_dropped, then.runs_dropped);
-  add(metrics_->runs_cut_by_budget, now.runs_cut_by_budget, then.runs_cut_by_budget);
-  add(metrics_->held_matches, now.held_matches, then.held_matches);
-  add(metrics_->skip_errors, now.skip_errors, then.skip_errors);
+  auto set = [](metrics::Gauge* g, int64_t now_v, int64_t& then_v) {
+    if (g && now_v != then_v) g->Add(now_v - then_v);
+    then_v = now_v;
+  };
+  published_.patterns.resize(stats_.patterns.size());
+  uint64_t emitted = 0;
+  for (size_t i = 0; i < stats_.patterns.size() && i < metrics_->patterns.size(); ++i) {
+    const MatcherStats& now = stats_.patterns[i];
+    MatcherStats& then = published_.patterns[i];
+    const WorkerMetrics::Pattern& m = metrics_->patterns[i];
+    emitted += (now.matches - then.matches) + (now.timeouts - then.timeouts) +
+               (now.skip_errors - then.skip_errors);
+    add(m.matches, now.matches, then.matches);
+    add(m.timeouts, now.timeouts, then.timeouts);
+    add(m.runs_dropped, now.runs_dropped, then.runs_dropped);
+    add(m.runs_cut_by_budget, now.runs_cut_by_budget, then.runs_cut_by_budget);
+    add(m.held_matches, now.held_matches, then.held_matches);
+    add(m.skip_errors, now.skip_errors, then.skip_errors);
+    set(m.live_runs, now.live_runs, then.live_runs);
+    set(m.buffered_events, now.buffered_events, then.buffered_events);
+  }
   add(metrics_->keys_evicted, stats_.keys_evicted, published_.keys_evicted);
   add(metrics_->keys_loaded, stats_.keys_loaded, published_.keys_loaded);
-  if (metrics_->live_runs) metrics_->live_runs->Add(now.live_runs - then.live_runs);
-  then.live_runs = now.live_runs;
+  add(metrics_->cache_lookups, stats_.lookups, published_.lookups);
+  add(metrics_->cache_misses, stats_.backend_reads, published_.backend_reads);
+  return emitted;
+}
+
+void Worker::ObserveLatency(uint64_t records, int64_t arrival_us) {
+  // Output of processing-time timers has no arrival: not observed.
+  if (!metrics_ || !metrics_->output_latency || records == 0 || arrival_us <= 0) return;
+  const int64_t now = SteadyMicros();
+  if (arrival_us > now) arrival_us = now;
+  metrics_->output_latency->Observe(static_cast<double>(now - arrival_us) / 1e6, records);
 }
 
 }  // namespace cepheus::engine

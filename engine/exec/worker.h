@@ -34,6 +34,9 @@ namespace cepheus::engine {
 struct RoutedEvent {
   RowPtr row;
   uint32_t keying = 0;
+  // When the reader read it (steady clock, microseconds; 0: unknown): the
+  // start of the output latency histogram.
+  int64_t arrival_us = 0;
 };
 
 // Events plus the watermark that holds after them. A Max watermark ends the input.
@@ -43,21 +46,33 @@ struct EventBatch {
   bool stop = false;  // stop without the final watermark (shutdown)
   // Set: a checkpoint barrier after this batch's events.
   std::shared_ptr<SnapshotSync> barrier;
+  // When it was sent (SteadyMicros; 0: unknown): the latency of output the
+  // watermark alone releases counts from here.
+  int64_t sent_us = 0;
 };
 
 // Process-wide metrics that every worker adds to after each batch, so a
 // scrape during a run sees live values (the counters are atomic; a null
 // member is not published).
 struct WorkerMetrics {
-  metrics::Counter* matches = nullptr;
-  metrics::Counter* timeouts = nullptr;
-  metrics::Counter* runs_dropped = nullptr;
-  metrics::Counter* runs_cut_by_budget = nullptr;
-  metrics::Counter* held_matches = nullptr;
-  metrics::Counter* skip_errors = nullptr;
+  // Per pattern (label pattern="name"), in the pipeline's order.
+  struct Pattern {
+    metrics::Counter* matches = nullptr;
+    metrics::Counter* timeouts = nullptr;
+    metrics::Counter* runs_dropped = nullptr;
+    metrics::Counter* runs_cut_by_budget = nullptr;
+    metrics::Counter* held_matches = nullptr;
+    metrics::Counter* skip_errors = nullptr;
+    metrics::Gauge* live_runs = nullptr;
+    metrics::Gauge* buffered_events = nullptr;
+  };
+  std::vector<Pattern> patterns;
   metrics::Counter* keys_evicted = nullptr;
   metrics::Counter* keys_loaded = nullptr;
-  metrics::Gauge* live_runs = nullptr;
+  metrics::Counter* cache_lookups = nullptr;
+  metrics::Counter* cache_misses = nullptr;
+  // Seconds from reading an event to writing the records it released.
+  metrics::Histogram* output_latency = nullptr;
 };
 
 class Worker {
@@ -105,6 +120,7 @@ class Worker {
     // The first operator's lookahead hint, taken one event ahead so that
     // the key's memory is on the way when the event is processed.
     void* hint = nullptr;
+    int64_t arrival_us = 0;  // RoutedEvent::arrival_us
     // Event-time order, ties in arrival order.
     bool operator<(const Pending& o) const {
       return row->time() != o.row->time() ? row->time() < o.row->time() : row->seq() < o.row->seq();
@@ -122,8 +138,12 @@ class Worker {
   void Fail(const Status& s) {
     if (status_.ok()) status_ = s;
   }
-  // Live metrics: what was already added to them.
-  void PublishMetrics();
+  // Live metrics: what was already added to them. Returns how many match,
+  // timeout and error records the operators emitted since the last call.
+  uint64_t PublishMetrics();
+  // After the output of `records` records was handed to the sinks: their
+  // latency since `arrival_us` (the earliest read of the events behind them).
+  void ObserveLatency(uint64_t records, int64_t arrival_us);
 
   const CompiledPipeline& pipeline_;
   const state::KeyGroupRange groups_;

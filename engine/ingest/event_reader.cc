@@ -156,6 +156,24 @@ Status EventReader::Open() {
   return Status::Ok();
 }
 
+std::vector<Watermark> EventReader::StreamWatermarks(int64_t now_ms) const {
+  std::vector<Watermark> out;
+  for (const auto& in : inputs_) {
+    Watermark w = Watermark::Max();
+    for (const Part& p : in->parts) w = std::min(w, watermarks_.input(p.wm_input).Current(now_ms));
+    if (in->parts.empty() && !in->ended) w = Watermark::Min();
+    out.push_back(w);
+  }
+  return out;
+}
+
+std::vector<std::vector<io::PartitionLag>> EventReader::SourceLags() const {
+  std::vector<std::vector<io::PartitionLag>> out(inputs_.size());
+  for (size_t i = 0; i < inputs_.size(); ++i)
+    if (inputs_[i]->source) inputs_[i]->source->Lags(&out[i]);
+  return out;
+}
+
 uint64_t EventReader::bytes_read() const {
   uint64_t b = 0;
   for (const auto& in : inputs_)

@@ -114,6 +114,11 @@ class EventReader {
   // Bytes consumed so far and the total size of the bounded inputs (0 if unknown).
   uint64_t bytes_read() const;
   uint64_t total_bytes() const;
+  // Per stream: the watermark of its partitions (the least; Min: none yet,
+  // Max: every partition ended), at the wall clock's `now_ms`.
+  std::vector<Watermark> StreamWatermarks(int64_t now_ms) const;
+  // Per stream: its source's partition lags (io::Source::Lags).
+  std::vector<std::vector<io::PartitionLag>> SourceLags() const;
   // Tells every source that the checkpoint whose position was saved last is complete.
   Status OnCheckpointComplete(uint64_t checkpoint_id);
 

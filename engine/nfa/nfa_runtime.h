@@ -65,9 +65,12 @@ struct MatcherStats {
   // and runs cut to keep a process-wide budget (limits.max_live_runs).
   int64_t live_runs = 0;
   uint64_t runs_cut_by_budget = 0;
+  // Events held by those runs (buffer nodes; a gauge set by the owner).
+  int64_t buffered_events = 0;
 
   void Add(const MatcherStats& o) {
     live_runs += o.live_runs;
+    buffered_events += o.buffered_events;
     runs_cut_by_budget += o.runs_cut_by_budget;
     runs_created += o.runs_created;
     runs_dropped += o.runs_dropped;

@@ -642,8 +642,15 @@ Status ReadMetrics(const std::string& path, const YAML::Node& root, PipelineConf
 Status ReadLog(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
   const YAML::Node lg = root["log"];
   if (!lg) return Status::Ok();
-  if (!lg.IsMap()) return Err(path, lg, "log must be a map like {level: info, progress: 30s}");
-  CheckKeys(lg, "log", {"level", "progress"});
+  if (!lg.IsMap())
+    return Err(path, lg, "log must be a map like {level: info, format: text, progress: 30s}");
+  CheckKeys(lg, "log", {"level", "format", "progress"});
+  if (lg["format"]) {
+    const std::string format = Str(lg["format"], "log.format");
+    if (format != "text" && format != "json")
+      return Err(path, lg["format"], "log.format must be text or json, not '" + format + "'");
+    cfg.log_json = format == "json";
+  }
   if (lg["level"]) {
     const std::string level = Str(lg["level"], "log.level");
     for (const char* known : {"trace", "debug", "info", "warn", "error", "off"})

@@ -94,6 +94,7 @@ struct PipelineConfig {
   // log: the level (the command line's --log-level wins) and how often `run`
   // logs a progress line (0: never).
   std::string log_level = "info";
+  bool log_json = false;  // log.format: json (the command line's --log-format wins)
   Duration progress_interval = Duration::Seconds(30);
   bool checkpoint_copy_files = false;  // see CheckpointOptions::copy_files
 

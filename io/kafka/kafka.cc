@@ -145,6 +145,13 @@ class ConsumerImpl final : public Consumer {
     return std::make_pair(low, high);
   }
 
+  int64_t CachedHighWatermark(const std::string& topic, int32_t partition) override {
+    int64_t low = -1, high = -1;
+    if (c_->get_watermark_offsets(topic, partition, &low, &high) != RdKafka::ERR_NO_ERROR)
+      return -1;
+    return high;
+  }
+
   Status OffsetsForTimes(std::vector<TopicPartition>* tps, int timeout_ms) override {
     PartitionList list(*tps);
     const RdKafka::ErrorCode code = c_->offsetsForTimes(list.v, timeout_ms);

@@ -67,6 +67,9 @@ class Consumer {
   // offset the next message will get).
   virtual Result<std::pair<int64_t, int64_t>> Watermarks(const std::string& topic,
                                                          int32_t partition, int timeout_ms) = 0;
+  // The high watermark offset last seen in a fetch response for the
+  // partition, without asking the brokers (-1: none seen yet).
+  virtual int64_t CachedHighWatermark(const std::string& topic, int32_t partition) = 0;
   // In: `offset` holds a timestamp (ms). Out: the earliest offset whose
   // message timestamp is >= it, or -1 if the broker has none (no such
   // message -- or no answer: librdkafka's mock cluster never has one).

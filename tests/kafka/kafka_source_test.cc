@@ -8,12 +8,14 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
 
 #include "io/kafka/kafka.h"
 #include "io/kafka/mock_cluster.h"
+#include "sources/kafka_source.h"
 #include "tests/support/test_io.h"
 
 namespace cepheus {
@@ -113,6 +115,66 @@ TEST(KafkaWrapper, TheWakeDescriptorTurnsReadableWhenAMessageArrives) {
     ASSERT_TRUE(n.ok());
   }
   EXPECT_EQ(got, "hello");
+}
+
+// Consumer lag per partition (cepheus_kafka_consumer_lag): the partition's
+// high watermark offset, as the latest fetch saw it, minus the next offset
+// the source delivers -- without a request to the brokers per scrape.
+TEST(KafkaSourceLag, IsTheHighWatermarkMinusTheNextOffsetToDeliver) {
+  auto cluster = StartCluster();
+  ASSERT_TRUE(cluster);
+  ASSERT_TRUE(cluster->CreateTopic("lag", 4).ok());
+  auto producer = Producer::Create(Props(*cluster));
+  ASSERT_TRUE(producer.ok());
+  auto produce = [&](int partition, int n) {
+    for (int i = 0; i < n; ++i)
+      ASSERT_TRUE((*producer)->Produce("lag", partition, "k", "{}", -1).ok());
+    ASSERT_TRUE((*producer)->Flush(10000).ok());
+  };
+  for (int p = 0; p < 4; ++p) produce(p, 100);
+  io::SourceSpec spec;
+  spec.stream = "s";
+  spec.kind = io::SourceKind::kKafka;
+  spec.kafka.properties = Props(*cluster);
+  spec.kafka.topics = {"lag"};
+  auto source = sources::MakeKafkaSource(spec);
+  ASSERT_TRUE(source.ok()) << source.status().message();
+  io::Source& src = **source;
+  ASSERT_TRUE(src.Open().ok());
+  auto lags = [&] {
+    std::vector<io::PartitionLag> l;
+    src.Lags(&l);
+    std::map<int32_t, int64_t> by;
+    for (const auto& pl : l) {
+      EXPECT_EQ(pl.topic, "lag");
+      by[pl.partition] = pl.messages;
+    }
+    return by;
+  };
+  const std::map<int32_t, int64_t> all100{{0, 100}, {1, 100}, {2, 100}, {3, 100}};
+  EXPECT_EQ(lags(), all100) << "nothing delivered yet";
+  // Delivers up to `max` records per poll until `total` were delivered.
+  size_t delivered = 0;
+  auto deliver = [&](size_t total, size_t max) {
+    io::SourceBatch batch;
+    for (int tries = 0; tries < 2000 && delivered < total; ++tries) {
+      batch.Clear();
+      auto polled = src.Poll(max, &batch);
+      ASSERT_TRUE(polled.ok()) << polled.status().message();
+      delivered += batch.records.size();
+      if (batch.records.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_EQ(delivered, total);
+  };
+  deliver(400, 10);
+  const std::map<int32_t, int64_t> all0{{0, 0}, {1, 0}, {2, 0}, {3, 0}};
+  EXPECT_EQ(lags(), all0);
+  // 40 more on partition 2; one of them delivered: the fetch that brought
+  // them also brought the new high watermark (140), beyond the one the
+  // source saw when it opened (100).
+  produce(2, 40);
+  deliver(401, 1);
+  EXPECT_EQ(lags(), (std::map<int32_t, int64_t>{{0, 0}, {1, 0}, {2, 39}, {3, 0}}));
 }
 
 TEST(KafkaWrapper, SecretsAreNotDescribed) {

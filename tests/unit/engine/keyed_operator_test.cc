@@ -90,7 +90,7 @@ TEST(KeyedOperator, CepOperatorRestoredFromAWriteBackContinuesExactly) {
     op.OnWatermark(EventTime::Max());
     op.FlushOutput();
     ASSERT_TRUE(op.status().ok());
-    ASSERT_GT(stats.matcher.matches, 10u) << "the workload must produce matches";
+    ASSERT_GT(stats.matcher().matches, 10u) << "the workload must produce matches";
   }
   for (bool split : {false, true}) {
     SCOPED_TRACE(split ? "restored into two operators with half the groups each" : "one");

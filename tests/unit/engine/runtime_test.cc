@@ -489,6 +489,74 @@ TEST(Runner, WorkerCountersArePublishedDuringTheRun) {
   EXPECT_GT(summary->matches, 1000u);
 }
 
+// Checkpoint and state series: with RocksDB state and a 2-key cache over 7
+// keys, lookups miss the cache and read the backend; every completed
+// checkpoint has a size; a checkpoint a sink refuses is counted as failed.
+TEST(Runner, CheckpointAndStateMetrics) {
+  const std::string dir = testing::ScratchDir("cepheus-ck-metrics");
+  const std::string input = dir + "/in.jsonl";
+  std::string events;
+  for (int i = 0; i < 3000; ++i)
+    events += "{\"key\":\"k" + std::to_string(i % 7) + "\",\"type\":\"" + (i % 3 == 0 ? "A" : "B") +
+              "\",\"ts\":" + std::to_string(1000 + i) + "}\n";
+  testing::WriteFile(input, events);
+  auto p = testing::OneStreamPipeline(
+      "PATTERN p FROM s MATCH a -> b+ WITHIN 1 HOUR DEFINE a AS type = 'A', b AS type = 'B'", input,
+      0, "key string, type string, ts timestamp");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  // Refuses to prepare a commit when `refuse` is set.
+  class RefusingSink final : public io::Sink {
+   public:
+    Status Write(const io::RecordBatch&) override { return Status::Ok(); }
+    Status Flush() override { return Status::Ok(); }
+    Result<std::string> PrepareCommit(uint64_t id) override {
+      if (refuse) return Status::IoError("refused checkpoint " + std::to_string(id));
+      return std::string();
+    }
+    bool refuse = false;
+  };
+  for (bool refuse : {false, true}) {
+    SCOPED_TRACE(refuse ? "a refused checkpoint" : "checkpoints that complete");
+    metrics::Registry registry;
+    RefusingSink matches;
+    matches.refuse = refuse;
+    sinks::MemoryOutput late, dead;
+    RunOptions opts;
+    opts.sources = &sources::FileSources();
+    opts.metrics = &registry;
+    opts.lines_per_turn = 100;
+    opts.checkpoint.enabled = true;
+    opts.checkpoint.backend = state::BackendKind::kRocksDb;
+    opts.checkpoint.state_dir = dir + (refuse ? "/state-refused" : "/state");
+    opts.checkpoint.interval = Duration::Millis(1);
+    opts.checkpoint.cache_keys = 2;
+    PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead}, opts);
+    auto summary = runner.Run();
+    const std::string text = registry.RenderText();
+    if (refuse) {
+      ASSERT_FALSE(summary.ok());
+      EXPECT_NE(summary.status().message().find("refused checkpoint"), std::string::npos);
+      EXPECT_EQ(registry.CounterTotal("cepheus_checkpoint_failures_total"), 1u) << text;
+      EXPECT_EQ(registry.CounterTotal("cepheus_checkpoints_total"), 0u);
+      continue;
+    }
+    ASSERT_TRUE(summary.ok()) << summary.status().message();
+    EXPECT_EQ(registry.CounterTotal("cepheus_checkpoint_failures_total"), 0u);
+    EXPECT_EQ(registry.CounterTotal("cepheus_checkpoints_total"), summary->checkpoints);
+    EXPECT_GT(registry.GaugeTotal("cepheus_last_checkpoint_size_bytes"), 0) << text;
+    EXPECT_EQ(static_cast<uint64_t>(registry.GaugeTotal("cepheus_last_checkpoint_id")),
+              summary->checkpoints)
+        << "a fresh start's ids count from 1";
+    EXPECT_GT(registry.GaugeTotal("cepheus_state_bytes"), 0) << text;
+    const uint64_t lookups = registry.CounterTotal("cepheus_state_cache_lookups_total");
+    const uint64_t misses = registry.CounterTotal("cepheus_state_cache_misses_total");
+    EXPECT_EQ(lookups, 3000u) << "one per event and pattern";
+    EXPECT_GT(misses, 0u) << "7 keys do not fit a 2-key cache";
+    EXPECT_LT(misses, lookups);
+    EXPECT_EQ(registry.CounterTotal("cepheus_state_keys_loaded_total"), summary->keys_loaded);
+  }
+}
+
 // A sink that moves a manual clock by 10 ms each time a worker writes to it
 // (when `on`), so that time passes as output is produced.
 class TickingSink final : public io::Sink {
