@@ -9,7 +9,6 @@
 #include <sstream>
 #include <thread>
 
-#include <glob.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -24,6 +23,7 @@
 #include "engine/exec/runner.h"
 #include "engine/plan/pipeline.h"
 #include "metrics/http_server.h"
+#include "patterns/cost.h"
 #include "sinks/outputs.h"
 #include "sources/file_source.h"
 #include "sources/kafka_source.h"
@@ -101,17 +101,19 @@ std::filesystem::path ExistingAncestor(std::filesystem::path p) {
 // What `check` verifies beyond the text: every input file exists and can be
 // read, and every output file and the state directory can be created and
 // written (the nearest existing directory above each is writable).
-cepheus::Status CheckFilesUsable(const cepheus::engine::PipelineConfig& cfg) {
+// Every problem found, one message each (empty: all usable).
+std::vector<std::string> CheckFilesUsable(const cepheus::engine::PipelineConfig& cfg) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  std::vector<std::string> problems;
   for (const auto& s : cfg.streams) {
-    if (s.source.path == "-") continue;
+    if (s.source.kind != cepheus::io::SourceKind::kFile || s.source.path == "-") continue;
     if (!fs::exists(s.source.path, ec))
-      return cepheus::Status::NotFound("stream '" + s.name + "': input file '" + s.source.path +
-                                       "' does not exist");
-    if (fs::is_directory(s.source.path, ec) || ::access(s.source.path.c_str(), R_OK) != 0)
-      return cepheus::Status::IoError("stream '" + s.name + "': input '" + s.source.path +
-                                      "' is not a readable file");
+      problems.push_back("stream '" + s.name + "': input file '" + s.source.path +
+                         "' does not exist");
+    else if (fs::is_directory(s.source.path, ec) || ::access(s.source.path.c_str(), R_OK) != 0)
+      problems.push_back("stream '" + s.name + "': input '" + s.source.path +
+                         "' is not a readable file");
   }
   std::vector<std::pair<std::string, fs::path>> writable;
   for (const auto& [name, o] : {std::pair{"matches", &cfg.matches},
@@ -123,26 +125,32 @@ cepheus::Status CheckFilesUsable(const cepheus::engine::PipelineConfig& cfg) {
   for (const auto& [what, file] : writable) {
     const fs::path dir = ExistingAncestor(file.parent_path());
     if (!fs::is_directory(dir, ec) || ::access(dir.c_str(), W_OK) != 0)
-      return cepheus::Status::IoError(what + ": '" + dir.string() +
-                                      "' is not a writable directory, so '" + file.string() +
-                                      "' cannot be written");
+      problems.push_back(what + ": '" + dir.string() + "' is not a writable directory, so '" +
+                         file.string() + "' cannot be written");
   }
-  return cepheus::Status::Ok();
+  return problems;
 }
 
-int Check(const std::string& path, bool dot) {
+int Check(const std::string& path, bool dot, bool cost, double key_rate) {
   auto p = Load(path);
   if (!p.ok()) {
     std::cerr << p.status().message() << (p.status().message().ends_with("\n") ? "" : "\n");
     return 1;
   }
   std::cerr << p->warnings;
-  auto usable = CheckFilesUsable(p->config);
-  if (!usable.ok()) {
-    std::cerr << path << ": error: " << usable.message() << "\n";
-    return 1;
+  const std::vector<std::string> problems = CheckFilesUsable(p->config);
+  for (const std::string& problem : problems) std::cerr << path << ": error: " << problem << "\n";
+  if (!problems.empty()) return 1;
+  if (cost) {
+    cepheus::patterns::CostOptions options;
+    options.key_rate = key_rate;
+    options.max_runs_per_key = p->config.max_runs_per_key;
+    for (const auto& pat : p->patterns)
+      std::cout << cepheus::patterns::FormatCost(*pat, cepheus::patterns::BoundCost(*pat, options),
+                                                 options);
+  } else {
+    for (const auto& pat : p->patterns) std::cout << (dot ? pat->ToDot() : pat->ToText());
   }
-  for (const auto& pat : p->patterns) std::cout << (dot ? pat->ToDot() : pat->ToText());
   std::cerr << path << ": OK (" << p->config.streams.size() << " stream(s), " << p->patterns.size()
             << " pattern(s))\n";
   return 0;
@@ -354,33 +362,13 @@ cepheus::Result<std::vector<std::vector<std::string>>> ExpandInputs(
       return cepheus::Status::InvalidArgument(
           "the pipeline has several streams: write --input STREAM=" + spec);
     }
-    std::vector<std::string> found;
-    glob_t g{};
-    int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
-    for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) found.push_back(g.gl_pathv[i]);
-    ::globfree(&g);
-    if (found.empty()) {
-      if (pattern.find_first_of("*?[") != std::string::npos)
-        return cepheus::Status::NotFound("--input " + spec + " matches no file");
-      return cepheus::Status::NotFound("--input " + spec + ": no such file or directory");
-    }
-    std::vector<std::string> expanded;
-    for (const std::string& f : found) {
-      std::error_code ec;
-      if (fs::is_directory(f, ec)) {
-        for (const auto& e : fs::directory_iterator(f, ec))
-          if (e.is_regular_file() && e.path().filename().string()[0] != '.')
-            expanded.push_back(e.path().string());
-      } else if (fs::exists(f, ec)) {
-        expanded.push_back(f);
-      } else {
-        return cepheus::Status::NotFound("--input " + spec + ": no such file or directory: " + f);
-      }
-    }
-    std::sort(expanded.begin(), expanded.end());
-    if (expanded.empty()) return cepheus::Status::NotFound("--input " + spec + " matches no file");
+    auto expanded = cepheus::ExpandPathSpec(pattern);
+    if (!expanded.ok())
+      return cepheus::Status::NotFound(
+          "--input " + spec + (expanded.status().message().starts_with("matches") ? " " : ": ") +
+          expanded.status().message());
     auto& dst = files[stream];
-    dst.insert(dst.end(), expanded.begin(), expanded.end());
+    dst.insert(dst.end(), expanded->begin(), expanded->end());
   }
   return files;
 }
@@ -608,6 +596,12 @@ int main(int argc, char** argv) {
       app.add_subcommand("check", "Validate a pipeline and its patterns; print the compiled NFA");
   check->add_option("pipeline", path, "Pipeline YAML file")->required();
   check->add_flag("--dot", dot, "Print the NFA as Graphviz DOT");
+  bool cost = false;
+  double key_rate = 1.0;
+  check->add_flag("--cost", cost,
+                  "Print per pattern a bound on live partial matches and state per key");
+  check->add_option("--key-rate", key_rate, "For --cost: events per second of one key (default 1)")
+      ->check(CLI::PositiveNumber);
   auto* run = app.add_subcommand(
       "run",
       "Run a pipeline until its inputs end, continuing from its latest checkpoint (SIGINT/SIGTERM "
@@ -666,7 +660,7 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
-  if (check->parsed()) return Check(path, dot);
+  if (check->parsed()) return Check(path, dot, cost, key_rate);
   if (run->parsed()) return Run(path, parallelism, restart, checkpoint_delay_ms, kafka_test_ledger);
   if (backtest->parsed()) return Backtest(path, parallelism, bargs);
   return 0;

@@ -7,6 +7,7 @@
 
 #include "common/hash.h"
 #include "patterns/compiler.h"
+#include "patterns/cost.h"
 
 namespace cepheus::patterns {
 namespace compiler {
@@ -204,11 +205,15 @@ std::unique_ptr<CompiledPattern> Compiler::Run() {
               &out_->timeout_emit_events);
   if (ast_.has_timeout_emit && !out_->has_deadline())
     d_.Warning(ast_.name_span, "ON TIMEOUT EMIT without WITHIN or MAX GAP never fires");
-  if (!out_->has_deadline())
-    d_.Warning(
-        ast_.name_span,
-        "pattern '" + ast_.name +
-            "' has no WITHIN: partial matches are kept until they complete or the input ends");
+  if (!out_->within) {
+    // Bounded without a window only when every event must advance a run
+    // (strict contiguity, no loop): patterns/cost.h.
+    const CostBound bound = BoundCost(*out_);
+    if (!bound.bounded)
+      d_.Warning(ast_.name_span, "pattern '" + ast_.name +
+                                     "' keeps unbounded state per key: " + bound.reason +
+                                     " (cepheus check --cost shows every pattern's bound)");
+  }
   if (ast_.skip.kind != SkipStrategy::Kind::kNoSkip) {
     // Flink's rule, kept: a completed match waits for every earlier-started
     // partial match of its key to end, so an alert can be late by that much.

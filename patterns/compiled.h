@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/schema.h"
@@ -35,6 +36,10 @@ struct Condition {
   int residual = -1;
   int var = -1;  // the stage whose aggregates include the current event
   std::string text;
+  // Its top-level conjuncts `field = literal` about the current event, as
+  // (field, "s:text" / "i:number"): two conditions that require different
+  // literals of one field never hold for the same event (patterns/cost.h).
+  std::vector<std::pair<std::string, std::string>> equals;
 };
 
 struct Guard {

@@ -550,6 +550,17 @@ int Compiler::CompileCondition(const Expr& e, int var, std::string text, Conditi
     }
   };
   split(e);
+  for (const Expr* c : conj) {
+    if (c->kind != Expr::Kind::kBinary || c->op != "=") continue;
+    const Expr* ref = &c->args[0];
+    const Expr* lit = &c->args[1];
+    if (ref->kind != Expr::Kind::kRef) std::swap(ref, lit);
+    if (ref->kind != Expr::Kind::kRef || !ref->qualifier.empty()) continue;
+    if (lit->kind == Expr::Kind::kStringLit)
+      out->equals.emplace_back(ref->name, "s:" + lit->text);
+    else if (lit->kind == Expr::Kind::kIntLit)
+      out->equals.emplace_back(ref->name, "i:" + std::to_string(lit->int_value));
+  }
   Scope s{ScopeKind::kDefine, var};
   int pre = -1, res = -1;
   bool failed = false;

@@ -267,7 +267,8 @@ TEST_F(Cli, JsonLogsAreOneObjectPerLine) {
   auto configured = RunCli({"run", json_cfg, "--restart"});
   EXPECT_EQ(configured.code, 0) << configured.err;
   check_json(configured.err);
-  EXPECT_NE(configured.err.find("has no WITHIN"), std::string::npos) << configured.err;
+  EXPECT_NE(configured.err.find("unbounded state per key: no WITHIN"), std::string::npos)
+      << configured.err;
   EXPECT_NE(configured.err.find("^"), std::string::npos) << "the caret stays in the message";
   auto flag = RunCli({"--log-format", "json", "run", text_cfg, "--restart"});
   EXPECT_EQ(flag.code, 0) << flag.err;
@@ -367,6 +368,93 @@ TEST_F(Cli, CheckVerifiesInputsAndOutputDirectories) {
   EXPECT_NE(r.err.find("output 'late'"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("is not a writable directory"), std::string::npos) << r.err;
   EXPECT_EQ(RunCli({"check", Pipeline("ok.yaml", "in.jsonl", "")}).code, 0);
+}
+
+// `patterns:` takes globs and directories of .cep files; `check` reports
+// every error of every file (and every unusable path), not just the first,
+// and warns only about patterns whose state per key has no bound.
+TEST_F(Cli, CheckReportsEveryErrorOfEveryPatternFile) {
+  const std::string head = "streams:\n  s:\n    source: { type: file, path: in.jsonl }\n" +
+                           std::string(kSchema) + "    key: user\n    event_time: ts\n";
+  fs::create_directories(dir_ / "rules" / "more");
+  WriteFile(dir_ / "in.jsonl", Events(10));
+  WriteFile(dir_ / "rules" / "a.cep",
+            "PATTERN a1 FROM s MATCH a -> b WITHIN 1 MINUTE DEFINE a AS kind = 'a', b AS kind = "
+            "'b' EMIT user\n");
+  WriteFile(dir_ / "rules" / "b.cep",
+            "PATTERN b1 FROM s MATCH a b DEFINE a AS kind = 'a', b AS kind = 'b' EMIT user\n");
+  WriteFile(dir_ / "rules" / "notes.txt", "not a pattern\n");
+  WriteFile(dir_ / "rules" / "more" / "c.cep",
+            "PATTERN c1 FROM s MATCH a -> b+ DEFINE a AS kind = 'a', b AS kind = 'b' EMIT user\n");
+  WriteFile(dir_ / "p.yaml", head + "patterns: [rules]\n");
+  auto dir = RunCli({"check", (dir_ / "p.yaml").string()});
+  EXPECT_EQ(dir.code, 0) << dir.err;
+  EXPECT_NE(dir.err.find("2 pattern(s)"), std::string::npos) << "a.cep and b.cep: " << dir.err;
+  EXPECT_EQ(dir.err.find("warning"), std::string::npos)
+      << "a1 has WITHIN; b1 is strict: both bounded: " << dir.err;
+  WriteFile(dir_ / "g.yaml", head + "patterns: [\"rules/*.cep\", \"rules/more/*.cep\"]\n");
+  auto glob = RunCli({"check", (dir_ / "g.yaml").string()});
+  EXPECT_EQ(glob.code, 0) << glob.err;
+  EXPECT_NE(glob.err.find("3 pattern(s)"), std::string::npos) << glob.err;
+  EXPECT_NE(glob.err.find("pattern 'c1' keeps unbounded state per key: no WITHIN: the looping "
+                          "stage"),
+            std::string::npos)
+      << glob.err;
+  WriteFile(dir_ / "n.yaml", head + "patterns: [\"rules/*.nothing\"]\n");
+  auto none = RunCli({"check", (dir_ / "n.yaml").string()});
+  EXPECT_EQ(none.code, 1);
+  EXPECT_NE(none.err.find("patterns entry 'rules/*.nothing' matches no file"), std::string::npos)
+      << none.err;
+  // Two broken files, one with two errors, and two unusable paths: all reported.
+  fs::create_directories(dir_ / "bad");
+  WriteFile(dir_ / "bad" / "x.cep",
+            "PATTERN x FROM s MATCH a -> b DEFINE a AS nope = 1, b AS kind = 'b' EMIT user\n"
+            "PATTERN y FROM s MATCH a -> b DEFINE a AS kind = 'a', b AS missing > 2 EMIT user\n");
+  WriteFile(dir_ / "bad" / "y.cep", "PATTERN z FROM nowhere MATCH a DEFINE a AS true EMIT user\n");
+  WriteFile(dir_ / "b.yaml", head + "patterns: [bad]\n");
+  auto bad = RunCli({"check", (dir_ / "b.yaml").string()});
+  EXPECT_EQ(bad.code, 1);
+  for (const char* what : {"x.cep:1:", "nope", "x.cep:2:", "missing", "y.cep:1:", "nowhere"})
+    EXPECT_NE(bad.err.find(what), std::string::npos) << what << "\n" << bad.err;
+  WriteFile(dir_ / "file", "");
+  WriteFile(dir_ / "u.yaml", "streams:\n  s:\n    source: { type: file, path: gone.jsonl }\n" +
+                                 std::string(kSchema) + "    key: user\n    event_time: ts\n" +
+                                 kPattern +
+                                 "outputs: { late: { type: file, path: file/sub/late.jsonl } }\n");
+  auto unusable = RunCli({"check", (dir_ / "u.yaml").string()});
+  EXPECT_EQ(unusable.code, 1);
+  EXPECT_NE(unusable.err.find("gone.jsonl' does not exist"), std::string::npos) << unusable.err;
+  EXPECT_NE(unusable.err.find("output 'late'"), std::string::npos) << unusable.err;
+}
+
+// `check --cost`: per pattern, the bound on live partial matches per key
+// and state bytes at a key rate, or "unbounded" and why.
+TEST_F(Cli, CheckCostPrintsABoundPerPattern) {
+  WriteFile(dir_ / "in.jsonl", Events(10));
+  WriteFile(
+      dir_ / "r.cep",
+      "PATTERN seq FROM s MATCH a -> b WITHIN 10 MINUTES DEFINE a AS kind = 'a', b AS "
+      "kind = 'b' EMIT user\n"
+      "PATTERN loop FROM s MATCH a -> b+ -> c WITHIN 1 MINUTE DEFINE a AS kind = 'a', b "
+      "AS kind = 'b', c AS kind = 'c' EMIT user\n"
+      "PATTERN strict FROM s MATCH a b DEFINE a AS kind = 'a', b AS kind = 'b' EMIT user\n"
+      "PATTERN open FROM s MATCH a ->> b DEFINE a AS kind = 'a', b AS kind = 'b' EMIT user\n");
+  WriteFile(dir_ / "p.yaml", "streams:\n  s:\n    source: { type: file, path: in.jsonl }\n" +
+                                 std::string(kSchema) +
+                                 "    key: user\n    event_time: ts\npatterns: [r.cep]\n");
+  auto r = RunCli({"check", (dir_ / "p.yaml").string(), "--cost", "--key-rate", "0.5"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  for (const char* line :
+       {"pattern seq (stream s): WITHIN 10m at 0.5 event(s)/s per key: n = 300 events",
+        "live partial matches per key <= n = 300 (one run per start event)",
+        "pattern loop (stream s): WITHIN 1m at 0.5 event(s)/s per key: n = 30 events",
+        "live partial matches per key <= n^2 = 900 (one run per start event, a choice of length "
+        "per loop)",
+        "pattern strict (stream s): strict contiguity: a run lives at most 2 events",
+        "pattern open (stream s): unbounded -- no WITHIN: skip till any"})
+    EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
+  auto bad_rate = RunCli({"check", (dir_ / "p.yaml").string(), "--cost", "--key-rate", "0"});
+  EXPECT_EQ(bad_rate.code, 2) << bad_rate.err;
 }
 
 TEST_F(Cli, MostlyBadInputWarnsLoudly) {

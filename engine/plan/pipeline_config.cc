@@ -479,7 +479,8 @@ Result<StreamConfig> ReadStream(const std::string& path, const std::string& base
   return s;
 }
 
-// `patterns:`: files and inline texts, in order.
+// `patterns:`: files, globs, directories (their .cep files) and inline
+// texts, in order; a glob's or directory's files sorted by name.
 Status ReadPatterns(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
   const YAML::Node pats = root["patterns"];
   if (!pats || !pats.IsSequence() || pats.size() == 0)
@@ -487,15 +488,34 @@ Status ReadPatterns(const std::string& path, const YAML::Node& root, PipelineCon
   for (const auto& p : pats) {
     PatternSource ps;
     if (p.IsMap()) CheckKeys(p, "a patterns entry", {"file", "inline"});
+    YAML::Node file;
     if (p.IsScalar())
-      ps.path = Resolve(cfg.base_dir, Str(p, "patterns entry"));
+      file.reset(static_cast<const YAML::Node&>(p));
     else if (p.IsMap() && p["inline"])
       ps.inline_text = Str(p["inline"], "patterns inline");
     else if (p.IsMap() && p["file"])
-      ps.path = Resolve(cfg.base_dir, Str(p["file"], "patterns file"));
+      file.reset(p["file"]);
     else
-      return Err(path, p, "a pattern entry is a file path, {file: path} or {inline: text}");
-    cfg.patterns.push_back(std::move(ps));
+      return Err(path, p,
+                 "a pattern entry is a file path, a glob, a directory, {file: path} or {inline: "
+                 "text}");
+    if (!ps.inline_text.empty() || (p.IsMap() && p["inline"])) {
+      cfg.patterns.push_back(std::move(ps));
+      continue;
+    }
+    const std::string spec = Resolve(cfg.base_dir, Str(file, "patterns file"));
+    std::error_code ec;
+    if (spec.find_first_of("*?[") == std::string::npos &&
+        !std::filesystem::is_directory(spec, ec)) {
+      ps.path = spec;  // a missing file is reported when the patterns compile
+      cfg.patterns.push_back(std::move(ps));
+      continue;
+    }
+    auto files = ExpandPathSpec(spec, ".cep");
+    if (!files.ok())
+      return Err(path, file,
+                 "patterns entry '" + file.as<std::string>() + "' " + files.status().message());
+    for (std::string& f : *files) cfg.patterns.push_back(PatternSource{std::move(f), ""});
   }
   return Status::Ok();
 }

@@ -156,8 +156,19 @@ TEST_F(KafkaSink, ABrokerThatGoesDownAndComesBackLosesNothing) {
   ASSERT_EQ(kafka.code, 0) << kafka.err;
   std::string got;
   for (const Alert& a : ReadTopic(*cluster_, "alerts")) got += a.payload + "\n";
-  EXPECT_EQ(testing::SortedLines(got),
-            testing::SortedLines(testing::ReadFile(dir_ + "/matches.jsonl")));
+  const auto got_lines = testing::SortedLines(got);
+  const auto want = testing::SortedLines(testing::ReadFile(dir_ + "/matches.jsonl"));
+  // On a difference, say which alerts are missing or extra (and the run's log).
+  std::vector<std::string> missing, extra;
+  std::set_difference(want.begin(), want.end(), got_lines.begin(), got_lines.end(),
+                      std::back_inserter(missing));
+  std::set_difference(got_lines.begin(), got_lines.end(), want.begin(), want.end(),
+                      std::back_inserter(extra));
+  EXPECT_TRUE(missing.empty() && extra.empty())
+      << got_lines.size() << " alerts on the topic, " << want.size() << " expected; "
+      << missing.size() << " missing (first: " << (missing.empty() ? "" : missing[0]) << "), "
+      << extra.size() << " extra (first: " << (extra.empty() ? "" : extra[0]) << ")\n"
+      << kafka.err;
 }
 
 // ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 
 #include "engine/nfa/nfa_runtime.h"
 #include "patterns/compiled.h"
+#include "patterns/cost.h"
 #include "patterns/parser.h"
 #include "tests/reference/reference_matcher.h"
 #include "tests/support/random_pattern.h"
@@ -115,6 +116,71 @@ TEST(Differential, NfaAgreesWithBruteForceReference) {
       EXPECT_GT(exercised[f], kCases / 100) << f;
     }
   }
+}
+
+// The static cost bound (`cepheus check --cost`) is an upper bound: on
+// random patterns and inputs, the runtime's live partial matches for the
+// key never exceed it, with n the most events any WITHIN window of the
+// input holds. Unbounded patterns are only checked to be those that can
+// grow: no WITHIN, and not all strictly contiguous without loops.
+TEST(CostBound, LiveRunsNeverExceedTheStaticBound) {
+  const auto catalog = RandomCatalog();
+  const char* seed_env = std::getenv("COST_SEED");  // COST_SEED, COST_EVENTS: wider local runs
+  const char* events_env = std::getenv("COST_EVENTS");
+  std::mt19937_64 rng(seed_env ? std::strtoull(seed_env, nullptr, 10) : 20261203);
+  int bounded = 0, windowed = 0, tight = 0;
+  for (int c = 0; c < 6000; ++c) {
+    RandomCase rc = MakeRandomCase(rng, catalog, events_env ? std::atoi(events_env) : 9);
+    patterns::SourceFile file("random.cep", rc.pattern_text);
+    patterns::Diagnostics diags;
+    auto asts = patterns::ParsePatterns(file, diags);
+    ASSERT_FALSE(diags.HasErrors()) << diags.Render(file);
+    auto p = patterns::CompilePattern(asts[0], file, catalog, diags);
+    if (!p) continue;
+    // n: the most events in any window of length WITHIN (all events are one key's).
+    int64_t n = static_cast<int64_t>(rc.events.size());
+    if (p->within) {
+      n = 0;
+      for (size_t i = 0, j = 0; i < rc.events.size(); ++i) {
+        while (rc.events[i]->time().millis() - rc.events[j]->time().millis() >= p->within->millis())
+          ++j;
+        n = std::max<int64_t>(n, static_cast<int64_t>(i - j + 1));
+      }
+    }
+    patterns::CostOptions o;
+    o.events_in_window = std::max<int64_t>(1, n);
+    o.max_runs_per_key = 1'000'000;
+    const patterns::CostBound bound = patterns::BoundCost(*p, o);
+    if (!bound.bounded) {
+      EXPECT_FALSE(p->within) << "a windowed pattern is always bounded\n" << rc.pattern_text;
+      continue;
+    }
+    ++bounded;
+    windowed += p->within.has_value();
+    engine::NodePool pool;
+    engine::MatcherStats stats;
+    engine::MatcherEnv env;
+    env.pattern = p.get();
+    env.pool = &pool;
+    env.stats = &stats;
+    env.max_runs_per_key = 1'000'000;
+    env.emit = [](const engine::MatchResult&) {};
+    engine::KeyMatcher km;
+    int64_t peak = 0;
+    for (const RowPtr& e : rc.events) {
+      km.Process(env, e, km.NextId(e->time()));
+      peak = std::max(peak, stats.live_runs);
+    }
+    km.Clear(env);
+    tight += static_cast<double>(peak) * 2 >= bound.runs;
+    ASSERT_LE(static_cast<double>(peak), bound.runs)
+        << "case " << c << ": bound " << bound.formula << " at n = " << n << "\n"
+        << rc.pattern_text << DescribeEvents(rc.events) << p->ToText();
+  }
+  std::printf("cost bound: %d bounded patterns (%d windowed), %d within 2x of the peak\n", bounded,
+              windowed, tight);
+  EXPECT_GT(bounded, 1000);
+  EXPECT_GT(windowed, 500);
 }
 
 }  // namespace
