@@ -3,8 +3,11 @@
 // shows is what the sample emits, and every file they point to exists.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -188,3 +191,80 @@ TEST(Docs, EveryReferencedFileExists) {
 }
 
 }  // namespace
+
+namespace {
+
+// The metric names (cepheus_...) in `text`, without the histogram suffixes.
+std::set<std::string> MetricNames(const std::string& text) {
+  std::set<std::string> names;
+  static const std::regex name(R"(cepheus_[a-z_]+)");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), name); it != std::sregex_iterator();
+       ++it) {
+    std::string n = it->str();
+    for (const char* suffix : {"_bucket", "_count", "_sum"})
+      if (n.size() > std::strlen(suffix) && n.ends_with(suffix) && n.find("latency") != n.npos)
+        n.resize(n.size() - std::strlen(suffix));
+    names.insert(n);
+  }
+  return names;
+}
+
+// Every file under `dir` with one of `exts`, read whole and concatenated.
+std::string SourcesUnder(const fs::path& dir) {
+  std::string all;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.path().extension() == ".cc") all += ReadFile(e.path());
+  return all;
+}
+
+}  // namespace
+
+// The Grafana dashboard (samples/grafana) queries only metrics that
+// docs/operations.md documents, and every documented metric is registered
+// by the code (a renamed metric breaks this, not a dashboard in production).
+TEST(Docs, DashboardAndMetricTableAgreeWithTheCode) {
+  const std::string ops = ReadFile(kRoot / "docs" / "operations.md");
+  const auto table_start = ops.find("| metric | type | meaning |");
+  ASSERT_NE(table_start, std::string::npos);
+  const std::string table = ops.substr(table_start, ops.find("\n\n", table_start) - table_start);
+  const std::set<std::string> documented = MetricNames(table);
+  EXPECT_GT(documented.size(), 30u);
+  const std::set<std::string> dashboard =
+      MetricNames(ReadFile(kRoot / "samples" / "grafana" / "cepheus-dashboard.json"));
+  EXPECT_GT(dashboard.size(), 20u);
+  for (const std::string& m : dashboard)
+    EXPECT_TRUE(documented.count(m)) << m << " is on the dashboard but not in docs/operations.md";
+  std::string code;
+  for (const char* dir : {"engine", "metrics", "app", "sinks", "sources"})
+    code += SourcesUnder(kRoot / dir);
+  for (const std::string& m : documented)
+    EXPECT_NE(code.find("\"" + m + "\""), std::string::npos)
+        << m << " is documented but no code registers it";
+}
+
+// The deployment files say what docs/operations.md promises: a non-root
+// image with the state on a volume and the metrics port exposed; a unit
+// that stops with SIGTERM (a checkpoint) and restarts on failure only.
+TEST(Docs, DeploymentFilesKeepTheirPromises) {
+  const std::string docker = ReadFile(kRoot / "Dockerfile");
+  for (const char* line : {"FROM debian:bookworm AS build", "FROM debian:bookworm-slim",
+                           "USER cepheus", "VOLUME [\"/var/lib/cepheus\"]", "EXPOSE 9464",
+                           "STOPSIGNAL SIGTERM", "scripts/runtime-packages.sh"})
+    EXPECT_NE(docker.find(line), std::string::npos) << line;
+  const std::string unit = ReadFile(kRoot / "samples" / "systemd" / "cepheus.service");
+  for (const char* line : {"KillSignal=SIGTERM", "Restart=on-failure", "RestartPreventExitStatus=1",
+                           "ExecStartPre=/usr/local/bin/cepheus check"})
+    EXPECT_NE(unit.find(line), std::string::npos) << line;
+  // The runtime image installs what the binary links against: the script
+  // finds a package for every shared library of the cepheus just built.
+  const std::string cmd = "bash '" + (kRoot / "scripts" / "runtime-packages.sh").string() + "' '" +
+                          CEPHEUS_BINARY + "' 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) out.append(buf, n);
+  EXPECT_EQ(::pclose(pipe), 0) << out;
+  for (const char* pkg : {"librocksdb", "librdkafka++1", "libprometheus-cpp-core", "libyaml-cpp"})
+    EXPECT_NE(out.find(pkg), std::string::npos) << pkg << "\n" << out;
+}
