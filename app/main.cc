@@ -53,8 +53,11 @@ bool g_log_json = false;  // the log format in use
 
 struct OpenedOutputs {
   std::unique_ptr<cepheus::io::Sink> matches, late, dead, watermarks;
+  std::vector<std::unique_ptr<cepheus::io::Sink>> routed;  // like config.routed_outputs
   cepheus::engine::RunOutputs Get() const {
-    return {matches.get(), late.get(), dead.get(), watermarks.get()};
+    cepheus::engine::RunOutputs o{matches.get(), late.get(), dead.get(), watermarks.get(), {}};
+    for (const auto& r : routed) o.routed.push_back(r.get());
+    return o;
   }
 };
 
@@ -85,6 +88,15 @@ cepheus::Result<OpenedOutputs> OpenOutputs(const cepheus::engine::PipelineConfig
     auto o = cepheus::sinks::MakeOutput(*cfg.watermarks, mode, ctx);
     if (!o.ok()) return o.status();
     out.watermarks = std::move(o.value());
+  }
+  // A backtest writes every match to its one output (matches_file).
+  if (matches_file.empty()) {
+    for (const auto& r : cfg.routed_outputs) {
+      ctx.name = r.name;
+      auto o = cepheus::sinks::MakeOutput(r.sink, mode, ctx);
+      if (!o.ok()) return o.status();
+      out.routed.push_back(std::move(o.value()));
+    }
   }
   return out;
 }
@@ -121,6 +133,8 @@ std::vector<std::string> CheckFilesUsable(const cepheus::engine::PipelineConfig&
                                 {"dead_letter", cfg.dead_letter ? &*cfg.dead_letter : nullptr},
                                 {"watermarks", cfg.watermarks ? &*cfg.watermarks : nullptr}})
     if (o && o->is_file()) writable.emplace_back(std::string("output '") + name + "'", o->path);
+  for (const auto& r : cfg.routed_outputs)
+    if (r.sink.is_file()) writable.emplace_back("output '" + r.name + "'", r.sink.path);
   if (cfg.checkpoints_enabled) writable.emplace_back("the state directory", cfg.state_dir + "/x");
   for (const auto& [what, file] : writable) {
     const fs::path dir = ExistingAncestor(file.parent_path());
@@ -169,10 +183,13 @@ cepheus::Status CompleteFinishedOutputs(const cepheus::engine::PipelineConfig& c
   auto outputs = OpenOutputs(cfg, "", cepheus::sinks::FileMode::kExactlyOnce, kafka_test_ledger);
   if (!outputs.ok()) return outputs.status();
   const cepheus::engine::RunOutputs o = outputs->Get();
-  return cepheus::engine::RecoverSinks(&usable->front().metadata, {{"matches", o.matches},
+  std::vector<std::pair<const char*, cepheus::io::Sink*>> slots = {{"matches", o.matches},
                                                                    {"late", o.late},
                                                                    {"dead_letter", o.dead_letter},
-                                                                   {"watermarks", o.watermarks}});
+                                                                   {"watermarks", o.watermarks}};
+  for (size_t i = 0; i < cfg.routed_outputs.size() && i < o.routed.size(); ++i)
+    slots.emplace_back(cfg.routed_outputs[i].name.c_str(), o.routed[i]);
+  return cepheus::engine::RecoverSinks(&usable->front().metadata, slots);
 }
 
 // How `run` may start without destroying what an earlier run left: it
@@ -196,9 +213,11 @@ cepheus::Status CheckStart(const cepheus::engine::PipelineConfig& cfg, bool rest
     }
   }
   if (restart) return cepheus::Status::Ok();
-  for (const auto* o : {&cfg.matches, cfg.late ? &*cfg.late : nullptr,
-                        cfg.dead_letter ? &*cfg.dead_letter : nullptr,
-                        cfg.watermarks ? &*cfg.watermarks : nullptr}) {
+  std::vector<const cepheus::io::SinkConfig*> outputs = {
+      &cfg.matches, cfg.late ? &*cfg.late : nullptr, cfg.dead_letter ? &*cfg.dead_letter : nullptr,
+      cfg.watermarks ? &*cfg.watermarks : nullptr};
+  for (const auto& r : cfg.routed_outputs) outputs.push_back(&r.sink);
+  for (const auto* o : outputs) {
     if (!o || !o->is_file()) continue;
     std::error_code ec;
     const auto size = fs::file_size(o->path, ec);

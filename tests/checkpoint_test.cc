@@ -98,6 +98,7 @@ class Checkpoints : public ::testing::Test {
               "  matches:     { type: file, path: out/matches.jsonl }\n"
               "  late:        { type: file, path: out/late.jsonl }\n"
               "  dead_letter: { type: file, path: out/dead.jsonl }\n"
+              "  quiet_alerts: { type: file, path: out/quiet.jsonl, patterns: [quiet] }\n"
               "state: { backend: rocksdb, dir: state, cache_keys: " +
                   std::to_string(cache_keys) +
                   " }\n"
@@ -137,8 +138,16 @@ class Checkpoints : public ::testing::Test {
     std::vector<std::string> matches;
     std::string late, dead;
   };
+  // Matches: `matches` and the output of its own that `quiet` is routed to
+  // (both exactly once), together.
   Outputs Read(const std::string& name) {
-    return Outputs{SortedLines(ReadFile(dir_ / name / "out" / "matches.jsonl")),
+    const std::string quiet = ReadFile(dir_ / name / "out" / "quiet.jsonl");
+    EXPECT_EQ(ReadFile(dir_ / name / "out" / "matches.jsonl").find("\"pattern\":\"quiet\""),
+              std::string::npos)
+        << "quiet's matches go to their own output";
+    for (const std::string& l : SortedLines(quiet))
+      EXPECT_NE(l.find("\"pattern\":\"quiet\""), std::string::npos) << l;
+    return Outputs{SortedLines(ReadFile(dir_ / name / "out" / "matches.jsonl") + quiet),
                    ReadFile(dir_ / name / "out" / "late.jsonl"),
                    ReadFile(dir_ / name / "out" / "dead.jsonl")};
   }

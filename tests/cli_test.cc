@@ -457,6 +457,55 @@ TEST_F(Cli, CheckCostPrintsABoundPerPattern) {
   EXPECT_EQ(bad_rate.code, 2) << bad_rate.err;
 }
 
+// outputs.NAME with patterns: [names, globs]: those patterns' matches go to
+// NAME (exactly once, like matches), the rest to matches; together they are
+// what one output gets without routing. Records per output are counted.
+TEST_F(Cli, PatternsRoutedToAnOutputOfTheirOwn) {
+  WriteFile(dir_ / "in.jsonl", Events(400));
+  const std::string pats =
+      "patterns:\n  - inline: |\n"
+      "      PATTERN card_ab FROM s MATCH a -> b WITHIN 1 SECOND DEFINE a AS kind = 'a', b AS "
+      "kind = 'b' EMIT user\n"
+      "      PATTERN card_aa FROM s MATCH a -> a WITHIN 1 SECOND DEFINE a AS kind = 'a' EMIT "
+      "user\n"
+      "      PATTERN other FROM s MATCH b -> a WITHIN 1 SECOND DEFINE a AS kind = 'a', b AS kind "
+      "= 'b' EMIT user\n";
+  const std::string head = "streams:\n  s:\n    source: { type: file, path: in.jsonl }\n" +
+                           std::string(kSchema) + "    key: user\n    event_time: ts\n" + pats;
+  WriteFile(dir_ / "all.yaml", head +
+                                   "outputs: { matches: { type: file, path: out/all.jsonl } }\n"
+                                   "checkpoint: { enabled: false }\n");
+  WriteFile(dir_ / "routed.yaml",
+            head +
+                "outputs:\n  matches: { type: file, path: out/rest.jsonl }\n"
+                "  fraud: { type: file, path: out/fraud.jsonl, patterns: [\"card_*\"] }\n"
+                "checkpoint: { interval: 10ms }\nstate: { dir: state }\n");
+  auto all = RunCli({"run", (dir_ / "all.yaml").string()});
+  ASSERT_EQ(all.code, 0) << all.err;
+  auto routed = RunCli({"run", (dir_ / "routed.yaml").string()});
+  ASSERT_EQ(routed.code, 0) << routed.err;
+  const std::string fraud = ReadFile(dir_ / "out" / "fraud.jsonl");
+  const std::string rest = ReadFile(dir_ / "out" / "rest.jsonl");
+  for (const std::string& l : SortedLines(fraud))
+    EXPECT_NE(l.find("\"pattern\":\"card_"), std::string::npos) << l;
+  for (const std::string& l : SortedLines(rest))
+    EXPECT_NE(l.find("\"pattern\":\"other\""), std::string::npos) << l;
+  EXPECT_NE(fraud.find("card_ab"), std::string::npos);
+  EXPECT_NE(fraud.find("card_aa"), std::string::npos);
+  EXPECT_EQ(SortedLines(fraud + rest), SortedLines(ReadFile(dir_ / "out" / "all.jsonl")));
+  // A name that routes nothing, and an output that is neither standard nor routed.
+  WriteFile(dir_ / "typo.yaml",
+            head + "outputs: { fraud: { type: stdout, patterns: [crad_*] } }\n");
+  auto typo = RunCli({"check", (dir_ / "typo.yaml").string()});
+  EXPECT_EQ(typo.code, 1);
+  EXPECT_NE(typo.err.find("outputs.fraud.patterns: 'crad_*' names no pattern"), std::string::npos)
+      << typo.err;
+  WriteFile(dir_ / "unknown.yaml", head + "outputs: { fraud: { type: stdout } }\n");
+  auto unknown = RunCli({"check", (dir_ / "unknown.yaml").string()});
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_NE(unknown.err.find("unknown output 'fraud'"), std::string::npos) << unknown.err;
+}
+
 TEST_F(Cli, MostlyBadInputWarnsLoudly) {
   // A CSV file declared as JSON lines: every record is a dead letter.
   std::string csv = "user,kind,ts\n";

@@ -95,7 +95,9 @@ CepOperator::CepOperator(const CompiledPipeline& pipeline, state::KeyGroupRange 
     ps.renderer = std::make_unique<MatchRenderer>(*ps.pattern);
     PatternState* self = &ps;
     ps.env.emit = [this, self](const MatchResult& m) {
-      self->renderer->RenderTo(self->current_key_view, m, out_target_, errors_target_);
+      // Batch use renders everything into the caller's batch.
+      io::RecordBatch* target = self->out && out_target_ == &out_ ? self->out : out_target_;
+      self->renderer->RenderTo(self->current_key_view, m, target, errors_target_);
       if (m.timeout) {
         ++self->timeouts;
       } else {
@@ -116,6 +118,16 @@ CepOperator::CepOperator(const CompiledPipeline& pipeline, state::KeyGroupRange 
 }
 
 CepOperator::~CepOperator() = default;
+
+void CepOperator::RouteOutputs(const std::vector<io::Sink*>& routed) {
+  routed_sinks_ = routed;
+  routed_out_.resize(routed.size());  // never resized again: patterns point into it
+  for (size_t pi = 0; pi < patterns_.size() && pi < pipeline_.pattern_output.size(); ++pi) {
+    const int r = pipeline_.pattern_output[pi];
+    if (r >= 0 && static_cast<size_t>(r) < routed.size() && routed[static_cast<size_t>(r)])
+      patterns_[pi].out = &routed_out_[static_cast<size_t>(r)];
+  }
+}
 
 void CepOperator::AttachState(const WorkerStateOptions& options) {
   state_ = options;
@@ -253,6 +265,12 @@ void CepOperator::FlushOutput() {
     Status s = errors_out_->Write(errors_);
     if (!s.ok() && status_.ok()) status_ = s;
     errors_.clear();
+  }
+  for (size_t r = 0; r < routed_out_.size(); ++r) {
+    if (routed_out_[r].empty()) continue;
+    Status s = routed_sinks_[r]->Write(routed_out_[r]);
+    if (!s.ok() && status_.ok()) status_ = s;
+    routed_out_[r].clear();
   }
   if (out_.empty()) return;
   Status s = matches_->Write(out_);

@@ -67,6 +67,10 @@ class CepOperator final : public KeyedOperator {
     return keying < keying_patterns_.size() && !keying_patterns_[keying].empty();
   }
   void AttachState(const WorkerStateOptions& options) override;
+  // Sends the matches and timeouts of the patterns that have an output of
+  // their own (CompiledPipeline::pattern_output) to `routed[i]` (one per
+  // config.routed_outputs entry) instead of `matches`. Before any event.
+  void RouteOutputs(const std::vector<io::Sink*>& routed);
   // At most `runs` partial matches in memory (0: no limit); see Worker.
   void SetRunBudget(size_t runs) { run_budget_ = runs; }
 
@@ -118,6 +122,7 @@ class CepOperator final : public KeyedOperator {
     MatcherEnv env;
     std::unique_ptr<MatcherCodec> codec;
     std::unique_ptr<NodePool> pool;     // the buffer of this pattern's runs
+    io::RecordBatch* out = nullptr;     // its own output's batch (null: the matches batch)
     std::string_view current_key_view;  // the key whose matcher is emitting (a map key)
     std::unique_ptr<MatchRenderer> renderer;
     uint64_t matches = 0, timeouts = 0;  // emitted by this pattern's matchers
@@ -146,6 +151,8 @@ class CepOperator final : public KeyedOperator {
   std::string prefetch_scratch_;
   io::RecordBatch out_;
   io::RecordBatch errors_;  // for errors_out_
+  std::vector<io::Sink*> routed_sinks_;
+  std::vector<io::RecordBatch> routed_out_;  // one per routed sink
   io::RecordBatch* out_target_ = &out_;
   io::RecordBatch* errors_target_ = &errors_;
   Status status_;

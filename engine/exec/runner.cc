@@ -99,6 +99,50 @@ class Router {
   std::string scratch_;
 };
 
+// Forwards to an output and counts the records written to it
+// (cepheus_output_records_total{output}).
+class CountingSink final : public io::Sink {
+ public:
+  CountingSink(io::Sink* inner, metrics::Counter* records) : inner_(inner), records_(records) {}
+  Status Write(const io::RecordBatch& batch) override {
+    Status s = inner_->Write(batch);
+    if (s.ok()) records_->Add(batch.size());
+    return s;
+  }
+  Status Flush() override { return inner_->Flush(); }
+  Status Finish() override { return inner_->Finish(); }
+  Result<std::string> PrepareCommit(uint64_t id) override { return inner_->PrepareCommit(id); }
+  Status Commit(const std::string& record) override { return inner_->Commit(record); }
+  Status Recover(const std::string& record) override { return inner_->Recover(record); }
+  void Interrupt() override { inner_->Interrupt(); }
+
+ private:
+  io::Sink* inner_;
+  metrics::Counter* records_;
+};
+
+// The run's outputs by checkpoint slot name, each wrapped in a CountingSink
+// (kept in `*owned`); absent outputs stay null.
+std::vector<std::pair<const char*, io::Sink*>> CountedSlots(
+    const CompiledPipeline& pipeline, const RunOutputs& outputs, metrics::Registry& reg,
+    std::vector<std::unique_ptr<CountingSink>>* owned) {
+  std::vector<std::pair<const char*, io::Sink*>> slots = {{"matches", outputs.matches},
+                                                          {"late", outputs.late},
+                                                          {"dead_letter", outputs.dead_letter},
+                                                          {"watermarks", outputs.watermarks}};
+  const auto& routed = pipeline.config.routed_outputs;
+  for (size_t i = 0; i < routed.size() && i < outputs.routed.size(); ++i)
+    slots.emplace_back(routed[i].name.c_str(), outputs.routed[i]);
+  for (auto& [name, sink] : slots) {
+    if (!sink) continue;
+    owned->push_back(std::make_unique<CountingSink>(
+        sink, &reg.GetCounter("cepheus_output_records_total", "Records written, per output",
+                              "output=\"" + std::string(name) + "\"")));
+    sink = owned->back().get();
+  }
+  return slots;
+}
+
 // Adds a finished worker's counters to `summary`.
 void AddWorker(const Worker& w, RunSummary* summary) {
   summary->matcher.Add(w.stats().matcher());
@@ -150,10 +194,7 @@ class RunJob {
         clock_(options.clock ? *options.clock : system_clock_),
         router_(pipeline, parallelism_),
         batches_(static_cast<size_t>(parallelism_)),
-        slots_{{{"matches", outputs.matches},
-                {"late", outputs.late},
-                {"dead_letter", outputs.dead_letter},
-                {"watermarks", outputs.watermarks}}},
+        slots_(CountedSlots(pipeline, outputs, reg_, &counted_)),
         c_records_(reg_.GetCounter("cepheus_records_read_total", "Input records read")),
         c_dead_(reg_.GetCounter("cepheus_dead_letters_total", "Records that could not be decoded")),
         c_late_(reg_.GetCounter("cepheus_late_events_total", "Events at or behind the watermark")) {
@@ -193,8 +234,11 @@ class RunJob {
       // Each worker runs the CEP operator over its groups; a worker's share of
       // limits.max_live_runs bounds the partial matches it holds.
       workers_.push_back(std::make_unique<Worker>(pipeline_, groups, [&](WorkerStats* stats) {
-        auto cep = std::make_unique<CepOperator>(pipeline_, groups, stats, outputs_.matches,
-                                                 outputs_.dead_letter);
+        auto cep = std::make_unique<CepOperator>(pipeline_, groups, stats, Slot("matches"),
+                                                 Slot("dead_letter"));
+        std::vector<io::Sink*> routed;
+        for (size_t i = 4; i < slots_.size(); ++i) routed.push_back(slots_[i].second);
+        cep->RouteOutputs(routed);
         if (options_.max_live_runs)
           cep->SetRunBudget(
               std::max<size_t>(1, options_.max_live_runs / static_cast<size_t>(parallelism_)));
@@ -205,6 +249,13 @@ class RunJob {
       workers_.back()->SetMetrics(&worker_metrics_);
       workers_.back()->SetClock(&clock_);
     }
+  }
+
+  // The (counted) output of checkpoint slot `name` (null: none).
+  io::Sink* Slot(std::string_view name) const {
+    for (const auto& [n, sink] : slots_)
+      if (name == n) return sink;
+    return nullptr;
   }
 
   // Durable state: restore the latest complete checkpoint, or start fresh.
@@ -371,8 +422,7 @@ class RunJob {
                         "Longest event-time wait of a held match after its last event")
         .Set(summary_.matcher.held_wait_ms_max);
     // A failed flush (full disk, closed pipe) fails the run: output was lost.
-    for (io::Sink* o :
-         {outputs_.matches, outputs_.late, outputs_.dead_letter, outputs_.watermarks}) {
+    for (const auto& [name, o] : slots_) {
       if (!o) continue;
       Status flushed = o->Flush();
       if (failure.ok() && !flushed.ok()) failure = flushed;
@@ -479,8 +529,8 @@ class RunJob {
 
   Status FlushSideOutputs() {
     for (auto [out, records] :
-         {std::pair{outputs_.dead_letter, &dead_out_}, std::pair{outputs_.late, &late_out_},
-          std::pair{outputs_.watermarks, &wm_out_}}) {
+         {std::pair{Slot("dead_letter"), &dead_out_}, std::pair{Slot("late"), &late_out_},
+          std::pair{Slot("watermarks"), &wm_out_}}) {
       if (records->empty()) continue;
       CEPHEUS_RETURN_IF_ERROR(out->Write(*records));
       records->clear();
@@ -524,7 +574,10 @@ class RunJob {
   Watermark sent_wm_ = Watermark::Min();
   std::unique_ptr<state::StateBackend> backend_;
   std::unique_ptr<CheckpointStore> store_;
-  const std::array<std::pair<const char*, io::Sink*>, 4> slots_;
+  std::vector<std::unique_ptr<CountingSink>> counted_;  // the slots' sinks, counted
+  // The outputs by checkpoint slot name (matches, late, dead_letter,
+  // watermarks, then the routed outputs), each wrapped to count its records.
+  const std::vector<std::pair<const char*, io::Sink*>> slots_;
   uint64_t next_checkpoint_ = 0;
   std::unique_ptr<CheckpointCoordinator> coordinator_;
   metrics::Counter &c_records_, &c_dead_, &c_late_;

@@ -100,6 +100,8 @@ class PipelineRunner {
     stop_.store(true);
     for (io::Sink* s : {outputs_.matches, outputs_.late, outputs_.dead_letter, outputs_.watermarks})
       if (s) s->Interrupt();
+    for (io::Sink* s : outputs_.routed)
+      if (s) s->Interrupt();
   }
 
  private:

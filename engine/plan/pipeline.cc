@@ -1,5 +1,7 @@
 #include "engine/plan/pipeline.h"
 
+#include <fnmatch.h>
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -40,6 +42,24 @@ Result<CompiledPipeline> CompilePipeline(PipelineConfig config) {
         continue;
       }
       out.patterns.push_back(p);
+    }
+  }
+  // Outputs of their own: the first routed output that names a pattern
+  // takes it; a name or glob that names no pattern is a mistake.
+  out.pattern_output.assign(out.patterns.size(), -1);
+  const bool all_compiled = errors.empty();
+  for (size_t r = 0; all_compiled && r < config.routed_outputs.size(); ++r) {
+    const auto& routed = config.routed_outputs[r];
+    for (const std::string& glob : routed.patterns) {
+      bool named = false;
+      for (size_t i = 0; i < out.patterns.size(); ++i) {
+        if (::fnmatch(glob.c_str(), out.patterns[i]->name.c_str(), 0) != 0) continue;
+        named = true;
+        if (out.pattern_output[i] < 0) out.pattern_output[i] = static_cast<int>(r);
+      }
+      if (!named)
+        errors += config.path + ": error: outputs." + routed.name + ".patterns: '" + glob +
+                  "' names no pattern\n";
     }
   }
   if (!errors.empty()) return Status::InvalidArgument(errors);

@@ -26,6 +26,9 @@ struct CompiledPipeline {
   std::unique_ptr<patterns::StreamCatalog> catalog;  // stable address: patterns point into it
   std::vector<std::shared_ptr<const patterns::CompiledPattern>> patterns;
   std::vector<Keying> keyings;
+  // Per pattern: the index of its output in config.routed_outputs, or -1
+  // for `matches`.
+  std::vector<int> pattern_output;
   std::string warnings;  // rendered pattern warnings
 };
 

@@ -191,7 +191,7 @@ Result<io::KafkaSinkSpec> ReadKafkaSink(const std::string& path, const YAML::Nod
 }
 
 Result<io::SinkConfig> ReadOutput(const std::string& path, const std::string& base,
-                                  const YAML::Node& n, const char* name) {
+                                  const YAML::Node& n, const char* name, bool routed = false) {
   const std::string section = std::string("outputs.") + name;
   if (!n.IsMap()) return Err(path, n, section + " must be a map like {type: stdout}");
   const std::string type = n["type"] ? Str(n["type"], section + ".type") : "";
@@ -200,9 +200,12 @@ Result<io::SinkConfig> ReadOutput(const std::string& path, const std::string& ba
     return Err(path, n["type"] ? n["type"] : n,
                section + ".type must be stdout, stderr, file or kafka" +
                    (type.empty() ? std::string() : ", not '" + type + "'"));
-  for (const SinkKindSection& k : SinkSections())
-    if (k.kind == *kind)
-      CheckKeys(n, section + ", " + std::string(io::SinkKindName(*kind)) + " output", k.keys);
+  for (const SinkKindSection& k : SinkSections()) {
+    if (k.kind != *kind) continue;
+    std::vector<const char*> keys = k.keys;
+    if (routed) keys.push_back("patterns");
+    CheckKeys(n, section + ", " + std::string(io::SinkKindName(*kind)) + " output", keys);
+  }
   io::SinkConfig o;
   o.kind = *kind;
   if (o.is_file()) {
@@ -528,7 +531,11 @@ Status CheckOutputFiles(const std::string& path, const YAML::Node& outs,
   std::map<std::string, std::string> files;
   for (const auto& kv : outs) {
     const std::string k = Str(kv.first, "outputs key");
-    const io::SinkConfig& o = k == "matches"      ? cfg.matches
+    const io::SinkConfig* routed = nullptr;
+    for (const auto& r : cfg.routed_outputs)
+      if (r.name == k) routed = &r.sink;
+    const io::SinkConfig& o = routed              ? *routed
+                              : k == "matches"    ? cfg.matches
                               : k == "late"       ? *cfg.late
                               : k == "watermarks" ? *cfg.watermarks
                                                   : *cfg.dead_letter;
@@ -556,19 +563,36 @@ Status ReadOutputs(const std::string& path, const YAML::Node& root, PipelineConf
       return Err(path, outs, "'outputs' must be a map (matches, late, dead_letter, watermarks)");
     for (const auto& kv : outs) {
       std::string k = Str(kv.first, "outputs key");
-      auto o = ReadOutput(path, cfg.base_dir, kv.second, k.c_str());
-      if (!o.ok()) return o.status();
-      if (k == "matches")
-        cfg.matches = *o;
-      else if (k == "late")
-        cfg.late = *o;
-      else if (k == "dead_letter")
-        cfg.dead_letter = *o;
-      else if (k == "watermarks")
-        cfg.watermarks = *o;
-      else
+      const bool standard =
+          k == "matches" || k == "late" || k == "dead_letter" || k == "watermarks";
+      if (!standard && !(kv.second.IsMap() && kv.second["patterns"]))
         return Err(path, kv.first,
-                   "unknown output '" + k + "' (matches, late, dead_letter, watermarks)");
+                   "unknown output '" + k +
+                       "' (matches, late, dead_letter, watermarks; an output of its own for some "
+                       "patterns names them: patterns: [name, glob*])");
+      auto o = ReadOutput(path, cfg.base_dir, kv.second, k.c_str(), !standard);
+      if (!o.ok()) return o.status();
+      if (k == "matches") {
+        cfg.matches = *o;
+      } else if (k == "late") {
+        cfg.late = *o;
+      } else if (k == "dead_letter") {
+        cfg.dead_letter = *o;
+      } else if (k == "watermarks") {
+        cfg.watermarks = *o;
+      } else {
+        PipelineConfig::RoutedOutput r{k, *o, {}};
+        const YAML::Node pats = kv.second["patterns"];
+        if (pats.IsScalar()) {
+          r.patterns.push_back(Str(pats, "outputs." + k + ".patterns"));
+        } else if (pats.IsSequence() && pats.size() > 0) {
+          for (const auto& pn : pats) r.patterns.push_back(Str(pn, "outputs." + k + ".patterns"));
+        } else {
+          return Err(path, pats,
+                     "outputs." + k + ".patterns must list pattern names or globs, like [card_*]");
+        }
+        cfg.routed_outputs.push_back(std::move(r));
+      }
     }
     CEPHEUS_RETURN_IF_ERROR(CheckOutputFiles(path, outs, cfg));
   }

@@ -70,6 +70,16 @@ struct PipelineConfig {
   std::optional<io::SinkConfig> dead_letter;  // default: stderr
   // Where the combined watermark goes each time it advances (default: nowhere).
   std::optional<io::SinkConfig> watermarks;
+  // Outputs of their own for some patterns (`outputs: { NAME: { type: ...,
+  // patterns: [card_*] } }`): a pattern's matches and timeouts go to the
+  // first of these whose list names it (a name or a glob), the rest to
+  // `matches`. In file order.
+  struct RoutedOutput {
+    std::string name;
+    io::SinkConfig sink;
+    std::vector<std::string> patterns;
+  };
+  std::vector<RoutedOutput> routed_outputs;
   int parallelism = 0;  // 0: number of cores
   size_t max_runs_per_key = 10000;
   // A stream whose dead letters plus late events exceed this fraction of its
