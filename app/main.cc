@@ -16,6 +16,7 @@
 
 #include "app/logging.h"
 #include "common/paths.h"
+#include "common/text.h"
 #include "engine/batch/backtest.h"
 #include "engine/checkpoint/checkpoint.h"
 #include "engine/checkpoint/checkpoint_coordinator.h"
@@ -158,10 +159,13 @@ int Check(const std::string& path, bool dot, bool cost, double key_rate) {
   if (cost) {
     cepheus::patterns::CostOptions options;
     options.key_rate = key_rate;
-    options.max_runs_per_key = p->config.max_runs_per_key;
-    for (const auto& pat : p->patterns)
-      std::cout << cepheus::patterns::FormatCost(*pat, cepheus::patterns::BoundCost(*pat, options),
+    for (size_t i = 0; i < p->patterns.size(); ++i) {
+      // Each pattern under its own cap (limits.<pattern>, or the global one).
+      options.max_runs_per_key = p->pattern_run_cap[i];
+      const auto& pat = *p->patterns[i];
+      std::cout << cepheus::patterns::FormatCost(pat, cepheus::patterns::BoundCost(pat, options),
                                                  options);
+    }
   } else {
     for (const auto& pat : p->patterns) std::cout << (dot ? pat->ToDot() : pat->ToText());
   }
@@ -392,31 +396,6 @@ cepheus::Result<std::vector<std::vector<std::string>>> ExpandInputs(
   return files;
 }
 
-std::optional<size_t> ParseBytes(const std::string& s) {
-  size_t pos = 0;
-  double v;
-  try {
-    v = std::stod(s, &pos);
-  } catch (...) {
-    return std::nullopt;
-  }
-  std::string unit = s.substr(pos);
-  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  double mult = 1;
-  if (unit == "" || unit == "B")
-    mult = 1;
-  else if (unit == "K" || unit == "KB" || unit == "KIB")
-    mult = 1024;
-  else if (unit == "M" || unit == "MB" || unit == "MIB")
-    mult = 1024.0 * 1024;
-  else if (unit == "G" || unit == "GB" || unit == "GIB")
-    mult = 1024.0 * 1024 * 1024;
-  else
-    return std::nullopt;
-  if (v < 0) return std::nullopt;
-  return static_cast<size_t>(v * mult);
-}
-
 std::string HumanBytes(uint64_t b) {
   char buf[32];
   if (b >= (1ull << 30))
@@ -491,7 +470,7 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
   }
   opts.memory_budget = cepheus::engine::DefaultMemoryBudget();
   if (!a.memory_budget.empty()) {
-    auto b = ParseBytes(a.memory_budget);
+    auto b = cepheus::ParseByteSize(a.memory_budget);
     if (!b) {
       std::cerr << "error: --memory-budget '" << a.memory_budget
                 << "' is not a size (e.g. 512MB, 2GB)\n";

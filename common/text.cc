@@ -73,4 +73,31 @@ void AppendHex16(std::string* out, uint64_t v) {
   out->append(hex, 16);
 }
 
+std::optional<uint64_t> ParseByteSize(std::string_view text) {
+  const std::string s(text);
+  size_t pos = 0;
+  double v;
+  try {
+    v = std::stod(s, &pos);
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string unit;
+  for (char c : s.substr(pos))
+    if (c != ' ') unit += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  double mult = 1;
+  if (unit == "" || unit == "B")
+    mult = 1;
+  else if (unit == "K" || unit == "KB" || unit == "KIB")
+    mult = 1024;
+  else if (unit == "M" || unit == "MB" || unit == "MIB")
+    mult = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GB" || unit == "GIB")
+    mult = 1024.0 * 1024 * 1024;
+  else
+    return std::nullopt;
+  if (!(v >= 0)) return std::nullopt;
+  return static_cast<uint64_t>(v * mult);
+}
+
 }  // namespace cepheus

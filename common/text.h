@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,5 +25,10 @@ void AppendHex16(std::string* out, uint64_t v);
 // an error naming it); "$${" stays a literal "${". For secrets in configs:
 // the config file names the variable, never the value.
 Result<std::string> ExpandEnv(std::string_view text);
+
+// "64MiB", "512k", "1.5 GB", "4096": a size in bytes (K, M, G count in
+// 1024s, with or without B or iB; case-insensitive). Nullopt if malformed
+// or negative.
+std::optional<uint64_t> ParseByteSize(std::string_view text);
 
 }  // namespace cepheus

@@ -219,6 +219,10 @@ CostBound BoundCost(const CompiledPattern& p, const CostOptions& o) {
   return out;
 }
 
+double RunStateBytes(const CompiledPattern& p) {
+  return RunBytes(p) + static_cast<double>(std::max<size_t>(1, p.states.size() - 1)) * kNodeBytes;
+}
+
 std::string FormatCost(const CompiledPattern& p, const CostBound& b, const CostOptions& o) {
   std::string s = "pattern " + p.name + " (stream " + p.stream + "): ";
   if (!b.bounded) {
@@ -240,7 +244,8 @@ std::string FormatCost(const CompiledPattern& p, const CostBound& b, const CostO
   s += " (" + (b.n > 0 ? b.reason : std::string("independent of the window")) + ")";
   if (b.runs > b.capped_runs)
     s += "\n  capped at " + std::to_string(o.max_runs_per_key) +
-         " by limits.max_runs_per_key: more are cut and counted";
+         " per key by the limits (max_runs_per_key, or the pattern's own budget): more are "
+         "cut and counted";
   s += "\n  state per key <= about " + Bytes(b.bytes) + " (" + Number(b.capped_runs) + " runs x " +
        Number(b.run_bytes) + " B, buffer nodes x " + Number(b.node_bytes) + " B, events x " +
        Number(b.row_bytes) + " B)\n";

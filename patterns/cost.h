@@ -40,6 +40,11 @@ struct CostBound {
 
 CostBound BoundCost(const CompiledPattern& pattern, const CostOptions& options = {});
 
+// The estimated bytes of one run with a full path (the run, its aggregate
+// words, a buffer node per stage): what limits.<pattern>.max_state_bytes is
+// divided by to give that pattern's run cap per key.
+double RunStateBytes(const CompiledPattern& pattern);
+
 // One paragraph for `check --cost`.
 std::string FormatCost(const CompiledPattern& pattern, const CostBound& bound,
                        const CostOptions& options);

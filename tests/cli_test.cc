@@ -455,6 +455,21 @@ TEST_F(Cli, CheckCostPrintsABoundPerPattern) {
     EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
   auto bad_rate = RunCli({"check", (dir_ / "p.yaml").string(), "--cost", "--key-rate", "0"});
   EXPECT_EQ(bad_rate.code, 2) << bad_rate.err;
+  // A pattern's own budget caps its bound; a budget for no pattern is an error.
+  WriteFile(dir_ / "b.yaml",
+            ReadFile(dir_ / "p.yaml") + "limits: { loop: { max_runs_per_key: 200 } }\n");
+  auto budget = RunCli({"check", (dir_ / "b.yaml").string(), "--cost", "--key-rate", "0.5"});
+  EXPECT_EQ(budget.code, 0) << budget.err;
+  EXPECT_NE(budget.out.find("n^2 = 900 (one run per start event, a choice of length per loop)\n"
+                            "  capped at 200 per key"),
+            std::string::npos)
+      << budget.out;
+  WriteFile(dir_ / "n.yaml",
+            ReadFile(dir_ / "p.yaml") + "limits: { lopo: { max_state_bytes: 1MiB } }\n");
+  auto nobody = RunCli({"check", (dir_ / "n.yaml").string()});
+  EXPECT_EQ(nobody.code, 1);
+  EXPECT_NE(nobody.err.find("limits.lopo: there is no pattern 'lopo'"), std::string::npos)
+      << nobody.err;
 }
 
 // outputs.NAME with patterns: [names, globs]: those patterns' matches go to

@@ -63,6 +63,8 @@ void WireMatcherEnv(const CompiledPipeline& pipeline, const patterns::CompiledPa
   env->pool = pool;
   env->stats = stats;
   env->max_runs_per_key = pipeline.config.max_runs_per_key;
+  for (size_t i = 0; i < pipeline.patterns.size() && i < pipeline.pattern_run_cap.size(); ++i)
+    if (pipeline.patterns[i].get() == &pattern) env->max_runs_per_key = pipeline.pattern_run_cap[i];
   env->report_timeouts = pattern.has_timeout_emit;
 }
 

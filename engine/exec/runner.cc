@@ -146,6 +146,9 @@ std::vector<std::pair<const char*, io::Sink*>> CountedSlots(
 // Adds a finished worker's counters to `summary`.
 void AddWorker(const Worker& w, RunSummary* summary) {
   summary->matcher.Add(w.stats().matcher());
+  const auto& per = w.stats().patterns;
+  if (summary->patterns.size() < per.size()) summary->patterns.resize(per.size());
+  for (size_t i = 0; i < per.size(); ++i) summary->patterns[i].Add(per[i]);
   summary->keys_evicted += w.stats().keys_evicted;
   summary->keys_loaded += w.stats().keys_loaded;
   summary->peak_cached_keys = std::max(summary->peak_cached_keys, w.stats().peak_cached_keys);
@@ -172,10 +175,20 @@ void LogRunWarnings(const CompiledPipeline& pipeline, const RunOptions& options,
         "{} partial matches were cut to keep limits.max_live_runs={} (oldest first; see "
         "cepheus_runs_cut_by_budget_total)",
         summary.matcher.runs_cut_by_budget, options.max_live_runs);
-  if (summary.runs_dropped)
+  for (size_t i = 0; i < summary.patterns.size() && i < pipeline.patterns.size(); ++i) {
+    const uint64_t cut = summary.patterns[i].runs_dropped;
+    if (!cut) continue;
+    const std::string& name = pipeline.patterns[i]->name;
+    const size_t cap = i < pipeline.pattern_run_cap.size() ? pipeline.pattern_run_cap[i]
+                                                           : pipeline.config.max_runs_per_key;
     spdlog::warn(
-        "{} partial matches were cut by max_runs_per_key={} (see cepheus_runs_dropped_total)",
-        summary.runs_dropped, pipeline.config.max_runs_per_key);
+        "pattern {}: {} partial matches were cut by its cap of {} per key ({}; see "
+        "cepheus_runs_dropped_total{{pattern=\"{}\"}})",
+        name, cut, cap,
+        cap < pipeline.config.max_runs_per_key ? "limits." + name
+                                               : std::string("limits.max_runs_per_key"),
+        name);
+  }
 }
 
 // One `run`: restore, read and route, checkpoints, and the end (a final

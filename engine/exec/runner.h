@@ -81,7 +81,8 @@ struct RunSummary {
   uint64_t timeouts = 0;
   uint64_t runs_dropped = 0;
   MatcherStats matcher;  // all workers' matcher counters (held matches and their wait)
-  bool stopped = false;  // ended by Stop(), not by the end of input
+  std::vector<MatcherStats> patterns;  // the same per pattern, in the pipeline's order
+  bool stopped = false;                // ended by Stop(), not by the end of input
   uint64_t checkpoints = 0;
   uint64_t restored_from = 0;  // checkpoint id, 0: a fresh start
   uint64_t keys_evicted = 0, keys_loaded = 0;

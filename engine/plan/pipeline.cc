@@ -1,7 +1,10 @@
 #include "engine/plan/pipeline.h"
 
+#include "patterns/cost.h"
+
 #include <fnmatch.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -61,6 +64,24 @@ Result<CompiledPipeline> CompilePipeline(PipelineConfig config) {
         errors += config.path + ": error: outputs." + routed.name + ".patterns: '" + glob +
                   "' names no pattern\n";
     }
+  }
+  // Budgets per pattern.
+  out.pattern_run_cap.assign(out.patterns.size(), config.max_runs_per_key);
+  for (const auto& [name, limits] : config.pattern_limits) {
+    bool found = false;
+    for (size_t i = 0; i < out.patterns.size(); ++i) {
+      if (out.patterns[i]->name != name) continue;
+      found = true;
+      size_t& cap = out.pattern_run_cap[i];
+      if (limits.max_runs_per_key) cap = std::min(cap, *limits.max_runs_per_key);
+      if (limits.max_state_bytes)
+        cap = std::min(
+            cap,
+            std::max<size_t>(1, static_cast<size_t>(static_cast<double>(*limits.max_state_bytes) /
+                                                    patterns::RunStateBytes(*out.patterns[i]))));
+    }
+    if (!found && all_compiled)
+      errors += config.path + ": error: limits." + name + ": there is no pattern '" + name + "'\n";
   }
   if (!errors.empty()) return Status::InvalidArgument(errors);
   // Routing: one keying per (stream, partition fields).

@@ -29,6 +29,9 @@ struct CompiledPipeline {
   // Per pattern: the index of its output in config.routed_outputs, or -1
   // for `matches`.
   std::vector<int> pattern_output;
+  // Per pattern: its cap on live runs per key (limits.max_runs_per_key, or
+  // its own budget in limits.<pattern>, whichever is lower).
+  std::vector<size_t> pattern_run_cap;
   std::string warnings;  // rendered pattern warnings
 };
 

@@ -602,7 +602,37 @@ Status ReadOutputs(const std::string& path, const YAML::Node& root, PipelineConf
 Status ReadLimits(const std::string& path, const YAML::Node& root, PipelineConfig& cfg) {
   if (const YAML::Node lim = root["limits"]) {
     if (!lim.IsMap()) return Err(path, lim, "limits must be a map like {max_runs_per_key: 10000}");
-    CheckKeys(lim, "limits", {"max_runs_per_key", "max_live_runs", "warn_bad_input_ratio"});
+    // A map value is a pattern's own budget: limits: { card_testing: {...} }.
+    std::vector<std::string> pattern_keys;
+    for (const auto& kv : lim)
+      if (kv.second.IsMap()) pattern_keys.push_back(Str(kv.first, "limits key"));
+    std::vector<const char*> known = {"max_runs_per_key", "max_live_runs", "warn_bad_input_ratio"};
+    for (const std::string& k : pattern_keys) known.push_back(k.c_str());
+    CheckKeys(lim, "limits", known);
+    for (const std::string& name : pattern_keys) {
+      const YAML::Node pl = lim[name];
+      const std::string section = "limits." + name;
+      CheckKeys(pl, section, {"max_runs_per_key", "max_state_bytes"});
+      PipelineConfig::PatternLimits l;
+      if (pl["max_runs_per_key"]) {
+        const int64_t v = Int(pl["max_runs_per_key"], section + ".max_runs_per_key");
+        if (v < 1)
+          return Err(path, pl["max_runs_per_key"],
+                     section + ".max_runs_per_key must be at least 1");
+        l.max_runs_per_key = static_cast<size_t>(v);
+      }
+      if (pl["max_state_bytes"]) {
+        const std::string text = Str(pl["max_state_bytes"], section + ".max_state_bytes");
+        const std::optional<uint64_t> b = ParseByteSize(text);
+        if (!b || *b == 0)
+          return Err(path, pl["max_state_bytes"],
+                     section + ".max_state_bytes must be a size like 64MiB, not '" + text + "'");
+        l.max_state_bytes = *b;
+      }
+      if (!l.max_runs_per_key && !l.max_state_bytes)
+        return Err(path, pl, section + " needs max_runs_per_key or max_state_bytes");
+      cfg.pattern_limits[name] = l;
+    }
     if (lim["max_live_runs"]) {
       const int64_t v = Int(lim["max_live_runs"], "limits.max_live_runs");
       if (v < 1000)

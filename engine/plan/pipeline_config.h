@@ -82,6 +82,14 @@ struct PipelineConfig {
   std::vector<RoutedOutput> routed_outputs;
   int parallelism = 0;  // 0: number of cores
   size_t max_runs_per_key = 10000;
+  // Budgets of one pattern (limits: { <pattern>: {...} }), per key: a lower
+  // cap on its runs, and a cap on its estimated state bytes (converted to a
+  // run cap with the cost model's size of a run: patterns/cost.h).
+  struct PatternLimits {
+    std::optional<size_t> max_runs_per_key;
+    std::optional<uint64_t> max_state_bytes;
+  };
+  std::map<std::string, PatternLimits> pattern_limits;
   // A stream whose dead letters plus late events exceed this fraction of its
   // records (at least 100 of them) gets a loud warning in the log and the
   // summary: that is almost always a configuration error (wrong format,

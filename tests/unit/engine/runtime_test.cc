@@ -15,6 +15,8 @@
 #include "engine/exec/runner.h"
 #include "engine/nfa/nfa_runtime.h"
 #include "engine/plan/pipeline.h"
+#include "engine/plan/pipeline_config.h"
+#include "patterns/cost.h"
 #include "sinks/outputs.h"
 #include "sources/file_source.h"
 #include "tests/support/random_pattern.h"
@@ -554,6 +556,64 @@ TEST(Runner, CheckpointAndStateMetrics) {
     EXPECT_GT(misses, 0u) << "7 keys do not fit a 2-key cache";
     EXPECT_LT(misses, lookups);
     EXPECT_EQ(registry.CounterTotal("cepheus_state_keys_loaded_total"), summary->keys_loaded);
+  }
+}
+
+// limits.<pattern>: a pattern's own budget caps its runs per key (directly,
+// or from max_state_bytes with the cost model's size of a run); the cuts
+// are counted for that pattern only, in the metrics and the summary.
+TEST(Runner, PerPatternBudgetsCutOnlyTheirPattern) {
+  const std::string dir = testing::ScratchDir("cepheus-budgets");
+  std::string events;
+  for (int i = 0; i < 600; ++i)  // 200 per key: ~20000 runs each, under the global cap
+    events += "{\"key\":\"k" + std::to_string(i % 3) +
+              "\",\"type\":\"A\",\"ts\":" + std::to_string(1000 + i) + "}\n";
+  testing::WriteFile(dir + "/in.jsonl", events);
+  // Three copies of a pattern whose runs grow with every A (skip till any).
+  std::string pats;
+  for (const char* name : {"free", "capped", "small"})
+    pats += std::string("      PATTERN ") + name +
+            " FROM s MATCH a ->> b ->> c WITHIN 1 HOUR DEFINE a AS type = 'A', b AS type = "
+            "'A', c AS type = 'B' EMIT key\n";
+  auto cfg = ParsePipelineConfig(
+      "streams:\n  s:\n    source: { path: " + dir +
+          "/in.jsonl }\n    schema: { key: string, type: string, ts: timestamp }\n"
+          "    key: key\n    event_time: ts\n"
+          "patterns:\n  - inline: |\n" +
+          pats +
+          "limits: { max_runs_per_key: 100000, capped: { max_runs_per_key: 50 },\n"
+          "          small: { max_state_bytes: 64KiB } }\n",
+      dir + "/p.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  auto p = CompilePipeline(std::move(cfg.value()));
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  ASSERT_EQ(p->pattern_run_cap.size(), 3u);
+  EXPECT_EQ(p->pattern_run_cap[0], 100000u);
+  EXPECT_EQ(p->pattern_run_cap[1], 50u);
+  const size_t small_cap = p->pattern_run_cap[2];
+  EXPECT_EQ(small_cap, static_cast<size_t>(64 * 1024 / patterns::RunStateBytes(*p->patterns[2])));
+  EXPECT_GT(small_cap, 50u);
+  EXPECT_LT(small_cap, 1000u);
+  metrics::Registry registry;
+  sinks::MemoryOutput matches, late, dead;
+  RunOptions opts = testing::FileRunOptions();
+  opts.metrics = &registry;
+  PipelineRunner runner(p.value(), RunOutputs{&matches, &late, &dead}, opts);
+  auto summary = runner.Run();
+  ASSERT_TRUE(summary.ok()) << summary.status().message();
+  ASSERT_EQ(summary->patterns.size(), 3u);
+  EXPECT_EQ(summary->patterns[0].runs_dropped, 0u) << "under the global cap";
+  EXPECT_GT(summary->patterns[1].runs_dropped, 0u);
+  EXPECT_GT(summary->patterns[2].runs_dropped, 0u);
+  // Each admitted run of a capped key could branch on every later A: the
+  // cuts are what the caps kept out, so the live runs never passed them.
+  EXPECT_LE(summary->peak_live_runs,
+            static_cast<int64_t>(3 * (p->pattern_run_cap[0] + 50 + small_cap)));
+  const std::string text = registry.RenderText();
+  for (size_t i = 0; i < 3; ++i) {
+    const std::string series = "cepheus_runs_dropped_total{pattern=\"" + p->patterns[i]->name +
+                               "\"} " + std::to_string(summary->patterns[i].runs_dropped) + "\n";
+    EXPECT_NE(text.find(series), std::string::npos) << series << text;
   }
 }
 
