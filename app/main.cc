@@ -15,6 +15,7 @@
 #include <fstream>
 
 #include "app/logging.h"
+#include "app/pattern_tests.h"
 #include "common/paths.h"
 #include "common/text.h"
 #include "engine/batch/backtest.h"
@@ -617,6 +618,10 @@ int main(int argc, char** argv) {
   std::string kafka_test_ledger;
   run->add_option("--testing-kafka-ledger", kafka_test_ledger)->group("");
   BacktestArgs bargs;
+  std::vector<std::string> test_files;
+  auto* test = app.add_subcommand(
+      "test", "Run pattern test files: events through a pipeline, matches compared (exit 0/1)");
+  test->add_option("files", test_files, "Pattern test files (YAML)")->required();
   auto* backtest =
       app.add_subcommand("backtest", "Run the patterns over bounded history as a batch job");
   backtest->add_option("pipeline", path, "Pipeline YAML file")->required();
@@ -659,6 +664,11 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   if (check->parsed()) return Check(path, dot, cost, key_rate);
+  if (test->parsed()) {
+    // The engine's info lines would bury the report: warnings and errors only.
+    if (!g_log_level_given) spdlog::set_level(spdlog::level::warn);
+    return cepheus::app::RunPatternTests(test_files, std::cout);
+  }
   if (run->parsed()) return Run(path, parallelism, restart, checkpoint_delay_ms, kafka_test_ledger);
   if (backtest->parsed()) return Backtest(path, parallelism, bargs);
   return 0;

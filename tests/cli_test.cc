@@ -521,6 +521,48 @@ TEST_F(Cli, PatternsRoutedToAnOutputOfTheirOwn) {
   EXPECT_NE(unknown.err.find("unknown output 'fraud'"), std::string::npos) << unknown.err;
 }
 
+// `cepheus test`: the sample's pattern test passes; a wrong expectation
+// fails with a diff naming what is missing and what is extra; a broken test
+// file is an error with its position; exit 0 only when every file passes.
+TEST_F(Cli, PatternTestsPassFailAndReportDiffs) {
+  const fs::path sample = fs::path(CEPHEUS_SOURCE_DIR) / "samples" / "fraud";
+  const std::string good = (sample / "card_testing.test.yaml").string();
+  auto pass = RunCli({"test", good});
+  EXPECT_EQ(pass.code, 0) << pass.out << pass.err;
+  EXPECT_NE(pass.out.find("PASS  " + good + " (2 match(es))"), std::string::npos) << pass.out;
+  EXPECT_NE(pass.out.find("1 passed, 0 failed"), std::string::npos);
+  // The same test with the match's charge wrong and the timeout left out.
+  std::string text = ReadFile(good);
+  text.replace(text.find("charged: 899"), 12, "charged: 900");
+  text.erase(text.find("  - {type: timeout"),
+             text.find("expect_late") - text.find("  - {type: timeout"));
+  text.replace(text.find("pipeline: pipeline.yaml"), 23,
+               "pipeline: " + (sample / "pipeline.yaml").string());
+  WriteFile(dir_ / "wrong.test.yaml", text);
+  WriteFile(dir_ / "broken.test.yaml", "pipeline: nope.yaml\nevents: []\nexpect: [oops]\n");
+  auto fail = RunCli(
+      {"test", good, (dir_ / "wrong.test.yaml").string(), (dir_ / "broken.test.yaml").string()});
+  EXPECT_EQ(fail.code, 1) << fail.out << fail.err;
+  EXPECT_NE(fail.out.find("FAIL  " + (dir_ / "wrong.test.yaml").string()), std::string::npos)
+      << fail.out;
+  EXPECT_NE(fail.out.find("  - expected, not emitted: pattern=card_testing key=c1 fields={"),
+            std::string::npos)
+      << fail.out;
+  EXPECT_NE(fail.out.find("charged:900"), std::string::npos) << fail.out;
+  EXPECT_NE(
+      fail.out.find("  + emitted, not expected: {\"pattern\":\"card_testing\",\"type\":\"match\""),
+      std::string::npos)
+      << fail.out;
+  EXPECT_NE(fail.out.find(
+                "  + emitted, not expected: {\"pattern\":\"card_testing\",\"type\":\"timeout\""),
+            std::string::npos)
+      << fail.out;
+  EXPECT_NE(fail.out.find("ERROR " + (dir_ / "broken.test.yaml").string()), std::string::npos)
+      << fail.out;
+  EXPECT_NE(fail.out.find("broken.test.yaml:3:"), std::string::npos) << fail.out;
+  EXPECT_NE(fail.out.find("1 passed, 2 failed"), std::string::npos) << fail.out;
+}
+
 TEST_F(Cli, MostlyBadInputWarnsLoudly) {
   // A CSV file declared as JSON lines: every record is a dead letter.
   std::string csv = "user,kind,ts\n";

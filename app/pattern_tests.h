@@ -1,0 +1,19 @@
+// `cepheus test FILE...`: a rule author's unit tests. Each file names a
+// pipeline, gives input events and the matches expected from them; the
+// events run through the real engine (the pipeline's streams, schemas,
+// watermarks and patterns; its inputs, outputs and state replaced) and the
+// matches are compared as a multiset. docs/pattern-tests.md describes the
+// format.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace cepheus::app {
+
+// Runs every file; reports PASS/FAIL per file (with a diff on failure) to
+// `out`. Returns the process exit code: 0 when all pass, 1 otherwise.
+int RunPatternTests(const std::vector<std::string>& files, std::ostream& out);
+
+}  // namespace cepheus::app
