@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <csignal>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -33,11 +35,15 @@
 
 namespace {
 
-cepheus::engine::PipelineRunner* g_runner = nullptr;
+std::atomic<cepheus::engine::PipelineRunner*> g_runner{nullptr};
+std::atomic<bool> g_stop_requested{false};
+std::atomic<bool> g_reload_requested{false};
 
 void OnSignal(int) {
-  if (g_runner) g_runner->Stop();
+  g_stop_requested.store(true);
+  if (auto* r = g_runner.load()) r->Stop();
 }
+void OnHangup(int) { g_reload_requested.store(true); }
 
 cepheus::Result<cepheus::engine::CompiledPipeline> Load(const std::string& path) {
   auto cfg = cepheus::engine::LoadPipelineConfig(path);
@@ -350,22 +356,139 @@ int Run(const std::string& path, int parallelism, bool restart, int64_t checkpoi
           server.status().message());
     }
   }
-  cepheus::engine::RunOutputs outs = outputs->Get();
-  cepheus::engine::PipelineRunner runner(*p, outs, opts);
-  g_runner = &runner;
+  // Hot reload (SIGHUP, or a changed file with patterns_reload: watch): the
+  // new pipeline is loaded and checked while the old one runs; if it is
+  // valid, the run stops at a checkpoint and continues from it with the new
+  // pattern set -- the same mapping as a restart (unchanged patterns keep
+  // their partial matches, changed and removed ones drop theirs, new ones
+  // start empty, each logged); if not, the old set runs on and the error is
+  // logged and counted.
+  auto& c_reloads = registry.GetCounter("cepheus_reloads_total", "Pattern set reloads applied");
+  auto& c_reload_failures = registry.GetCounter("cepheus_reload_failures_total",
+                                                "Reloads refused (the new pipeline was invalid)");
+  std::mutex reload_mu;
+  std::optional<cepheus::engine::CompiledPipeline> pending;  // guarded by reload_mu
+  std::atomic<bool> watcher_done{false};
+  const std::string state_dir = cfg.state_dir;
+  const bool checkpoints = cfg.checkpoints_enabled;
+  auto watched_files = [](const cepheus::engine::PipelineConfig& c) {
+    std::vector<std::string> files{c.path};
+    for (const auto& ps : c.patterns)
+      if (!ps.path.empty()) files.push_back(ps.path);
+    return files;
+  };
+  auto mtimes = [](const std::vector<std::string>& files) {
+    std::vector<int64_t> out;
+    for (const auto& f : files) {
+      std::error_code ec;
+      const auto t = std::filesystem::last_write_time(f, ec);
+      out.push_back(ec ? -1 : static_cast<int64_t>(t.time_since_epoch().count()));
+    }
+    return out;
+  };
+  std::vector<std::string> watched = watched_files(cfg);
+  std::vector<int64_t> seen = mtimes(watched);
+  std::atomic<bool> watch{cfg.watch_patterns};
+  std::thread watcher([&] {
+    int ticks = 0;
+    while (!watcher_done.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      bool reload = g_reload_requested.exchange(false);
+      if (watch.load() && ++ticks % 10 == 0) {
+        const std::vector<int64_t> now = mtimes(watched);
+        if (now != seen) {
+          seen = now;
+          reload = true;
+          spdlog::info("reload: a pattern file or the pipeline file of {} changed", path);
+        }
+      }
+      if (!reload) continue;
+      auto next = Load(path);
+      std::string why;
+      if (!next.ok())
+        why = next.status().message();
+      else if (!checkpoints || !next->config.checkpoints_enabled)
+        why = "hot reload needs checkpoints (the state moves to the new pattern set through one)";
+      else if (next->config.state_dir != state_dir)
+        why = "a reload cannot move the state directory (" + state_dir + " -> " +
+              next->config.state_dir + "); restart to do that";
+      if (!why.empty()) {
+        c_reload_failures.Add(1);
+        spdlog::error("reload refused, the running pattern set stays: {}", why);
+        continue;
+      }
+      watched = watched_files(next->config);
+      seen = mtimes(watched);
+      {
+        std::lock_guard<std::mutex> l(reload_mu);
+        pending = std::move(next.value());
+      }
+      spdlog::info("reload: the new pipeline is valid; applying it at a checkpoint");
+      if (auto* r = g_runner.load()) r->Stop();
+    }
+  });
+  struct JoinWatcher {
+    std::atomic<bool>& done;
+    std::thread& t;
+    ~JoinWatcher() {
+      done.store(true);
+      if (t.joinable()) t.join();
+    }
+  } join_watcher{watcher_done, watcher};
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  auto summary = runner.Run();
-  g_runner = nullptr;
-  if (!summary.ok()) {
-    std::cerr << "error: " << summary.status().message() << "\n";
-    return 2;
+  std::signal(SIGHUP, OnHangup);
+  auto current = std::make_unique<cepheus::engine::CompiledPipeline>(std::move(p.value()));
+  while (true) {
+    cepheus::engine::RunOutputs outs = outputs->Get();
+    cepheus::engine::PipelineRunner runner(*current, outs, opts);
+    g_runner.store(&runner);
+    // A stop or reload that came before the runner existed applies now.
+    if (g_stop_requested.load()) runner.Stop();
+    {
+      std::lock_guard<std::mutex> l(reload_mu);
+      if (pending) runner.Stop();
+    }
+    auto summary = runner.Run();
+    g_runner.store(nullptr);
+    if (!summary.ok()) {
+      std::cerr << "error: " << summary.status().message() << "\n";
+      return 2;
+    }
+    std::optional<cepheus::engine::CompiledPipeline> next;
+    {
+      std::lock_guard<std::mutex> l(reload_mu);
+      if (summary->stopped && !g_stop_requested.load() && pending) next.swap(pending);
+    }
+    if (!next) {
+      spdlog::info("{}: {} records, {} events, {} matches, {} timeouts, {} late, {} dead letters{}",
+                   path, summary->reader.records_read, summary->reader.events, summary->matches,
+                   summary->timeouts, summary->reader.late, summary->reader.dead_letters,
+                   summary->stopped ? " (stopped)" : "");
+      return 0;
+    }
+    // The run stopped at a checkpoint: continue from it with the new set.
+    std::cerr << next->warnings;
+    spdlog::info("reload: continuing from the checkpoint with {} pattern(s)",
+                 next->patterns.size());
+    outputs->matches.reset();  // the outputs recover from that checkpoint when reopened
+    outputs->late.reset();
+    outputs->dead.reset();
+    outputs->watermarks.reset();
+    outputs->routed.clear();
+    auto reopened =
+        OpenOutputs(next->config, "", cepheus::sinks::FileMode::kExactlyOnce, kafka_test_ledger);
+    if (!reopened.ok()) {
+      std::cerr << "error: " << reopened.status().message() << "\n";
+      return 2;
+    }
+    outputs = std::move(reopened);
+    current = std::make_unique<cepheus::engine::CompiledPipeline>(std::move(*next));
+    opts.checkpoint.restart = false;
+    opts.progress_interval = current->config.progress_interval;
+    watch.store(current->config.watch_patterns);
+    c_reloads.Add(1);
   }
-  spdlog::info("{}: {} records, {} events, {} matches, {} timeouts, {} late, {} dead letters{}",
-               path, summary->reader.records_read, summary->reader.events, summary->matches,
-               summary->timeouts, summary->reader.late, summary->reader.dead_letters,
-               summary->stopped ? " (stopped)" : "");
-  return 0;
 }
 
 // Expands --input arguments: files, globs and directories (their regular

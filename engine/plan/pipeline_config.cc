@@ -785,7 +785,13 @@ Result<PipelineConfig> Parse(const YAML::Node& root, const std::string& path) {
     return Err(path, root, "a pipeline file is a YAML map with streams, patterns and outputs");
   CheckKeys(root, "the pipeline",
             {"name", "streams", "patterns", "outputs", "parallelism", "limits", "state",
-             "checkpoint", "metrics", "log"});
+             "checkpoint", "metrics", "log", "patterns_reload"});
+  if (const YAML::Node pr = root["patterns_reload"]) {
+    const std::string v = Str(pr, "patterns_reload");
+    if (v != "watch" && v != "signal")
+      return Err(path, pr, "patterns_reload must be watch or signal, not '" + v + "'");
+    cfg.watch_patterns = v == "watch";
+  }
   const YAML::Node streams = root["streams"];
   if (!streams || !streams.IsMap() || streams.size() == 0)
     return Err(path, root,

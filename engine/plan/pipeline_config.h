@@ -109,6 +109,9 @@ struct PipelineConfig {
   // Where /metrics, /healthz and /readyz are served ("host:port"; empty:
   // metrics: off). Loopback by default: nothing is exposed unless asked.
   std::string metrics_listen = "127.0.0.1:9464";
+  // patterns_reload: watch -- `run` also reloads when the pipeline file or a
+  // pattern file changes (always: on SIGHUP).
+  bool watch_patterns = false;
   // log: the level (the command line's --log-level wins) and how often `run`
   // logs a progress line (0: never).
   std::string log_level = "info";

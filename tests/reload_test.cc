@@ -1,0 +1,164 @@
+// Hot reload: `cepheus run` over a live input (a FIFO the test writes to)
+// takes a new pattern set on SIGHUP -- at a checkpoint, keeping the partial
+// matches of unchanged patterns, dropping removed ones, starting new ones
+// empty -- and keeps the old set when the new one is invalid.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "tests/support/test_io.h"
+
+namespace cepheus {
+namespace {
+
+bool WaitUntil(const std::function<bool()>& done, int ms = 20000) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+// The value of a series in a scrape (-1: absent).
+double Series(const std::string& text, const std::string& series) {
+  const size_t at = ("\n" + text).find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 1));
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = 0; (at = text.find(what, at)) != std::string::npos; ++at) ++n;
+  return n;
+}
+
+TEST(HotReload, KeepsUnchangedPatternsAndRefusesAnInvalidSet) {
+  const std::string dir = testing::ScratchDir("hot-reload");
+  const std::string rule = " FROM s MATCH a -> b WITHIN 1 HOUR DEFINE a AS kind = 'a', b AS kind ";
+  testing::WriteFile(dir + "/rules.cep",
+                     "PATTERN keep" + rule + "= 'b' EMIT user\n" +
+                         "PATTERN gone FROM s MATCH a -> a WITHIN 1 HOUR DEFINE a AS kind = 'a' "
+                         "EMIT user\n");
+  testing::WriteFile(dir + "/p.yaml",
+                     "streams:\n  s:\n    source: { type: file, path: in.fifo }\n"
+                     "    schema: { user: string, kind: string, ts: timestamp }\n"
+                     "    key: user\n    event_time: { field: ts, max_out_of_orderness: 0s }\n"
+                     "patterns: [ rules.cep ]\n"
+                     "outputs: { matches: { type: file, path: m.jsonl } }\n"
+                     "checkpoint: { interval: 1h }\nstate: { dir: state }\n"
+                     "metrics: { listen: \"127.0.0.1:0\" }\n");
+  const std::string fifo = dir + "/in.fifo", log = dir + "/run.log";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const int pid = testing::SpawnCli({"run", dir + "/p.yaml"}, 1, log);
+  const int in = ::open(fifo.c_str(), O_WRONLY);
+  ASSERT_GE(in, 0);
+  auto send = [&](const std::string& lines) {
+    ASSERT_EQ(::write(in, lines.data(), lines.size()), static_cast<ssize_t>(lines.size()));
+  };
+  int port = -1;
+  ASSERT_TRUE(WaitUntil([&] {
+    return (port = testing::LoggedMetricsPort(testing::ReadFile(log))) > 0;
+  })) << testing::ReadFile(log);
+  auto scrape = [&](const std::string& series) {
+    return Series(testing::HttpGet(port, "/metrics").body, series);
+  };
+  // Before: u1 starts a `keep` run; u2 completes `gone` (u9 moves the watermark).
+  send(
+      "{\"user\":\"u1\",\"kind\":\"a\",\"ts\":1000}\n{\"user\":\"u2\",\"kind\":\"a\",\"ts\":1001}\n"
+      "{\"user\":\"u2\",\"kind\":\"a\",\"ts\":1002}\n{\"user\":\"u9\",\"kind\":\"x\",\"ts\":1003}"
+      "\n");
+  ASSERT_TRUE(WaitUntil([&] { return scrape("cepheus_matches_total{pattern=\"gone\"}") == 1; }))
+      << testing::ReadFile(log);
+  // An invalid set is refused; the old one keeps running.
+  testing::WriteFile(dir + "/rules.cep", "PATTERN keep FROM s MATCH a ->\n");
+  ASSERT_EQ(::kill(pid, SIGHUP), 0);
+  ASSERT_TRUE(WaitUntil([&] { return scrape("cepheus_reload_failures_total") == 1; }))
+      << testing::ReadFile(log);
+  EXPECT_NE(testing::ReadFile(log).find("reload refused, the running pattern set stays"),
+            std::string::npos);
+  EXPECT_NE(testing::ReadFile(log).find("rules.cep:2:1: error: expected a stage"),
+            std::string::npos)
+      << "the error has its position: " << testing::ReadFile(log);
+  // A valid set: `keep` unchanged, `gone` removed, `fresh` new.
+  testing::WriteFile(dir + "/rules.cep",
+                     "PATTERN keep" + rule + "= 'b' EMIT user\n" +
+                         "PATTERN fresh FROM s MATCH b -> b WITHIN 1 HOUR DEFINE b AS kind = 'b' "
+                         "EMIT user\n");
+  ASSERT_EQ(::kill(pid, SIGHUP), 0);
+  ASSERT_TRUE(WaitUntil([&] { return scrape("cepheus_reloads_total") == 1; }))
+      << testing::ReadFile(log);
+  // After: u1's `keep` run from before the reload completes; u2's a a would
+  // have matched `gone`; u1's b b matches `fresh`.
+  send(
+      "{\"user\":\"u1\",\"kind\":\"b\",\"ts\":2000}\n{\"user\":\"u1\",\"kind\":\"b\",\"ts\":2001}\n"
+      "{\"user\":\"u2\",\"kind\":\"a\",\"ts\":2002}\n{\"user\":\"u2\",\"kind\":\"a\",\"ts\":2003}"
+      "\n");
+  ::close(in);  // the end of the input ends the run
+  ASSERT_EQ(testing::WaitPid(pid), 0) << testing::ReadFile(log);
+  const std::string out = testing::ReadFile(dir + "/m.jsonl");
+  const std::string text = testing::ReadFile(log);
+  EXPECT_EQ(Count(out, "\n"), 3u) << out;
+  EXPECT_EQ(Count(out,
+                  "\"pattern\":\"keep\",\"type\":\"match\",\"key\":\"u1\",\"start\":\"1970-01-"
+                  "01T00:00:01.000Z\",\"end\":\"1970-01-01T00:00:02.000Z\""),
+            1u)
+      << "the partial match from before the reload completed after it:\n"
+      << out;
+  EXPECT_EQ(Count(out, "\"pattern\":\"gone\""), 1u) << "only before the reload:\n" << out;
+  EXPECT_EQ(Count(out, "\"pattern\":\"fresh\""), 1u) << out;
+  for (const char* line : {"pattern keep: unchanged since checkpoint",
+                           "pattern gone: removed since", "pattern fresh: new since checkpoint"})
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+}
+
+// patterns_reload: watch -- a changed pattern file is picked up without a
+// signal (the files are looked at twice a second).
+TEST(HotReload, AWatchedPatternFileReloadsWithoutASignal) {
+  const std::string dir = testing::ScratchDir("hot-reload-watch");
+  testing::WriteFile(dir + "/rules.cep",
+                     "PATTERN one FROM s MATCH a DEFINE a AS kind = 'a' EMIT user\n");
+  testing::WriteFile(dir + "/p.yaml",
+                     "streams:\n  s:\n    source: { type: file, path: in.fifo }\n"
+                     "    schema: { user: string, kind: string, ts: timestamp }\n"
+                     "    key: user\n    event_time: { field: ts, max_out_of_orderness: 0s }\n"
+                     "patterns: [ rules.cep ]\npatterns_reload: watch\n"
+                     "outputs: { matches: { type: file, path: m.jsonl } }\n"
+                     "checkpoint: { interval: 1h }\nstate: { dir: state }\n"
+                     "metrics: { listen: \"127.0.0.1:0\" }\n");
+  const std::string fifo = dir + "/in.fifo", log = dir + "/run.log";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const int pid = testing::SpawnCli({"run", dir + "/p.yaml"}, 1, log);
+  const int in = ::open(fifo.c_str(), O_WRONLY);
+  ASSERT_GE(in, 0);
+  int port = -1;
+  ASSERT_TRUE(
+      WaitUntil([&] { return (port = testing::LoggedMetricsPort(testing::ReadFile(log))) > 0; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  testing::WriteFile(dir + "/rules.cep",
+                     "PATTERN two FROM s MATCH b DEFINE b AS kind = 'b' EMIT user\n");
+  ASSERT_TRUE(WaitUntil([&] {
+    return Series(testing::HttpGet(port, "/metrics").body, "cepheus_reloads_total") == 1;
+  })) << testing::ReadFile(log);
+  const std::string lines =
+      "{\"user\":\"u1\",\"kind\":\"a\",\"ts\":1}\n{\"user\":\"u1\",\"kind\":\"b\",\"ts\":2}\n";
+  ASSERT_EQ(::write(in, lines.data(), lines.size()), static_cast<ssize_t>(lines.size()));
+  ::close(in);
+  ASSERT_EQ(testing::WaitPid(pid), 0) << testing::ReadFile(log);
+  const std::string out = testing::ReadFile(dir + "/m.jsonl");
+  EXPECT_EQ(Count(out, "\"pattern\":\"two\""), 1u) << out;
+  EXPECT_EQ(Count(out, "\"pattern\":\"one\""), 0u) << out;
+  EXPECT_NE(testing::ReadFile(log).find("reload: a pattern file or the pipeline file of " + dir +
+                                        "/p.yaml changed"),
+            std::string::npos)
+      << testing::ReadFile(log);
+}
+
+}  // namespace
+}  // namespace cepheus
