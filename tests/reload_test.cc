@@ -86,9 +86,10 @@ TEST(HotReload, KeepsUnchangedPatternsAndRefusesAnInvalidSet) {
   EXPECT_NE(testing::ReadFile(log).find("rules.cep:2:1: error: expected a stage"),
             std::string::npos)
       << "the error has its position: " << testing::ReadFile(log);
-  // A valid set: `keep` unchanged, `gone` removed, `fresh` new.
+  // A valid set: `keep` changed in a condition and its EMIT only (the same
+  // automaton and state layout), `gone` removed, `fresh` new.
   testing::WriteFile(dir + "/rules.cep",
-                     "PATTERN keep" + rule + "= 'b' EMIT user\n" +
+                     "PATTERN keep" + rule + "= 'b' AND ts > 0 EMIT user AS who\n" +
                          "PATTERN fresh FROM s MATCH b -> b WITHIN 1 HOUR DEFINE b AS kind = 'b' "
                          "EMIT user\n");
   ASSERT_EQ(::kill(pid, SIGHUP), 0);
@@ -111,10 +112,14 @@ TEST(HotReload, KeepsUnchangedPatternsAndRefusesAnInvalidSet) {
             1u)
       << "the partial match from before the reload completed after it:\n"
       << out;
+  EXPECT_EQ(Count(out, "\"fields\":{\"who\":\"u1\"}"), 1u)
+      << "...under the new definition (its EMIT):\n"
+      << out;
   EXPECT_EQ(Count(out, "\"pattern\":\"gone\""), 1u) << "only before the reload:\n" << out;
   EXPECT_EQ(Count(out, "\"pattern\":\"fresh\""), 1u) << out;
-  for (const char* line : {"pattern keep: unchanged since checkpoint",
-                           "pattern gone: removed since", "pattern fresh: new since checkpoint"})
+  for (const char* line :
+       {"pattern keep: changed since checkpoint 1 in its conditions or EMIT only",
+        "pattern gone: removed since", "pattern fresh: new since checkpoint"})
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
 }
 

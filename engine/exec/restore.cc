@@ -25,13 +25,72 @@ std::string KeyingSignature(const CompiledPipeline& p, const Keying& k) {
   return sig;
 }
 
-std::string PatternFingerprint(const CompiledPipeline& p, int pattern_index) {
+namespace {
+
+// What a pattern's stored state depends on, without what only decides
+// which events are taken or what a match emits: the automaton's shape
+// (states, stages, edges with their contiguity, guards, quantifier bits and
+// finals; condition indexes, not their text), the aggregate word layout,
+// the window, gaps, the skip strategy, and the keying. Runs and buffer
+// nodes refer to all of these; a condition's threshold or an EMIT field
+// they never see.
+std::string StateLayout(const patterns::CompiledPattern& pat) {
+  std::string t = "v" + std::to_string(pat.vars.size());
+  for (const auto& st : pat.states) {
+    t += "|s" + std::to_string(st.var) + "," + std::to_string(st.cond) + "," +
+         std::to_string(st.gap_ms) + "," + std::to_string(st.wait_ms);
+    for (const auto& e : st.edges) {
+      t += ";e" + std::to_string(e.target) + "," + std::to_string(static_cast<int>(e.op)) + "," +
+           std::to_string(e.continue_q) + "," + std::to_string(e.bypass_q) + "," +
+           std::to_string(e.until_cond) + "," + (e.until_kills ? "k" : "-");
+      for (const auto& g : e.guards) t += ",g" + std::to_string(g.cond) + (g.strict ? "s" : "r");
+    }
+    for (const auto& f : st.finals) {
+      t += ";f";
+      for (const auto& g : f.guards) t += ",g" + std::to_string(g.cond) + (g.strict ? "s" : "r");
+    }
+  }
+  for (const auto& q : pat.quants) t += "|q" + std::to_string(static_cast<int>(q.mode));
+  t += "|greedy" + std::to_string(pat.greedy_q);
+  const patterns::AggLayout& a = pat.aggs;
+  t += "|aggs" + std::to_string(a.num_words) + "," + std::to_string(a.total_count);
+  for (const auto& v : a.vars) {
+    t += ";" + std::to_string(v.count) + "," + std::to_string(v.first) + "," +
+         std::to_string(v.last) + "," + std::to_string(v.prev);
+    for (const auto& f : v.fields)
+      t += "," + std::to_string(f.field) + ":" + std::to_string(static_cast<int>(f.type)) + ":" +
+           std::to_string(f.sum) + ":" + std::to_string(f.min) + ":" + std::to_string(f.max) + ":" +
+           std::to_string(f.last_value) + ":" + std::to_string(f.last_set);
+  }
+  t += "|within" + (pat.within ? std::to_string(pat.within->millis()) : std::string("-"));
+  t += "|gap" + (pat.max_gap ? std::to_string(pat.max_gap->millis()) : std::string("-"));
+  t += "|skip" + std::to_string(static_cast<int>(pat.skip)) + "," + std::to_string(pat.skip_var) +
+       (pat.skip_strict ? "s" : "") + (pat.has_timeout_emit ? "|timeouts" : "");
+  return t;
+}
+
+std::string KeyingOf(const CompiledPipeline& p, int pattern_index) {
   for (const Keying& k : p.keyings)
     for (int pi : k.patterns)
-      if (pi == pattern_index)
-        return Fingerprint(p.patterns[static_cast<size_t>(pi)]->ToText() + "|" +
-                           KeyingSignature(p, k));
-  return Fingerprint(p.patterns[static_cast<size_t>(pattern_index)]->ToText());
+      if (pi == pattern_index) return KeyingSignature(p, k);
+  return "";
+}
+
+// The full part of a fingerprint (before the '.'; older checkpoints have
+// only that part) and the state layout part (empty if absent).
+std::pair<std::string, std::string> SplitFingerprint(const std::string& fp) {
+  const size_t dot = fp.find('.');
+  if (dot == std::string::npos) return {fp, ""};
+  return {fp.substr(0, dot), fp.substr(dot + 1)};
+}
+
+}  // namespace
+
+std::string PatternFingerprint(const CompiledPipeline& p, int pattern_index) {
+  const auto& pat = *p.patterns[static_cast<size_t>(pattern_index)];
+  const std::string keying = KeyingOf(p, pattern_index);
+  return Fingerprint(pat.ToText() + "|" + keying) + "." +
+         Fingerprint(StateLayout(pat) + "|" + keying);
 }
 
 Result<OpenedState> OpenLatestState(CheckpointStore& store, const CheckpointOptions& ck) {
@@ -103,10 +162,22 @@ Result<RestoreMapping> MapCheckpoint(const CompiledPipeline& pipeline,
     int now = -1;
     for (size_t i = 0; i < pipeline.patterns.size(); ++i)
       if (pipeline.patterns[i]->name == name) now = static_cast<int>(i);
-    if (now >= 0 && PatternFingerprint(pipeline, now) == fp) {
-      spdlog::info("pattern {}: unchanged since checkpoint {}, its state is restored", name,
-                   meta.id);
-      continue;
+    const auto [was, was_layout] = SplitFingerprint(fp);
+    if (now >= 0) {
+      const auto [is, is_layout] = SplitFingerprint(PatternFingerprint(pipeline, now));
+      if (is == was) {
+        spdlog::info("pattern {}: unchanged since checkpoint {}, its state is restored", name,
+                     meta.id);
+        continue;
+      }
+      if (!was_layout.empty() && is_layout == was_layout) {
+        spdlog::info(
+            "pattern {}: changed since checkpoint {} in its conditions or EMIT only (the same "
+            "automaton and state layout): its partial matches are kept and go on under the new "
+            "definition",
+            name, meta.id);
+        continue;
+      }
     }
     spdlog::warn("pattern {}: {} since checkpoint {}, its partial matches are dropped", name,
                  now >= 0 ? "changed" : "removed", meta.id);
