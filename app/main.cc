@@ -745,6 +745,16 @@ int main(int argc, char** argv) {
   auto* test = app.add_subcommand(
       "test", "Run pattern test files: events through a pipeline, matches compared (exit 0/1)");
   test->add_option("files", test_files, "Pattern test files (YAML)")->required();
+  cepheus::app::ExplainArgs xargs;
+  auto* explain = app.add_subcommand(
+      "explain",
+      "Show a pattern's automaton and bound; with --events, what its runs did with each event");
+  explain->add_option("pipeline", xargs.pipeline, "Pipeline YAML file")->required();
+  explain->add_option("--pattern", xargs.pattern, "The pattern")->required();
+  explain->add_option("--key", xargs.key, "Only this key's events and runs");
+  explain->add_option("--events", xargs.events_file,
+                      "Events of the pattern's stream (a file in its format)");
+  explain->add_flag("--dot", xargs.dot, "Print the automaton as Graphviz DOT");
   auto* backtest =
       app.add_subcommand("backtest", "Run the patterns over bounded history as a batch job");
   backtest->add_option("pipeline", path, "Pipeline YAML file")->required();
@@ -787,6 +797,10 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   if (check->parsed()) return Check(path, dot, cost, key_rate);
+  if (explain->parsed()) {
+    if (!g_log_level_given) spdlog::set_level(spdlog::level::warn);
+    return cepheus::app::RunExplain(xargs, std::cout);
+  }
   if (test->parsed()) {
     // The engine's info lines would bury the report: warnings and errors only.
     if (!g_log_level_given) spdlog::set_level(spdlog::level::warn);

@@ -17,6 +17,7 @@
 #include "engine/exec/runner.h"
 #include "engine/plan/pipeline.h"
 #include "engine/plan/pipeline_config.h"
+#include "patterns/cost.h"
 #include "sinks/outputs.h"
 #include "sources/kafka_source.h"
 
@@ -227,54 +228,68 @@ std::string Describe(const Expected& x) {
   return s;
 }
 
+// Points every stream of `cfg` at a file in `dir` holding its events: the
+// inline JSON lines of `inline_events`, or a copy of its `event_files` entry
+// (in the stream's format), or nothing. Key "" means the only stream.
+Status UseInputs(const std::string& what, const fs::path& dir,
+                 const std::map<std::string, std::string>& inline_events,
+                 const std::map<std::string, fs::path>& event_files, engine::PipelineConfig* cfg) {
+  auto key_of = [&](auto& m, const std::string& name) {
+    if (m.count(name)) return name;
+    return (cfg->streams.size() == 1 && m.count("")) ? std::string() : std::string("\x01");
+  };
+  for (const auto& [name, _] : inline_events)
+    if (!name.empty() && !cfg->FindStream(name))
+      return Status::InvalidArgument(what + ": events for unknown stream '" + name + "'");
+  if (cfg->streams.size() > 1 && (inline_events.count("") || event_files.count("")))
+    return Status::InvalidArgument(what +
+                                   ": the pipeline has several streams: give events per stream "
+                                   "(events: { stream: [...] })");
+  for (engine::StreamConfig& s : cfg->streams) {
+    const fs::path input = dir / (s.name + ".input");
+    std::ofstream out(input, std::ios::binary);
+    const std::string k = key_of(inline_events, s.name);
+    const std::string fk = key_of(event_files, s.name);
+    if (inline_events.count(k)) {
+      out << inline_events.at(k);
+      s.source.format = engine::RecordFormat::kJsonl;  // events written as JSON objects
+    } else if (event_files.count(fk)) {
+      std::ifstream in(event_files.at(fk), std::ios::binary);
+      if (!in)
+        return Status::NotFound(what + ": cannot read events file " + event_files.at(fk).string());
+      out << in.rdbuf();
+    }
+    s.source.kind = io::SourceKind::kFile;
+    s.source.path = input.string();
+  }
+  return Status::Ok();
+}
+
+// A scratch directory, removed with the object.
+struct ScratchDir {
+  fs::path path;
+  ScratchDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("cepheus-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
 // Runs one test; `report` gets the failure details.
 Result<bool> RunOne(const fs::path& file, std::string* report, size_t* matched) {
   auto t = ReadTestFile(file);
   if (!t.ok()) return t.status();
   auto cfg = engine::LoadPipelineConfig(t->pipeline.string());
   if (!cfg.ok()) return cfg.status();
-  static int counter = 0;
-  const fs::path dir = fs::temp_directory_path() / ("cepheus-test-" + std::to_string(::getpid()) +
-                                                    "-" + std::to_string(counter++));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  struct Cleanup {
-    fs::path d;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(d, ec);
-    }
-  } cleanup{dir};
-  // Inputs: each stream reads the test's events (or nothing).
-  auto stream_key = [&](const std::map<std::string, std::string>& m, const std::string& name) {
-    if (m.count(name)) return name;
-    return (cfg->streams.size() == 1 && m.count("")) ? std::string() : std::string("\x01");
-  };
-  for (const auto& [name, _] : t->inline_events)
-    if (!name.empty() && !cfg->FindStream(name))
-      return Status::InvalidArgument(file.string() + ": events for unknown stream '" + name + "'");
-  if (cfg->streams.size() > 1 && (t->inline_events.count("") || t->event_files.count("")))
-    return Status::InvalidArgument(file.string() +
-                                   ": the pipeline has several streams: give events per stream "
-                                   "(events: { stream: [...] })");
-  for (engine::StreamConfig& s : cfg->streams) {
-    const fs::path input = dir / (s.name + ".input");
-    std::ofstream out(input, std::ios::binary);
-    const std::string k = stream_key(t->inline_events, s.name);
-    std::map<std::string, std::string> files;
-    for (const auto& [n, p] : t->event_files) files[n] = p.string();
-    const std::string fk = stream_key(files, s.name);
-    if (t->inline_events.count(k)) {
-      out << t->inline_events.at(k);
-      s.source.format = engine::RecordFormat::kJsonl;  // events written as JSON objects
-    } else if (files.count(fk)) {
-      std::ifstream in(files.at(fk), std::ios::binary);
-      if (!in) return Status::NotFound(file.string() + ": cannot read events file " + files.at(fk));
-      out << in.rdbuf();
-    }
-    s.source.kind = io::SourceKind::kFile;
-    s.source.path = input.string();
-  }
+  ScratchDir scratch;
+  const fs::path& dir = scratch.path;
+  CEPHEUS_RETURN_IF_ERROR(UseInputs(file.string(), dir, t->inline_events, t->event_files, &*cfg));
   cfg->checkpoints_enabled = false;
   cfg->metrics_listen.clear();
   auto pipeline = engine::CompilePipeline(std::move(cfg.value()));
@@ -324,6 +339,40 @@ Result<bool> RunOne(const fs::path& file, std::string* report, size_t* matched) 
   return report->empty();
 }
 
+// "name=value, ..." of a row's fields.
+std::string DescribeRow(const Row& row, const Schema& schema) {
+  std::string s;
+  for (size_t i = 0; i < schema.size(); ++i) {
+    const Field& f = schema.field(i);
+    s += (s.empty() ? "" : ", ") + f.name + "=";
+    if (row.IsNull(i)) {
+      s += "null";
+      continue;
+    }
+    switch (f.type) {
+      case FieldType::kInt:
+        s += std::to_string(row.GetInt(i));
+        break;
+      case FieldType::kDouble: {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", row.GetDouble(i));
+        s += buf;
+        break;
+      }
+      case FieldType::kBool:
+        s += row.GetBool(i) ? "true" : "false";
+        break;
+      case FieldType::kTimestamp:
+        s += FormatRfc3339(EventTime::FromMillis(row.GetInt(i)));
+        break;
+      case FieldType::kString:
+        AppendJsonString(s, row.GetString(i));
+        break;
+    }
+  }
+  return s;
+}
+
 }  // namespace
 
 int RunPatternTests(const std::vector<std::string>& files, std::ostream& out) {
@@ -346,6 +395,150 @@ int RunPatternTests(const std::vector<std::string>& files, std::ostream& out) {
   }
   out << passed << " passed, " << failed << " failed\n";
   return failed == 0 ? 0 : 1;
+}
+
+int RunExplain(const ExplainArgs& a, std::ostream& out) {
+  auto cfg = engine::LoadPipelineConfig(a.pipeline);
+  if (!cfg.ok()) {
+    out << cfg.status().message() << "\n";
+    return 1;
+  }
+  ScratchDir scratch;
+  if (!a.events_file.empty()) {
+    std::map<std::string, fs::path> files;
+    // The events are the pattern's stream's; other streams read nothing.
+    auto compiled = engine::CompilePipeline(cfg.value());
+    if (!compiled.ok()) {
+      out << compiled.status().message() << "\n";
+      return 1;
+    }
+    for (const auto& p : compiled->patterns)
+      if (p->name == a.pattern) files[p->stream] = a.events_file;
+    if (Status s = UseInputs(a.pipeline, scratch.path, {}, files, &*cfg); !s.ok()) {
+      out << s.message() << "\n";
+      return 1;
+    }
+  }
+  cfg->checkpoints_enabled = false;
+  cfg->metrics_listen.clear();
+  auto pipeline = engine::CompilePipeline(std::move(cfg.value()));
+  if (!pipeline.ok()) {
+    out << pipeline.status().message() << "\n";
+    return 1;
+  }
+  const patterns::CompiledPattern* pat = nullptr;
+  size_t index = 0;
+  for (size_t i = 0; i < pipeline->patterns.size(); ++i)
+    if (pipeline->patterns[i]->name == a.pattern) {
+      pat = pipeline->patterns[i].get();
+      index = i;
+    }
+  if (!pat) {
+    out << a.pipeline << ": there is no pattern '" << a.pattern << "' (patterns:";
+    for (const auto& p : pipeline->patterns) out << " " << p->name;
+    out << ")\n";
+    return 1;
+  }
+  if (a.dot) {
+    out << pat->ToDot();
+    return 0;
+  }
+  out << pat->ToText();
+  patterns::CostOptions co;
+  co.max_runs_per_key = pipeline->pattern_run_cap[index];
+  out << patterns::FormatCost(*pat, patterns::BoundCost(*pat, co), co);
+  if (a.events_file.empty()) return 0;
+  // The trace: each event, then what each run did with it.
+  const Schema& schema = *pat->schema;
+  auto state = [&](int s) {
+    return s < 0 ? std::string("-")
+                 : std::to_string(s) + " " + pat->states[static_cast<size_t>(s)].label;
+  };
+  auto cond = [&](int c) {
+    return c < 0 ? std::string() : pat->conditions[static_cast<size_t>(c)].text;
+  };
+  uint64_t events = 0;
+  engine::TraceRequest trace;
+  trace.pattern = a.pattern;
+  trace.key = a.key;
+  trace.on_event = [&](std::string_view key, const Row& row) {
+    ++events;
+    out << "event " << FormatRfc3339(row.time()) << " key " << key << ": "
+        << DescribeRow(row, schema) << "\n";
+  };
+  trace.on_note = [&](std::string_view key, const engine::TraceNote& n) {
+    using K = engine::TraceNote::Kind;
+    out << "  run started " << FormatRfc3339(EventTime::FromMillis(n.run_start_ms)) << "#"
+        << n.run_start_tie;
+    if (a.key.empty()) out << " (key " << key << ")";
+    out << ": ";
+    switch (n.kind) {
+      case K::kStarted:
+        out << "starts, taking the event as " << state(n.to);
+        break;
+      case K::kTook:
+        out << "in " << state(n.from) << ", takes the event as " << state(n.to);
+        break;
+      case K::kNotTaken:
+        out << "in " << state(n.from) << ", skips the event for " << state(n.to)
+            << " (false: " << cond(n.cond) << ")";
+        break;
+      case K::kClosed:
+        out << "in " << state(n.from) << ", cannot go to " << state(n.to)
+            << (n.cond >= 0 ? " (false: " + cond(n.cond) + ")" : std::string()) << "; strict "
+            << "contiguity or a greedy loop closes that way";
+        break;
+      case K::kUntouched:
+        out << "in " << state(n.from) << ", untouched (no next stage's event condition holds)";
+        break;
+      case K::kNegated:
+        out << "in " << state(n.from) << ", the negation "
+            << (n.cond >= 0 ? "'" + cond(n.cond) + "' " : std::string())
+            << "saw its event: the way to " << state(n.to) << " is gone";
+        break;
+      case K::kEnded:
+        out << "in " << state(n.from) << ", has no way on: dropped";
+        break;
+      case K::kCut:
+        out << "a new version in " << state(n.to) << " was cut by the run cap ("
+            << pipeline->pattern_run_cap[index] << " per key)";
+        break;
+      case K::kTimedOut:
+        out << "in " << state(n.from) << ", timed out (ON TIMEOUT EMIT)";
+        break;
+      case K::kExpired:
+        out << "in " << state(n.from) << ", its window closed: dropped";
+        break;
+      case K::kAbsenceHeld:
+        out << "in " << state(n.from) << ", its window closed without the negated event: match";
+        break;
+    }
+    out << "\n";
+  };
+  sinks::MemoryOutput matches, late, dead;
+  engine::RunOptions opts;
+  opts.sources = &sources::AllSources();
+  opts.parallelism = 1;
+  opts.trace = &trace;
+  engine::PipelineRunner runner(pipeline.value(), engine::RunOutputs{&matches, &late, &dead}, opts);
+  auto summary = runner.Run();
+  if (!summary.ok()) {
+    out << "error: " << summary.status().message() << "\n";
+    return 2;
+  }
+  uint64_t emitted = 0;
+  for (const auto& r : matches.records()) {
+    auto rec = ParseRecord(r.payload);
+    if (!rec.ok() || rec->pattern != a.pattern || (!a.key.empty() && rec->key != a.key)) continue;
+    ++emitted;
+    out << rec->type << " " << r.payload << "\n";
+  }
+  out << events << " event(s) traced, " << emitted << " match(es) and timeout(s)";
+  if (summary->reader.late || summary->reader.dead_letters)
+    out << "; the input also had " << summary->reader.late << " late event(s) and "
+        << summary->reader.dead_letters << " dead letter(s), which no pattern sees";
+  out << "\n";
+  return 0;
 }
 
 }  // namespace cepheus::app

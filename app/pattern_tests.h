@@ -16,4 +16,16 @@ namespace cepheus::app {
 // `out`. Returns the process exit code: 0 when all pass, 1 otherwise.
 int RunPatternTests(const std::vector<std::string>& files, std::ostream& out);
 
+// `cepheus explain`: pattern `pattern` of the pipeline as an automaton
+// (text, or DOT) with its cost bound; with `events_file`, those events run
+// through the real engine (the pipeline's streams, watermarks, patterns) and
+// each event of the pattern's stream -- of key `key`, or of every key --
+// is printed with what each run did with it and why (the runtime's tracing
+// hook), then the matches. Returns the exit code.
+struct ExplainArgs {
+  std::string pipeline, pattern, key, events_file;
+  bool dot = false;
+};
+int RunExplain(const ExplainArgs& args, std::ostream& out);
+
 }  // namespace cepheus::app

@@ -40,6 +40,15 @@ struct Condition {
   // (field, "s:text" / "i:number"): two conditions that require different
   // literals of one field never hold for the same event (patterns/cost.h).
   std::vector<std::pair<std::string, std::string>> equals;
+  // Its top-level conjuncts `field < number` (<=, >, >=, =) about the
+  // current event, as intervals: two conditions whose intervals on one
+  // field do not meet never hold for the same event.
+  struct Range {
+    std::string field;
+    double lo = -1e308, hi = 1e308;
+    bool lo_open = false, hi_open = false;
+  };
+  std::vector<Range> ranges;
 };
 
 struct Guard {

@@ -71,9 +71,19 @@ CostBound BoundCost(const CompiledPattern& p, const CostOptions& o) {
     const int c1 = p.states[static_cast<size_t>(t1)].cond;
     const int c2 = p.states[static_cast<size_t>(t2)].cond;
     if (c1 < 0 || c2 < 0) return false;
-    for (const auto& [f1, v1] : p.conditions[static_cast<size_t>(c1)].equals)
-      for (const auto& [f2, v2] : p.conditions[static_cast<size_t>(c2)].equals)
+    const Condition& a = p.conditions[static_cast<size_t>(c1)];
+    const Condition& b = p.conditions[static_cast<size_t>(c2)];
+    for (const auto& [f1, v1] : a.equals)
+      for (const auto& [f2, v2] : b.equals)
         if (f1 == f2 && v1 != v2) return true;
+    // Intervals on one numeric field that do not meet.
+    for (const auto& ra : a.ranges)
+      for (const auto& rb : b.ranges) {
+        if (ra.field != rb.field) continue;
+        const bool below = ra.hi < rb.lo || (ra.hi == rb.lo && (ra.hi_open || rb.lo_open));
+        const bool above = rb.hi < ra.lo || (rb.hi == ra.lo && (rb.hi_open || ra.lo_open));
+        if (below || above) return true;
+      }
     return false;
   };
   // How many of a state's next states one event can enter at once.

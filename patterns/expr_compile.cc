@@ -561,6 +561,40 @@ int Compiler::CompileCondition(const Expr& e, int var, std::string text, Conditi
     else if (lit->kind == Expr::Kind::kIntLit)
       out->equals.emplace_back(ref->name, "i:" + std::to_string(lit->int_value));
   }
+  for (const Expr* c : conj) {
+    if (c->kind != Expr::Kind::kBinary) continue;
+    const std::string& op = c->op;
+    if (op != "<" && op != "<=" && op != ">" && op != ">=" && op != "=") continue;
+    const Expr* ref = &c->args[0];
+    const Expr* lit = &c->args[1];
+    bool flipped = false;
+    if (ref->kind != Expr::Kind::kRef) {
+      std::swap(ref, lit);
+      flipped = true;
+    }
+    if (ref->kind != Expr::Kind::kRef || !ref->qualifier.empty()) continue;
+    double v;
+    if (lit->kind == Expr::Kind::kIntLit)
+      v = static_cast<double>(lit->int_value);
+    else if (lit->kind == Expr::Kind::kDoubleLit)
+      v = lit->double_value;
+    else
+      continue;
+    // field OP v (with the sides swapped, the comparison turns around).
+    std::string o = op;
+    if (flipped) o = o == "<" ? ">" : o == "<=" ? ">=" : o == ">" ? "<" : o == ">=" ? "<=" : o;
+    Condition::Range r;
+    r.field = ref->name;
+    if (o == "<" || o == "<=" || o == "=") {
+      r.hi = v;
+      r.hi_open = o == "<";
+    }
+    if (o == ">" || o == ">=" || o == "=") {
+      r.lo = v;
+      r.lo_open = o == ">";
+    }
+    out->ranges.push_back(r);
+  }
   Scope s{ScopeKind::kDefine, var};
   int pre = -1, res = -1;
   bool failed = false;

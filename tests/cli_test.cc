@@ -563,6 +563,49 @@ TEST_F(Cli, PatternTestsPassFailAndReportDiffs) {
   EXPECT_NE(fail.out.find("1 passed, 2 failed"), std::string::npos) << fail.out;
 }
 
+// `cepheus explain`: the automaton and its bound, and with events, what
+// each run of the pattern did with each event of the key and why (the
+// runtime's own tracing hook), then the matches.
+TEST_F(Cli, ExplainTracesWhatEachRunDidWithEachEvent) {
+  const std::string pipeline =
+      (fs::path(CEPHEUS_SOURCE_DIR) / "samples" / "fraud" / "pipeline.yaml").string();
+  WriteFile(dir_ / "ev.jsonl",
+            "{\"card_id\":\"c1\",\"amount\":1.0,\"status\":\"approved\",\"merchant\":"
+            "\"coffee\",\"ts\":\"2026-01-01T10:00:00Z\"}\n"
+            "{\"card_id\":\"c1\",\"amount\":2.5,\"status\":\"approved\",\"merchant\":"
+            "\"coffee\",\"ts\":\"2026-01-01T10:01:00Z\"}\n"
+            "{\"card_id\":\"c2\",\"amount\":2.5,\"status\":\"approved\",\"merchant\":"
+            "\"coffee\",\"ts\":\"2026-01-01T10:01:30Z\"}\n"
+            "{\"card_id\":\"c1\",\"amount\":0.99,\"status\":\"approved\",\"merchant\":"
+            "\"kiosk\",\"ts\":\"2026-01-01T10:02:00Z\"}\n"
+            "{\"card_id\":\"c1\",\"amount\":30,\"status\":\"approved\",\"merchant\":"
+            "\"kiosk\",\"ts\":\"2026-01-01T10:02:30Z\"}\n"
+            "{\"card_id\":\"c1\",\"amount\":899,\"status\":\"approved\",\"merchant\":"
+            "\"jeweller\",\"ts\":\"2026-01-01T10:03:00Z\"}\n");
+  auto r = RunCli({"explain", pipeline, "--pattern", "card_testing", "--key", "c1", "--events",
+                   (dir_ / "ev.jsonl").string()});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  for (const char* line :
+       {"    3 small[3..]\n      -> 3 small[3..]  (followed-by)\n      -> 4 big  (followed-by)\n",
+        "live partial matches per key <= n^2 = 360000",
+        "event 2026-01-01T10:00:00.000Z key c1: card_id=\"c1\", amount=1, status=\"approved\"",
+        "  run started 2026-01-01T10:00:00.000Z#0: starts, taking the event as 1 small[1]\n",
+        "  run started 2026-01-01T10:00:00.000Z#0: in 3 small[3..], skips the event for 4 big "
+        "(false: amount > 500 AND merchant <> LAST(small.merchant))\n",
+        "  run started 2026-01-01T10:00:00.000Z#0: in 3 small[3..], takes the event as 4 big\n",
+        "match {\"pattern\":\"card_testing\",\"type\":\"match\",\"key\":\"c1\"",
+        "5 event(s) traced, 1 match(es) and timeout(s)"})
+    EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
+  EXPECT_EQ(r.out.find("key c2"), std::string::npos) << "--key c1 shows only c1";
+  auto dot = RunCli({"explain", pipeline, "--pattern", "card_testing", "--dot"});
+  EXPECT_EQ(dot.code, 0);
+  EXPECT_EQ(dot.out.rfind("digraph", 0), 0u) << dot.out;
+  auto none = RunCli({"explain", pipeline, "--pattern", "nope"});
+  EXPECT_EQ(none.code, 1);
+  EXPECT_NE(none.out.find("there is no pattern 'nope' (patterns: card_testing)"), std::string::npos)
+      << none.out;
+}
+
 TEST_F(Cli, MostlyBadInputWarnsLoudly) {
   // A CSV file declared as JSON lines: every record is a dead letter.
   std::string csv = "user,kind,ts\n";

@@ -121,6 +121,20 @@ CepOperator::CepOperator(const CompiledPipeline& pipeline, state::KeyGroupRange 
 
 CepOperator::~CepOperator() = default;
 
+void CepOperator::SetTrace(const TraceRequest* trace) {
+  trace_ = trace;
+  for (size_t pi = 0; trace && pi < patterns_.size(); ++pi) {
+    PatternState& ps = patterns_[pi];
+    if (!ps.pattern || ps.pattern->name != trace->pattern) continue;
+    traced_pattern_ = static_cast<int>(pi);
+    PatternState* self = &ps;
+    ps.env.trace = [trace, self](const TraceNote& n) {
+      if (trace->key.empty() || self->current_key_view == trace->key)
+        trace->on_note(self->current_key_view, n);
+    };
+  }
+}
+
 void CepOperator::RouteOutputs(const std::vector<io::Sink*>& routed) {
   routed_sinks_ = routed;
   routed_out_.resize(routed.size());  // never resized again: patterns point into it
@@ -185,6 +199,8 @@ void CepOperator::OnEvent(uint32_t keying_index, const RowPtr& row, void* hint) 
         pi == keying_patterns_[keying_index][0] ? static_cast<Cache::Node*>(hint) : nullptr;
     if (!node) node = cache_->FindOrLoad(pi, key);
     cache_->Touch(*node);
+    if (__builtin_expect(pi == traced_pattern_, 0) && (trace_->key.empty() || key == trace_->key))
+      trace_->on_event(key, *row);
     KeyMatcher& m = node->second.value;
     ps.current_key_view = node->first;
     m.Process(ps.env, row, m.NextId(row->time()));

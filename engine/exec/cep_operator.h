@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -50,6 +51,15 @@ struct WorkerStats : state::CacheStats {
 void WireMatcherEnv(const CompiledPipeline& pipeline, const patterns::CompiledPattern& pattern,
                     NodePool* pool, MatcherStats* stats, MatcherEnv* env);
 
+// `cepheus explain`: the events of one pattern (and key) and what its runs
+// did with each (engine/nfa TraceNote), as the real operator runs.
+struct TraceRequest {
+  std::string pattern;
+  std::string key;  // empty: every key
+  std::function<void(std::string_view key, const Row& row)> on_event;
+  std::function<void(std::string_view key, const TraceNote& note)> on_note;
+};
+
 class CepOperator final : public KeyedOperator {
  public:
   // Counts into `*stats` (the worker's). `errors` receives matches a STRICT
@@ -71,6 +81,8 @@ class CepOperator final : public KeyedOperator {
   // their own (CompiledPipeline::pattern_output) to `routed[i]` (one per
   // config.routed_outputs entry) instead of `matches`. Before any event.
   void RouteOutputs(const std::vector<io::Sink*>& routed);
+  // Traces `trace->pattern` (borrowed; null: off). Before any event.
+  void SetTrace(const TraceRequest* trace);
   // At most `runs` partial matches in memory (0: no limit); see Worker.
   void SetRunBudget(size_t runs) { run_budget_ = runs; }
 
@@ -152,6 +164,8 @@ class CepOperator final : public KeyedOperator {
   io::RecordBatch out_;
   io::RecordBatch errors_;  // for errors_out_
   std::vector<io::Sink*> routed_sinks_;
+  const TraceRequest* trace_ = nullptr;
+  int traced_pattern_ = -1;
   std::vector<io::RecordBatch> routed_out_;  // one per routed sink
   io::RecordBatch* out_target_ = &out_;
   io::RecordBatch* errors_target_ = &errors_;

@@ -252,6 +252,7 @@ class RunJob {
         std::vector<io::Sink*> routed;
         for (size_t i = 4; i < slots_.size(); ++i) routed.push_back(slots_[i].second);
         cep->RouteOutputs(routed);
+        cep->SetTrace(options_.trace);
         if (options_.max_live_runs)
           cep->SetRunBudget(
               std::max<size_t>(1, options_.max_live_runs / static_cast<size_t>(parallelism_)));

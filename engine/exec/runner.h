@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "engine/exec/cep_operator.h"
 #include "engine/exec/run_outputs.h"
 #include "engine/ingest/event_reader.h"
 #include "engine/nfa/nfa_runtime.h"
@@ -72,6 +73,8 @@ struct RunOptions {
   // A progress line in the log this often (records/s, watermark and its lag,
   // live partial matches, last checkpoint); 0: none.
   Duration progress_interval = Duration::Millis(0);
+  // `cepheus explain`: trace one pattern's runs (borrowed; null: off).
+  const TraceRequest* trace = nullptr;
 };
 
 struct RunSummary {

@@ -215,7 +215,8 @@ struct KeyMatcher::Step {
         completed(scratch.completed),
         zero_aggs(scratch.zero_aggs),
         affected(scratch.state_affected),
-        room(room_left) {
+        room(room_left),
+        tracing(static_cast<bool>(e.trace)) {
     completed.clear();
     affected.assign(p.states.size(), -1);
   }
@@ -264,6 +265,17 @@ struct KeyMatcher::Step {
   uint64_t state_mask = 0;
   size_t spawned = 0;
   size_t dropped = 0;
+  const bool tracing;  // env.trace is set (explain)
+  void Note(TraceNote::Kind kind, int from, int to, int cond, EventTime start, EventId start_id) {
+    TraceNote n;
+    n.kind = kind;
+    n.from = from;
+    n.to = to;
+    n.cond = cond;
+    n.run_start_ms = start.millis();
+    n.run_start_tie = start_id.tie;
+    env.trace(n);
+  }
   int fired[patterns::kMaxEdgesPerState];
   int targets_done[patterns::kMaxEdgesPerState];
 };
@@ -329,6 +341,8 @@ void KeyMatcher::Spawn(Step& s, const Parent* parent, int target) {
   }
   if (s.spawned >= s.room) {
     // The per-key cap: drop the new branch, count it.
+    if (__builtin_expect(s.tracing, 0))
+      s.Note(TraceNote::Kind::kCut, -1, target, -1, n.start, n.start_id);
     s.env.pool->Unref(n.node);
     ++s.dropped;
     return;
@@ -347,6 +361,10 @@ void KeyMatcher::Take(Step& s, const Parent* parent, const NfaState& st, int nfi
     if (std::find(s.targets_done, s.targets_done + ndone, target) != s.targets_done + ndone)
       continue;
     s.targets_done[ndone++] = target;
+    if (__builtin_expect(s.tracing, 0))
+      s.Note(parent ? TraceNote::Kind::kTook : TraceNote::Kind::kStarted,
+             static_cast<int>(&st - s.p.states.data()), target, -1,
+             parent ? parent->start : s.row->time(), parent ? parent->start_id : s.id);
     Spawn(s, parent, target);
   }
 }
@@ -357,6 +375,8 @@ bool KeyMatcher::StepRun(Step& s, size_t ri) {
   Run& r = runs_[ri];
   if (!r.fresh && !r.pending_finals && !s.Affects(r.state)) {
     // Nothing this event can do to the run: its relaxed/any edges stay open.
+    if (__builtin_expect(s.tracing, 0))
+      s.Note(TraceNote::Kind::kUntouched, r.state, -1, -1, r.start, r.start_id);
     s.Keep(r);
     return true;
   }
@@ -377,6 +397,9 @@ bool KeyMatcher::StepRun(Step& s, size_t ri) {
         }
     if (killed ||
         ((e.bypass_q & p.greedy_q) && GreedyExitDies(p, e.bypass_q & p.greedy_q, cond, aggs))) {
+      if (__builtin_expect(s.tracing, 0))
+        s.Note(killed ? TraceNote::Kind::kNegated : TraceNote::Kind::kClosed, r.state, e.target, -1,
+               r.start, r.start_id);
       consumed |= bit;
       continue;
     }
@@ -390,11 +413,20 @@ bool KeyMatcher::StepRun(Step& s, size_t ri) {
     if (can && (gap == 0 || s.row->time().millis() - r.last.millis() < gap)) s.fired[nfired++] = i;
     if (e.op == Contiguity::kStrict || (e.op == Contiguity::kRelaxed && can)) consumed |= bit;
     if (e.until_kills && until_now) consumed |= bit;
+    int negated = -1;
     for (const auto& g : e.guards)
       if (!g.strict && cond.Test(g.cond, aggs)) {
         consumed |= bit;
+        negated = g.cond;
         break;
       }
+    if (__builtin_expect(s.tracing, 0) && !can) {
+      if (negated >= 0)
+        s.Note(TraceNote::Kind::kNegated, r.state, e.target, negated, r.start, r.start_id);
+      else
+        s.Note(e.op == Contiguity::kStrict ? TraceNote::Kind::kClosed : TraceNote::Kind::kNotTaken,
+               r.state, e.target, until_now ? e.until_cond : target.cond, r.start, r.start_id);
+    }
   }
   const uint32_t consumed_finals = r.pending_finals ? StepFinals(s, r, st) : 0;
   if (nfired) {
@@ -409,6 +441,8 @@ bool KeyMatcher::StepRun(Step& s, size_t ri) {
     s.Keep(self);
     return true;
   }
+  if (__builtin_expect(s.tracing, 0) && !nfired)  // a run that took the event moved on
+    s.Note(TraceNote::Kind::kEnded, self.state, -1, -1, self.start, self.start_id);
   s.env.pool->Unref(self.node);
   self.node = nullptr;
   return false;
@@ -547,6 +581,18 @@ void KeyMatcher::Expire(MatcherEnv& env, EventTime t) {
         continue;
       }
       const NfaState& st = p.states[static_cast<size_t>(r.state)];
+      if (__builtin_expect(static_cast<bool>(env.trace), 0)) {
+        TraceNote n;
+        n.kind = r.pending_finals ? TraceNote::Kind::kAbsenceHeld
+                 : (env.report_timeouts && deadline != EventTime::Max() &&
+                    !st.has_unguarded_final && !r.completed && r.pending)
+                     ? TraceNote::Kind::kTimedOut
+                     : TraceNote::Kind::kExpired;
+        n.from = r.state;
+        n.run_start_ms = r.start.millis();
+        n.run_start_tie = r.start_id.tie;
+        env.trace(n);
+      }
       if (r.pending_finals) {
         // Absence at the end: the window closed without the negated event.
         completed.push_back(MatchResult{false, r.node, r.aggs, r.start, r.last, r.start_id, key});

@@ -85,6 +85,29 @@ struct MatcherStats {
   std::string HeldSummary() const;
 };
 
+// What a run did, or had done to it, on one event or deadline: the notes of
+// `cepheus explain`. States index the pattern's automaton (its ToText()
+// listing); a run is named by its start (time and event id).
+struct TraceNote {
+  enum class Kind {
+    kStarted,      // a new run took the event into `to`
+    kTook,         // a run in `from` took the event into `to` (a new version)
+    kNotTaken,     // `to`'s condition `cond` was false; the run waits on (relaxed)
+    kClosed,       // strict contiguity: `to`'s condition `cond` was false, that way is gone
+    kUntouched,    // no condition of `from`'s next stages can hold for this event
+    kNegated,      // the negation `cond` saw its event: that way is gone
+    kEnded,        // no way on is left: the run is dropped
+    kCut,          // a new run or version was dropped by the run cap
+    kTimedOut,     // the deadline passed (reported with ON TIMEOUT EMIT)
+    kExpired,      // the deadline passed (not reported)
+    kAbsenceHeld,  // the deadline passed without the negated event: a match
+  };
+  Kind kind = Kind::kStarted;
+  int from = 0, to = -1, cond = -1;
+  int64_t run_start_ms = 0;
+  uint64_t run_start_tie = 0;
+};
+
 // What a KeyMatcher needs from its owner.
 struct MatcherEnv {
   const patterns::CompiledPattern* pattern = nullptr;
@@ -102,6 +125,9 @@ struct MatcherEnv {
   std::function<void(const MatchResult&)> emit;
   // Told when the run cap cut runs for a key (for logging).
   std::function<void(size_t dropped)> on_runs_dropped;
+  // Explain's tracing hook (null: off; then each trace point costs one
+  // predictable branch).
+  std::function<void(const TraceNote&)> trace;
 
   // Scratch space reused by every KeyMatcher step (not state).
   struct Scratch;
