@@ -1,5 +1,7 @@
 #include "engine/nfa/nfa_runtime.h"
 
+#include <type_traits>
+
 #include <algorithm>
 
 namespace cepheus::engine {
@@ -300,11 +302,17 @@ void KeyMatcher::Process(MatcherEnv& env, const RowPtr& row, EventId id) {
   }
   // When no live run can be changed by this event, all are left as they are.
   size_t kept = touch_runs ? 0 : old_count;
-  for (size_t ri = kept; ri < old_count; ++ri) {
-    if (!StepRun(s, ri)) continue;
-    if (kept != ri) runs_[kept] = std::move(runs_[ri]);
-    ++kept;
-  }
+  auto step_all = [&](auto trace) {
+    for (size_t ri = kept; ri < old_count; ++ri) {
+      if (!StepRun<decltype(trace)::value>(s, ri)) continue;
+      if (kept != ri) runs_[kept] = std::move(runs_[ri]);
+      ++kept;
+    }
+  };
+  if (__builtin_expect(s.tracing, 0))
+    step_all(std::true_type{});
+  else
+    step_all(std::false_type{});
   StartNewRuns(s);
   FinishStep(s, old_count, kept, touch_runs);
 }
@@ -369,14 +377,14 @@ void KeyMatcher::Take(Step& s, const Parent* parent, const NfaState& st, int nfi
   }
 }
 
+template <bool kTrace>
 bool KeyMatcher::StepRun(Step& s, size_t ri) {
   const CompiledPattern& p = s.p;
   CondEval& cond = s.cond;
   Run& r = runs_[ri];
   if (!r.fresh && !r.pending_finals && !s.Affects(r.state)) {
     // Nothing this event can do to the run: its relaxed/any edges stay open.
-    if (__builtin_expect(s.tracing, 0))
-      s.Note(TraceNote::Kind::kUntouched, r.state, -1, -1, r.start, r.start_id);
+    if (kTrace) s.Note(TraceNote::Kind::kUntouched, r.state, -1, -1, r.start, r.start_id);
     s.Keep(r);
     return true;
   }
@@ -397,7 +405,7 @@ bool KeyMatcher::StepRun(Step& s, size_t ri) {
         }
     if (killed ||
         ((e.bypass_q & p.greedy_q) && GreedyExitDies(p, e.bypass_q & p.greedy_q, cond, aggs))) {
-      if (__builtin_expect(s.tracing, 0))
+      if (kTrace)
         s.Note(killed ? TraceNote::Kind::kNegated : TraceNote::Kind::kClosed, r.state, e.target, -1,
                r.start, r.start_id);
       consumed |= bit;
@@ -413,14 +421,14 @@ bool KeyMatcher::StepRun(Step& s, size_t ri) {
     if (can && (gap == 0 || s.row->time().millis() - r.last.millis() < gap)) s.fired[nfired++] = i;
     if (e.op == Contiguity::kStrict || (e.op == Contiguity::kRelaxed && can)) consumed |= bit;
     if (e.until_kills && until_now) consumed |= bit;
-    int negated = -1;
+    [[maybe_unused]] int negated = -1;
     for (const auto& g : e.guards)
       if (!g.strict && cond.Test(g.cond, aggs)) {
         consumed |= bit;
-        negated = g.cond;
+        if constexpr (kTrace) negated = g.cond;
         break;
       }
-    if (__builtin_expect(s.tracing, 0) && !can) {
+    if (kTrace && !can) {
       if (negated >= 0)
         s.Note(TraceNote::Kind::kNegated, r.state, e.target, negated, r.start, r.start_id);
       else
@@ -441,7 +449,7 @@ bool KeyMatcher::StepRun(Step& s, size_t ri) {
     s.Keep(self);
     return true;
   }
-  if (__builtin_expect(s.tracing, 0) && !nfired)  // a run that took the event moved on
+  if (kTrace && !nfired)  // a run that took the event moved on
     s.Note(TraceNote::Kind::kEnded, self.state, -1, -1, self.start, self.start_id);
   s.env.pool->Unref(self.node);
   self.node = nullptr;

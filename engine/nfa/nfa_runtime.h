@@ -228,6 +228,9 @@ class KeyMatcher {
   // `parent` is null), one new run per distinct target.
   void Take(Step& s, const Parent* parent, const patterns::NfaState& st, int nfired);
   // Steps live run `ri` with the event; false: the run ended (released).
+  // kTrace: with explain's trace notes (a separate instantiation, so the
+  // hot loop without them has no trace code at all).
+  template <bool kTrace>
   bool StepRun(Step& s, size_t ri);
   // The guarded final edges of `r` the event closes (and a not-next at the
   // end that the event completes).
