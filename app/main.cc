@@ -535,6 +535,7 @@ struct BacktestArgs {
   std::vector<std::string> inputs;
   std::string from, to, output, summary_json, memory_budget, spill_dir;
   bool as_live = false;
+  int64_t hold_metrics_ms = 0;  // testing: keep /metrics up this long after the end
 };
 
 int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
@@ -604,8 +605,43 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
   }
   opts.spill_dir = a.spill_dir;
   const bool tty = ::isatty(2);
-  opts.progress_every = tty ? 0.5 : 10;
-  opts.on_progress = [tty](const cepheus::engine::BacktestProgress& pr) {
+  // Metrics (metrics.listen, as for `run`): the backtest's progress, then its
+  // results per pattern.
+  cepheus::metrics::Registry registry;
+  cepheus::metrics::Readiness readiness;
+  std::unique_ptr<cepheus::metrics::HttpServer> http;
+  if (!p->config.metrics_listen.empty()) {
+    auto server =
+        cepheus::metrics::HttpServer::Start(p->config.metrics_listen, &registry, &readiness);
+    if (server.ok()) {
+      http = std::move(server.value());
+      readiness.SetReady(true);
+      const std::string& l = p->config.metrics_listen;
+      spdlog::info("metrics on http://{}:{}/metrics", l.substr(0, l.rfind(':')), http->port());
+    } else {
+      spdlog::warn("{}; backtest without metrics", server.status().message());
+    }
+  }
+  auto& g_events = registry.GetGauge("cepheus_backtest_events", "Events read so far");
+  auto& g_bytes = registry.GetGauge("cepheus_backtest_bytes_read", "Input bytes read so far");
+  auto& g_ratio = registry.GetMillisGauge("cepheus_backtest_progress_ratio",
+                                          "Share of the input read (0 to 1; 1 while matching)");
+  auto& g_groups =
+      registry.GetGauge("cepheus_backtest_key_groups_done", "Key groups matched (complete mode)");
+  opts.progress_every = http ? 1 : tty ? 0.5 : 10;
+  double last_line = -1e9;
+  opts.on_progress = [&, tty](const cepheus::engine::BacktestProgress& pr) {
+    g_events.Set(static_cast<int64_t>(pr.events));
+    g_bytes.Set(static_cast<int64_t>(pr.bytes_read));
+    g_groups.Set(static_cast<int64_t>(pr.groups_done));
+    g_ratio.Set(std::string(pr.phase) != "read" ? 1000
+                : pr.total_bytes
+                    ? static_cast<int64_t>(1000.0 * static_cast<double>(pr.bytes_read) /
+                                           static_cast<double>(pr.total_bytes))
+                    : 0);
+    // The progress line at its own pace (metrics may ask for more updates).
+    if (pr.seconds - last_line < (tty ? 0.5 : 10)) return;
+    last_line = pr.seconds;
     double rate = pr.seconds > 0 ? static_cast<double>(pr.events) / pr.seconds : 0;
     char line[256];
     if (std::string(pr.phase) == "read") {
@@ -648,6 +684,26 @@ int Backtest(const std::string& path, int parallelism, const BacktestArgs& a) {
       return 2;
     }
   }
+  // The results, as `run` names them.
+  g_events.Set(static_cast<int64_t>(s->reader.events));
+  g_ratio.Set(1000);
+  registry.GetCounter("cepheus_records_read_total", "Input records read")
+      .Add(s->reader.records_read);
+  registry.GetCounter("cepheus_dead_letters_total", "Records that could not be decoded")
+      .Add(s->reader.dead_letters);
+  registry.GetCounter("cepheus_late_events_total", "Events at or behind the watermark")
+      .Add(s->reader.late);
+  for (const auto& pat : p->patterns) {
+    const std::string l = "pattern=\"" + pat->name + "\"";
+    auto m = s->matches_per_pattern.find(pat->name);
+    auto t = s->timeouts_per_pattern.find(pat->name);
+    registry.GetCounter("cepheus_matches_total", "Matches emitted", l)
+        .Add(m == s->matches_per_pattern.end() ? 0 : m->second);
+    registry.GetCounter("cepheus_timeouts_total", "Partial matches that timed out", l)
+        .Add(t == s->timeouts_per_pattern.end() ? 0 : t->second);
+  }
+  if (http && a.hold_metrics_ms > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(a.hold_metrics_ms));
   std::cerr << "backtest " << (a.as_live ? "(as live)" : "(complete)") << " of " << path << "\n"
             << "  records read   " << s->reader.records_read << "\n"
             << "  events         " << s->reader.events
@@ -755,6 +811,8 @@ int main(int argc, char** argv) {
   explain->add_option("--events", xargs.events_file,
                       "Events of the pattern's stream (a file in its format)");
   explain->add_flag("--dot", xargs.dot, "Print the automaton as Graphviz DOT");
+  explain->add_option("--from", xargs.from, "Show events from this time (RFC 3339 or epoch ms)");
+  explain->add_option("--to", xargs.to, "Show events before this time");
   auto* backtest =
       app.add_subcommand("backtest", "Run the patterns over bounded history as a batch job");
   backtest->add_option("pipeline", path, "Pipeline YAML file")->required();
@@ -773,6 +831,7 @@ int main(int argc, char** argv) {
                        "Buffered events before spilling sorted runs to disk (default: 1/4 of RAM)");
   backtest->add_option("--spill-dir", bargs.spill_dir,
                        "Where spill files go (default: the system temp directory)");
+  backtest->add_option("--testing-hold-metrics-ms", bargs.hold_metrics_ms)->group("");
   backtest->add_option("--summary-json", bargs.summary_json,
                        "Also write the summary as JSON to this file");
   app.add_subcommand("version", "Print the version")->callback([] {

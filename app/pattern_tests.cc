@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "common/json.h"
+#include "common/time_types.h"
 #include "engine/exec/runner.h"
 #include "engine/plan/pipeline.h"
 #include "engine/plan/pipeline_config.h"
@@ -449,6 +450,16 @@ int RunExplain(const ExplainArgs& a, std::ostream& out) {
   out << patterns::FormatCost(*pat, patterns::BoundCost(*pat, co), co);
   if (a.events_file.empty()) return 0;
   // The trace: each event, then what each run did with it.
+  std::optional<EventTime> from, to;
+  for (auto [text, dst] : {std::pair{&a.from, &from}, std::pair{&a.to, &to}}) {
+    if (text->empty()) continue;
+    *dst = ParseTimeOrEpochMillis(*text);
+    if (!*dst) {
+      out << "error: '" << *text << "' is not an RFC 3339 time or epoch milliseconds\n";
+      return 2;
+    }
+  }
+  bool shown = true;  // the last event is in the range: its notes are shown
   const Schema& schema = *pat->schema;
   auto state = [&](int s) {
     return s < 0 ? std::string("-")
@@ -462,11 +473,14 @@ int RunExplain(const ExplainArgs& a, std::ostream& out) {
   trace.pattern = a.pattern;
   trace.key = a.key;
   trace.on_event = [&](std::string_view key, const Row& row) {
+    shown = (!from || row.time() >= *from) && (!to || row.time() < *to);
+    if (!shown) return;
     ++events;
     out << "event " << FormatRfc3339(row.time()) << " key " << key << ": "
         << DescribeRow(row, schema) << "\n";
   };
   trace.on_note = [&](std::string_view key, const engine::TraceNote& n) {
+    if (!shown) return;
     using K = engine::TraceNote::Kind;
     out << "  run started " << FormatRfc3339(EventTime::FromMillis(n.run_start_ms)) << "#"
         << n.run_start_tie;

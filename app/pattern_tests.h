@@ -24,6 +24,9 @@ int RunPatternTests(const std::vector<std::string>& files, std::ostream& out);
 // hook), then the matches. Returns the exit code.
 struct ExplainArgs {
   std::string pipeline, pattern, key, events_file;
+  // Only events in [from, to) are shown (RFC 3339 or epoch ms; empty: no
+  // bound); every event still runs, so the runs they show are the real ones.
+  std::string from, to;
   bool dot = false;
 };
 int RunExplain(const ExplainArgs& args, std::ostream& out);

@@ -597,6 +597,17 @@ TEST_F(Cli, ExplainTracesWhatEachRunDidWithEachEvent) {
         "5 event(s) traced, 1 match(es) and timeout(s)"})
     EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
   EXPECT_EQ(r.out.find("key c2"), std::string::npos) << "--key c1 shows only c1";
+  // --from/--to show a time range; the runs shown still began earlier.
+  auto range = RunCli({"explain", pipeline, "--pattern", "card_testing", "--key", "c1", "--events",
+                       (dir_ / "ev.jsonl").string(), "--from", "2026-01-01T10:02:30Z", "--to",
+                       "2026-01-01T10:10:00Z"});
+  ASSERT_EQ(range.code, 0) << range.out << range.err;
+  EXPECT_EQ(range.out.find("event 2026-01-01T10:02:00"), std::string::npos) << range.out;
+  EXPECT_NE(range.out.find("2 event(s) traced, 1 match(es)"), std::string::npos) << range.out;
+  EXPECT_NE(range.out.find("  run started 2026-01-01T10:00:00.000Z#0: in 3 small[3..], takes the "
+                           "event as 4 big\n"),
+            std::string::npos)
+      << range.out;
   auto dot = RunCli({"explain", pipeline, "--pattern", "card_testing", "--dot"});
   EXPECT_EQ(dot.code, 0);
   EXPECT_EQ(dot.out.rfind("digraph", 0), 0u) << dot.out;

@@ -5,10 +5,12 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -159,6 +161,50 @@ TEST(MetricsHttp, LiveCountsHealthAndReadinessOfARunningPipeline) {
   ::close(in);  // the end of the input ends the run
   EXPECT_EQ(testing::WaitPid(pid), 0) << testing::ReadFile(log);
   EXPECT_EQ(testing::HttpGet(port, "/healthz").status, -1) << "the listener ends with the run";
+}
+
+// `backtest` serves the same listener: its progress while it reads and
+// matches, then its results under the names `run` uses.
+TEST(MetricsHttp, BacktestServesProgressAndResults) {
+  const std::string dir = testing::ScratchDir("metrics-backtest");
+  std::string events;
+  for (int i = 0; i < 5000; ++i)
+    events += "{\"key\":\"u" + std::to_string(i % 7) + "\",\"type\":\"" +
+              std::string(1, "ABC"[(i / 7) % 3]) +
+              "\",\"ts\":" + std::to_string(1700000000000 + i * 100) + "}\n";
+  testing::WriteFile(dir + "/in.jsonl", events + "{broken\n");
+  testing::WriteFile(dir + "/p.yaml",
+                     "streams:\n  s:\n    source: { path: in.jsonl }\n"
+                     "    schema: { key: string, type: string, ts: timestamp }\n"
+                     "    key: key\n    event_time: ts\n"
+                     "patterns:\n  - inline: |\n      PATTERN abc FROM s\n"
+                     "      MATCH a -> b -> c WITHIN 10 SECONDS\n"
+                     "      DEFINE a AS type = 'A', b AS type = 'B', c AS type = 'C'\n"
+                     "      EMIT key\n"
+                     "outputs: { dead_letter: { type: file, path: dead.jsonl } }\n"
+                     "metrics: { listen: \"127.0.0.1:0\" }\n");
+  const std::string log = dir + "/bt.log";
+  const int pid = testing::SpawnCli(
+      {"backtest", dir + "/p.yaml", "-o", dir + "/m.jsonl", "--testing-hold-metrics-ms", "20000"},
+      1, log);
+  int port = -1;
+  ASSERT_TRUE(WaitUntil([&] {
+    return (port = testing::LoggedMetricsPort(testing::ReadFile(log))) > 0;
+  })) << testing::ReadFile(log);
+  std::string text;
+  ASSERT_TRUE(WaitUntil([&] {
+    text = testing::HttpGet(port, "/metrics").body;
+    return Series(text, "cepheus_matches_total{pattern=\"abc\"}") > 0;
+  })) << text;
+  const std::string out = testing::ReadFile(dir + "/m.jsonl");
+  EXPECT_EQ(Series(text, "cepheus_matches_total{pattern=\"abc\"}"),
+            static_cast<double>(std::count(out.begin(), out.end(), '\n')));
+  EXPECT_EQ(Series(text, "cepheus_records_read_total"), 5001);
+  EXPECT_EQ(Series(text, "cepheus_dead_letters_total"), 1);
+  EXPECT_EQ(Series(text, "cepheus_backtest_events"), 5000);
+  EXPECT_EQ(Series(text, "cepheus_backtest_progress_ratio"), 1);
+  ::kill(pid, SIGTERM);
+  testing::WaitPid(pid);
 }
 
 // A port someone else listens on: the run says so and goes on without
