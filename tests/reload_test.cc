@@ -123,6 +123,76 @@ TEST(HotReload, KeepsUnchangedPatternsAndRefusesAnInvalidSet) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
 }
 
+// A reload then a SIGKILL: the next start restores the checkpoint the
+// reload stopped at and maps it onto the new pattern set again -- the
+// partial match of the pattern that stayed, not the removed one's.
+TEST(HotReload, AKillAfterAReloadRestoresTheNewSetsState) {
+  const std::string dir = testing::ScratchDir("hot-reload-kill");
+  const std::string keep =
+      "PATTERN keep FROM s MATCH a -> b WITHIN 1 HOUR DEFINE a AS kind = 'a', b AS kind = 'b' "
+      "EMIT user\n";
+  testing::WriteFile(dir + "/rules.cep",
+                     keep +
+                         "PATTERN gone FROM s MATCH a -> c WITHIN 1 HOUR DEFINE a AS kind = "
+                         "'a', c AS kind = 'c' EMIT user\n");
+  testing::WriteFile(dir + "/p.yaml",
+                     "streams:\n  s:\n    source: { type: file, path: in.fifo }\n"
+                     "    schema: { user: string, kind: string, ts: timestamp }\n"
+                     "    key: user\n    event_time: { field: ts, max_out_of_orderness: 0s }\n"
+                     "patterns: [ rules.cep ]\n"
+                     "outputs: { matches: { type: file, path: m.jsonl } }\n"
+                     "checkpoint: { interval: 1h }\nstate: { dir: state }\n"
+                     "metrics: { listen: \"127.0.0.1:0\" }\n");
+  const std::string fifo = dir + "/in.fifo", log = dir + "/run.log";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  int pid = testing::SpawnCli({"run", dir + "/p.yaml"}, 1, log);
+  int in = ::open(fifo.c_str(), O_WRONLY);
+  ASSERT_GE(in, 0);
+  int port = -1;
+  ASSERT_TRUE(
+      WaitUntil([&] { return (port = testing::LoggedMetricsPort(testing::ReadFile(log))) > 0; }));
+  // u1 starts a run of both patterns; the reload keeps `keep` and drops `gone`.
+  const std::string before =
+      "{\"user\":\"u1\",\"kind\":\"a\",\"ts\":1000}\n{\"user\":\"u9\",\"kind\":\"x\",\"ts\":1001}"
+      "\n";
+  ASSERT_EQ(::write(in, before.data(), before.size()), static_cast<ssize_t>(before.size()));
+  ASSERT_TRUE(WaitUntil([&] {
+    return Series(testing::HttpGet(port, "/metrics").body, "cepheus_records_read_total") == 2;
+  }));
+  testing::WriteFile(dir + "/rules.cep", keep);
+  ASSERT_EQ(::kill(pid, SIGHUP), 0);
+  ASSERT_TRUE(WaitUntil([&] {
+    return Series(testing::HttpGet(port, "/metrics").body, "cepheus_reloads_total") == 1;
+  })) << testing::ReadFile(log);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  testing::WaitPid(pid);
+  ::close(in);
+  // The next start: the state of the reload's checkpoint, the new set.
+  pid = testing::SpawnCli({"run", dir + "/p.yaml"}, 1, log);
+  in = ::open(fifo.c_str(), O_WRONLY);
+  ASSERT_GE(in, 0);
+  const std::string after =
+      "{\"user\":\"u1\",\"kind\":\"b\",\"ts\":2000}\n{\"user\":\"u1\",\"kind\":\"c\",\"ts\":2001}"
+      "\n";
+  ASSERT_EQ(::write(in, after.data(), after.size()), static_cast<ssize_t>(after.size()));
+  ::close(in);
+  ASSERT_EQ(testing::WaitPid(pid), 0) << testing::ReadFile(log);
+  const std::string out = testing::ReadFile(dir + "/m.jsonl");
+  EXPECT_EQ(Count(out,
+                  "\"pattern\":\"keep\",\"type\":\"match\",\"key\":\"u1\",\"start\":\"1970-01-"
+                  "01T00:00:01.000Z\""),
+            1u)
+      << out;
+  EXPECT_EQ(Count(out, "\"pattern\":\"gone\""), 0u) << out;
+  const std::string text = testing::ReadFile(log);
+  for (const char* line : {"pattern keep: unchanged since checkpoint 1, its state is restored",
+                           "pattern gone: removed since checkpoint 1"})
+    EXPECT_GE(Count(text, line), 1u) << "at the restart (and at the reload, unless the kill came "
+                                        "first): "
+                                     << line << "\n"
+                                     << text;
+}
+
 // patterns_reload: watch -- a changed pattern file is picked up without a
 // signal (the files are looked at twice a second).
 TEST(HotReload, AWatchedPatternFileReloadsWithoutASignal) {
