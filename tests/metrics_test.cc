@@ -21,21 +21,10 @@
 namespace cepheus {
 namespace {
 
-// The value of an unlabelled series in a scrape (-1: absent).
 double Series(const std::string& text, const std::string& name) {
-  const std::string prefix = "\n" + name + " ";
-  const size_t at = ("\n" + text).find(prefix);
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + prefix.size() - 1));
+  return testing::ScrapedValue(text, name);
 }
-
-bool WaitUntil(const std::function<bool()>& done, int ms = 15000) {
-  for (int i = 0; i < ms / 10; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return done();
-}
+using testing::WaitUntil;
 
 TEST(MetricsHttp, LiveCountsHealthAndReadinessOfARunningPipeline) {
   const std::string dir = testing::ScratchDir("metrics-http");

@@ -18,25 +18,57 @@
 namespace cepheus {
 namespace {
 
-bool WaitUntil(const std::function<bool()>& done, int ms = 20000) {
-  for (int i = 0; i < ms / 10; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return done();
-}
-
-// The value of a series in a scrape (-1: absent).
+using testing::WaitUntil;
 double Series(const std::string& text, const std::string& series) {
-  const size_t at = ("\n" + text).find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + series.size() + 1));
+  return testing::ScrapedValue(text, series);
 }
 
 size_t Count(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t at = 0; (at = text.find(what, at)) != std::string::npos; ++at) ++n;
   return n;
+}
+
+// The pipeline of these tests: one stream read from a FIFO, rules.cep,
+// an exactly-once file output, checkpoints only at stops (and reloads),
+// metrics on a free port; `extra` adds settings.
+void WritePipeline(const std::string& dir, const std::string& extra = "") {
+  testing::WriteFile(dir + "/p.yaml",
+                     "streams:\n  s:\n    source: { type: file, path: in.fifo }\n"
+                     "    schema: { user: string, kind: string, ts: timestamp }\n"
+                     "    key: user\n    event_time: { field: ts, max_out_of_orderness: 0s }\n"
+                     "patterns: [ rules.cep ]\n"
+                     "outputs: { matches: { type: file, path: m.jsonl } }\n"
+                     "checkpoint: { interval: 1h }\nstate: { dir: state }\n"
+                     "metrics: { listen: \"127.0.0.1:0\" }\n" +
+                         extra);
+}
+
+// `cepheus run` of that pipeline, its FIFO open for writing.
+struct LiveRun {
+  std::string log;
+  int pid = -1, in = -1, port = -1;
+  void Send(const std::string& lines) const {
+    ASSERT_EQ(::write(in, lines.data(), lines.size()), static_cast<ssize_t>(lines.size()));
+  }
+  double Scrape(const std::string& series) const {
+    return Series(testing::HttpGet(port, "/metrics").body, series);
+  }
+};
+void Start(const std::string& dir, LiveRun* r) {
+  const std::string fifo = dir + "/in.fifo";
+  if (::access(fifo.c_str(), F_OK) != 0) {
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  }
+  r->log = dir + "/run.log";
+  // A restart appends to the same log: its port is logged after this.
+  const size_t from = testing::ReadFile(r->log).size();
+  r->pid = testing::SpawnCli({"run", dir + "/p.yaml"}, 1, r->log);
+  r->in = ::open(fifo.c_str(), O_WRONLY);
+  ASSERT_GE(r->in, 0);
+  ASSERT_TRUE(WaitUntil([&] {
+    return (r->port = testing::LoggedMetricsPort(testing::ReadFile(r->log).substr(from))) > 0;
+  })) << testing::ReadFile(r->log);
 }
 
 TEST(HotReload, KeepsUnchangedPatternsAndRefusesAnInvalidSet) {
@@ -46,29 +78,13 @@ TEST(HotReload, KeepsUnchangedPatternsAndRefusesAnInvalidSet) {
                      "PATTERN keep" + rule + "= 'b' EMIT user\n" +
                          "PATTERN gone FROM s MATCH a -> a WITHIN 1 HOUR DEFINE a AS kind = 'a' "
                          "EMIT user\n");
-  testing::WriteFile(dir + "/p.yaml",
-                     "streams:\n  s:\n    source: { type: file, path: in.fifo }\n"
-                     "    schema: { user: string, kind: string, ts: timestamp }\n"
-                     "    key: user\n    event_time: { field: ts, max_out_of_orderness: 0s }\n"
-                     "patterns: [ rules.cep ]\n"
-                     "outputs: { matches: { type: file, path: m.jsonl } }\n"
-                     "checkpoint: { interval: 1h }\nstate: { dir: state }\n"
-                     "metrics: { listen: \"127.0.0.1:0\" }\n");
-  const std::string fifo = dir + "/in.fifo", log = dir + "/run.log";
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  const int pid = testing::SpawnCli({"run", dir + "/p.yaml"}, 1, log);
-  const int in = ::open(fifo.c_str(), O_WRONLY);
-  ASSERT_GE(in, 0);
-  auto send = [&](const std::string& lines) {
-    ASSERT_EQ(::write(in, lines.data(), lines.size()), static_cast<ssize_t>(lines.size()));
-  };
-  int port = -1;
-  ASSERT_TRUE(WaitUntil([&] {
-    return (port = testing::LoggedMetricsPort(testing::ReadFile(log))) > 0;
-  })) << testing::ReadFile(log);
-  auto scrape = [&](const std::string& series) {
-    return Series(testing::HttpGet(port, "/metrics").body, series);
-  };
+  WritePipeline(dir);
+  LiveRun run;
+  ASSERT_NO_FATAL_FAILURE(Start(dir, &run));
+  const int pid = run.pid;
+  const std::string log = run.log;
+  auto send = [&](const std::string& lines) { run.Send(lines); };
+  auto scrape = [&](const std::string& series) { return run.Scrape(series); };
   // Before: u1 starts a `keep` run; u2 completes `gone` (u9 moves the watermark).
   send(
       "{\"user\":\"u1\",\"kind\":\"a\",\"ts\":1000}\n{\"user\":\"u2\",\"kind\":\"a\",\"ts\":1001}\n"
@@ -101,7 +117,7 @@ TEST(HotReload, KeepsUnchangedPatternsAndRefusesAnInvalidSet) {
       "{\"user\":\"u1\",\"kind\":\"b\",\"ts\":2000}\n{\"user\":\"u1\",\"kind\":\"b\",\"ts\":2001}\n"
       "{\"user\":\"u2\",\"kind\":\"a\",\"ts\":2002}\n{\"user\":\"u2\",\"kind\":\"a\",\"ts\":2003}"
       "\n");
-  ::close(in);  // the end of the input ends the run
+  ::close(run.in);  // the end of the input ends the run
   ASSERT_EQ(testing::WaitPid(pid), 0) << testing::ReadFile(log);
   const std::string out = testing::ReadFile(dir + "/m.jsonl");
   const std::string text = testing::ReadFile(log);
@@ -135,48 +151,31 @@ TEST(HotReload, AKillAfterAReloadRestoresTheNewSetsState) {
                      keep +
                          "PATTERN gone FROM s MATCH a -> c WITHIN 1 HOUR DEFINE a AS kind = "
                          "'a', c AS kind = 'c' EMIT user\n");
-  testing::WriteFile(dir + "/p.yaml",
-                     "streams:\n  s:\n    source: { type: file, path: in.fifo }\n"
-                     "    schema: { user: string, kind: string, ts: timestamp }\n"
-                     "    key: user\n    event_time: { field: ts, max_out_of_orderness: 0s }\n"
-                     "patterns: [ rules.cep ]\n"
-                     "outputs: { matches: { type: file, path: m.jsonl } }\n"
-                     "checkpoint: { interval: 1h }\nstate: { dir: state }\n"
-                     "metrics: { listen: \"127.0.0.1:0\" }\n");
-  const std::string fifo = dir + "/in.fifo", log = dir + "/run.log";
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  int pid = testing::SpawnCli({"run", dir + "/p.yaml"}, 1, log);
-  int in = ::open(fifo.c_str(), O_WRONLY);
-  ASSERT_GE(in, 0);
-  int port = -1;
-  ASSERT_TRUE(
-      WaitUntil([&] { return (port = testing::LoggedMetricsPort(testing::ReadFile(log))) > 0; }));
+  WritePipeline(dir);
+  LiveRun run;
+  ASSERT_NO_FATAL_FAILURE(Start(dir, &run));
   // u1 starts a run of both patterns; the reload keeps `keep` and drops `gone`.
   const std::string before =
       "{\"user\":\"u1\",\"kind\":\"a\",\"ts\":1000}\n{\"user\":\"u9\",\"kind\":\"x\",\"ts\":1001}"
       "\n";
-  ASSERT_EQ(::write(in, before.data(), before.size()), static_cast<ssize_t>(before.size()));
-  ASSERT_TRUE(WaitUntil([&] {
-    return Series(testing::HttpGet(port, "/metrics").body, "cepheus_records_read_total") == 2;
-  }));
+  run.Send(before);
+  ASSERT_TRUE(WaitUntil([&] { return run.Scrape("cepheus_records_read_total") == 2; }));
   testing::WriteFile(dir + "/rules.cep", keep);
-  ASSERT_EQ(::kill(pid, SIGHUP), 0);
-  ASSERT_TRUE(WaitUntil([&] {
-    return Series(testing::HttpGet(port, "/metrics").body, "cepheus_reloads_total") == 1;
-  })) << testing::ReadFile(log);
-  ASSERT_EQ(::kill(pid, SIGKILL), 0);
-  testing::WaitPid(pid);
-  ::close(in);
+  ASSERT_EQ(::kill(run.pid, SIGHUP), 0);
+  ASSERT_TRUE(WaitUntil([&] { return run.Scrape("cepheus_reloads_total") == 1; }))
+      << testing::ReadFile(run.log);
+  ASSERT_EQ(::kill(run.pid, SIGKILL), 0);
+  testing::WaitPid(run.pid);
+  ::close(run.in);
   // The next start: the state of the reload's checkpoint, the new set.
-  pid = testing::SpawnCli({"run", dir + "/p.yaml"}, 1, log);
-  in = ::open(fifo.c_str(), O_WRONLY);
-  ASSERT_GE(in, 0);
+  LiveRun again;
+  ASSERT_NO_FATAL_FAILURE(Start(dir, &again));
   const std::string after =
       "{\"user\":\"u1\",\"kind\":\"b\",\"ts\":2000}\n{\"user\":\"u1\",\"kind\":\"c\",\"ts\":2001}"
       "\n";
-  ASSERT_EQ(::write(in, after.data(), after.size()), static_cast<ssize_t>(after.size()));
-  ::close(in);
-  ASSERT_EQ(testing::WaitPid(pid), 0) << testing::ReadFile(log);
+  again.Send(after);
+  ::close(again.in);
+  ASSERT_EQ(testing::WaitPid(again.pid), 0) << testing::ReadFile(again.log);
   const std::string out = testing::ReadFile(dir + "/m.jsonl");
   EXPECT_EQ(Count(out,
                   "\"pattern\":\"keep\",\"type\":\"match\",\"key\":\"u1\",\"start\":\"1970-01-"
@@ -184,7 +183,7 @@ TEST(HotReload, AKillAfterAReloadRestoresTheNewSetsState) {
             1u)
       << out;
   EXPECT_EQ(Count(out, "\"pattern\":\"gone\""), 0u) << out;
-  const std::string text = testing::ReadFile(log);
+  const std::string text = testing::ReadFile(again.log);
   for (const char* line : {"pattern keep: unchanged since checkpoint 1, its state is restored",
                            "pattern gone: removed since checkpoint 1"})
     EXPECT_GE(Count(text, line), 1u) << "at the restart (and at the reload, unless the kill came "
@@ -199,40 +198,26 @@ TEST(HotReload, AWatchedPatternFileReloadsWithoutASignal) {
   const std::string dir = testing::ScratchDir("hot-reload-watch");
   testing::WriteFile(dir + "/rules.cep",
                      "PATTERN one FROM s MATCH a DEFINE a AS kind = 'a' EMIT user\n");
-  testing::WriteFile(dir + "/p.yaml",
-                     "streams:\n  s:\n    source: { type: file, path: in.fifo }\n"
-                     "    schema: { user: string, kind: string, ts: timestamp }\n"
-                     "    key: user\n    event_time: { field: ts, max_out_of_orderness: 0s }\n"
-                     "patterns: [ rules.cep ]\npatterns_reload: watch\n"
-                     "outputs: { matches: { type: file, path: m.jsonl } }\n"
-                     "checkpoint: { interval: 1h }\nstate: { dir: state }\n"
-                     "metrics: { listen: \"127.0.0.1:0\" }\n");
-  const std::string fifo = dir + "/in.fifo", log = dir + "/run.log";
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  const int pid = testing::SpawnCli({"run", dir + "/p.yaml"}, 1, log);
-  const int in = ::open(fifo.c_str(), O_WRONLY);
-  ASSERT_GE(in, 0);
-  int port = -1;
-  ASSERT_TRUE(
-      WaitUntil([&] { return (port = testing::LoggedMetricsPort(testing::ReadFile(log))) > 0; }));
+  WritePipeline(dir, "patterns_reload: watch\n");
+  LiveRun run;
+  ASSERT_NO_FATAL_FAILURE(Start(dir, &run));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   testing::WriteFile(dir + "/rules.cep",
                      "PATTERN two FROM s MATCH b DEFINE b AS kind = 'b' EMIT user\n");
-  ASSERT_TRUE(WaitUntil([&] {
-    return Series(testing::HttpGet(port, "/metrics").body, "cepheus_reloads_total") == 1;
-  })) << testing::ReadFile(log);
+  ASSERT_TRUE(WaitUntil([&] { return run.Scrape("cepheus_reloads_total") == 1; }))
+      << testing::ReadFile(run.log);
   const std::string lines =
       "{\"user\":\"u1\",\"kind\":\"a\",\"ts\":1}\n{\"user\":\"u1\",\"kind\":\"b\",\"ts\":2}\n";
-  ASSERT_EQ(::write(in, lines.data(), lines.size()), static_cast<ssize_t>(lines.size()));
-  ::close(in);
-  ASSERT_EQ(testing::WaitPid(pid), 0) << testing::ReadFile(log);
+  run.Send(lines);
+  ::close(run.in);
+  ASSERT_EQ(testing::WaitPid(run.pid), 0) << testing::ReadFile(run.log);
   const std::string out = testing::ReadFile(dir + "/m.jsonl");
   EXPECT_EQ(Count(out, "\"pattern\":\"two\""), 1u) << out;
   EXPECT_EQ(Count(out, "\"pattern\":\"one\""), 0u) << out;
-  EXPECT_NE(testing::ReadFile(log).find("reload: a pattern file or the pipeline file of " + dir +
-                                        "/p.yaml changed"),
+  EXPECT_NE(testing::ReadFile(run.log).find("reload: a pattern file or the pipeline file of " +
+                                            dir + "/p.yaml changed"),
             std::string::npos)
-      << testing::ReadFile(log);
+      << testing::ReadFile(run.log);
 }
 
 }  // namespace

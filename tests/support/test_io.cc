@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "sources/file_source.h"
 
@@ -223,6 +225,20 @@ int LoggedMetricsPort(const std::string& log) {
   const size_t at = log.find(kPrefix);
   if (at == std::string::npos) return -1;
   return std::atoi(log.c_str() + at + kPrefix.size());
+}
+
+double ScrapedValue(const std::string& text, const std::string& series) {
+  const size_t at = ("\n" + text).find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 1));
+}
+
+bool WaitUntil(const std::function<bool()>& done, int ms) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
 }
 
 }  // namespace cepheus::testing

@@ -2,6 +2,7 @@
 // one-stream pipeline built in code, and a scratch directory per test.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,5 +66,10 @@ struct HttpResponse {
 HttpResponse HttpGet(int port, const std::string& path);
 // The port a run logged ("metrics on http://127.0.0.1:PORT/metrics"), or -1.
 int LoggedMetricsPort(const std::string& log);
+// The value of one series (`name` or `name{labels}`) in a Prometheus text
+// scrape, or -1 when absent.
+double ScrapedValue(const std::string& text, const std::string& series);
+// Polls `done` every 10 ms for up to `ms`; its last answer.
+bool WaitUntil(const std::function<bool()>& done, int ms = 15000);
 
 }  // namespace cepheus::testing
