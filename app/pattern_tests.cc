@@ -16,6 +16,7 @@
 #include "common/json.h"
 #include "common/time_types.h"
 #include "engine/exec/runner.h"
+#include "engine/format/format.h"
 #include "engine/plan/pipeline.h"
 #include "engine/plan/pipeline_config.h"
 #include "patterns/cost.h"
@@ -340,41 +341,14 @@ Result<bool> RunOne(const fs::path& file, std::string* report, size_t* matched) 
   return report->empty();
 }
 
-// "name=value, ..." of a row's fields.
-std::string DescribeRow(const Row& row, const Schema& schema) {
+}  // namespace
+
+// The event as the engine renders rows (engine/format: AppendRowJson).
+static std::string RowJson(const Row& row, const Schema& schema) {
   std::string s;
-  for (size_t i = 0; i < schema.size(); ++i) {
-    const Field& f = schema.field(i);
-    s += (s.empty() ? "" : ", ") + f.name + "=";
-    if (row.IsNull(i)) {
-      s += "null";
-      continue;
-    }
-    switch (f.type) {
-      case FieldType::kInt:
-        s += std::to_string(row.GetInt(i));
-        break;
-      case FieldType::kDouble: {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%g", row.GetDouble(i));
-        s += buf;
-        break;
-      }
-      case FieldType::kBool:
-        s += row.GetBool(i) ? "true" : "false";
-        break;
-      case FieldType::kTimestamp:
-        s += FormatRfc3339(EventTime::FromMillis(row.GetInt(i)));
-        break;
-      case FieldType::kString:
-        AppendJsonString(s, row.GetString(i));
-        break;
-    }
-  }
+  engine::AppendRowJson(&s, row, schema);
   return s;
 }
-
-}  // namespace
 
 int RunPatternTests(const std::vector<std::string>& files, std::ostream& out) {
   int passed = 0, failed = 0;
@@ -476,8 +450,8 @@ int RunExplain(const ExplainArgs& a, std::ostream& out) {
     shown = (!from || row.time() >= *from) && (!to || row.time() < *to);
     if (!shown) return;
     ++events;
-    out << "event " << FormatRfc3339(row.time()) << " key " << key << ": "
-        << DescribeRow(row, schema) << "\n";
+    out << "event " << FormatRfc3339(row.time()) << " key " << key << ": " << RowJson(row, schema)
+        << "\n";
   };
   trace.on_note = [&](std::string_view key, const engine::TraceNote& n) {
     if (!shown) return;

@@ -588,7 +588,8 @@ TEST_F(Cli, ExplainTracesWhatEachRunDidWithEachEvent) {
   for (const char* line :
        {"    3 small[3..]\n      -> 3 small[3..]  (followed-by)\n      -> 4 big  (followed-by)\n",
         "live partial matches per key <= n^2 = 360000",
-        "event 2026-01-01T10:00:00.000Z key c1: card_id=\"c1\", amount=1, status=\"approved\"",
+        "event 2026-01-01T10:00:00.000Z key c1: {\"card_id\":\"c1\",\"amount\":1,\"status\":"
+        "\"approved\"",
         "  run started 2026-01-01T10:00:00.000Z#0: starts, taking the event as 1 small[1]\n",
         "  run started 2026-01-01T10:00:00.000Z#0: in 3 small[3..], skips the event for 4 big "
         "(false: amount > 500 AND merchant <> LAST(small.merchant))\n",
